@@ -1,0 +1,379 @@
+//! The writer: byte-exact with Go's `json.Marshal` (HTML escaping on).
+
+use base64::Engine as _;
+
+use crate::content::{Content, ModuleExchange, RawJson};
+use crate::message::Message;
+use crate::value::{Number, Value};
+use crate::EncodeError;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes that cannot be copied verbatim into a Go JSON string: controls,
+/// `"`, `\`, the HTML characters `<`, `>`, `&`, and 0xE2 (the lead byte of
+/// U+2028 and U+2029, which Go escapes).
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[0xE2] = true;
+    t
+};
+
+/// Writes `s` as a Go JSON string literal, quotes included.
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !SPECIAL[c as usize] {
+            i += 1;
+            continue;
+        }
+        if c == 0xE2 {
+            // U+2028 is E2 80 A8, U+2029 is E2 80 A9.
+            if i + 2 < b.len() && b[i + 1] == 0x80 && (b[i + 2] & !1) == 0xA8 {
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(if b[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
+                i += 3;
+                start = i;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 0xF) as usize],
+            ]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+/// Writes a float64 exactly as Go's `encoding/json` float encoder does:
+/// shortest round-trip digits, `%f` style for 1e-6 <= |f| < 1e21, otherwise
+/// `%e` style with the exponent written `e-7` / `e+21`.
+pub(crate) fn float(out: &mut Vec<u8>, f: f64) -> Result<(), EncodeError> {
+    if !f.is_finite() {
+        return Err(EncodeError::UnsupportedFloat { value: f });
+    }
+    // Integral values below 2^53 print as the exact integer in either style.
+    if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+        if f == 0.0 && f.is_sign_negative() {
+            out.extend_from_slice(b"-0");
+        } else {
+            out.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+        }
+        return Ok(());
+    }
+    use std::io::Write as _;
+    let abs = f.abs();
+    if abs < 1e-6 || abs >= 1e21 {
+        let s = format!("{f:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        out.extend_from_slice(mantissa.as_bytes());
+        out.push(b'e');
+        if !exp.starts_with('-') {
+            out.push(b'+');
+        }
+        out.extend_from_slice(exp.as_bytes());
+    } else {
+        // Display for f64 is the shortest round-trip decimal without exponent.
+        let _ = write!(out, "{f}");
+    }
+    Ok(())
+}
+
+/// Writes a number as Go writes `float64`, `int64` and `uint64`.
+pub(crate) fn number(out: &mut Vec<u8>, n: &Number) -> Result<(), EncodeError> {
+    match *n {
+        Number::Float(f) => float(out, f),
+        Number::Int(i) => {
+            out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            Ok(())
+        }
+        Number::Uint(u) => {
+            out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+            Ok(())
+        }
+    }
+}
+
+enum Frame<'a> {
+    Array(std::slice::Iter<'a, Value>),
+    Object(std::collections::btree_map::Iter<'a, String, Value>),
+}
+
+/// Writes a dynamic value (objects with sorted keys). Iterative, so values of
+/// any depth are written without growing the call stack.
+pub(crate) fn value(out: &mut Vec<u8>, v: &Value) -> Result<(), EncodeError> {
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut next = Some(v);
+    loop {
+        if let Some(v) = next.take() {
+            match v {
+                Value::Null => out.extend_from_slice(b"null"),
+                Value::Bool(true) => out.extend_from_slice(b"true"),
+                Value::Bool(false) => out.extend_from_slice(b"false"),
+                Value::Number(n) => number(out, n)?,
+                Value::String(s) => string(out, s),
+                Value::Array(items) => {
+                    out.push(b'[');
+                    let mut it = items.iter();
+                    match it.next() {
+                        None => out.push(b']'),
+                        Some(first) => {
+                            next = Some(first);
+                            stack.push(Frame::Array(it));
+                            continue;
+                        }
+                    }
+                }
+                Value::Object(map) => {
+                    out.push(b'{');
+                    let mut it = map.iter();
+                    match it.next() {
+                        None => out.push(b'}'),
+                        Some((k, first)) => {
+                            string(out, k);
+                            out.push(b':');
+                            next = Some(first);
+                            stack.push(Frame::Object(it));
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+        // A value is complete: continue its parent, or finish.
+        match stack.last_mut() {
+            None => return Ok(()),
+            Some(Frame::Array(it)) => match it.next() {
+                Some(v) => {
+                    out.push(b',');
+                    next = Some(v);
+                }
+                None => {
+                    out.push(b']');
+                    stack.pop();
+                }
+            },
+            Some(Frame::Object(it)) => match it.next() {
+                Some((k, v)) => {
+                    out.push(b',');
+                    string(out, k);
+                    out.push(b':');
+                    next = Some(v);
+                }
+                None => {
+                    out.push(b'}');
+                    stack.pop();
+                }
+            },
+        }
+    }
+}
+
+fn string_list(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
+}
+
+pub(crate) fn module_exchange(out: &mut Vec<u8>, m: &ModuleExchange) {
+    out.extend_from_slice(b"{\"modules\":");
+    match &m.modules {
+        None => out.extend_from_slice(b"null"),
+        Some(list) => string_list(out, list),
+    }
+    out.extend_from_slice(b",\"groups\":");
+    match &m.groups {
+        None => out.extend_from_slice(b"null"),
+        Some(groups) => {
+            out.push(b'{');
+            for (i, (g, members)) in groups.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, g);
+                out.push(b':');
+                string_list(out, members);
+            }
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+}
+
+/// Writes raw JSON as Go's marshaler path does: validates it, removes
+/// insignificant whitespace and escapes `<`, `>`, `&`, U+2028 and U+2029.
+/// Everything else is copied verbatim.
+pub(crate) fn raw(out: &mut Vec<u8>, raw: &RawJson) -> Result<(), EncodeError> {
+    let src = raw.as_bytes();
+    super::read::validate(src).map_err(|source| EncodeError::InvalidRawJson { source })?;
+    out.reserve(src.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < src.len() {
+        let c = src[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+                out.push(c);
+            } else {
+                match c {
+                    b'\\' => {
+                        escaped = true;
+                        out.push(c);
+                    }
+                    b'"' => {
+                        in_string = false;
+                        out.push(c);
+                    }
+                    b'<' | b'>' | b'&' => out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[(c >> 4) as usize],
+                        HEX[(c & 0xF) as usize],
+                    ]),
+                    0xE2 if i + 2 < src.len()
+                        && src[i + 1] == 0x80
+                        && (src[i + 2] & !1) == 0xA8 =>
+                    {
+                        out.extend_from_slice(if src[i + 2] == 0xA8 {
+                            b"\\u2028"
+                        } else {
+                            b"\\u2029"
+                        });
+                        i += 2;
+                    }
+                    _ => out.push(c),
+                }
+            }
+        } else {
+            match c {
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                b'"' => {
+                    in_string = true;
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Writes message content as Go writes the value held in the interface.
+pub(crate) fn content(out: &mut Vec<u8>, c: &Content) -> Result<(), EncodeError> {
+    match c {
+        Content::Null => out.extend_from_slice(b"null"),
+        Content::String(s) => string(out, s),
+        Content::Bytes(None) => out.extend_from_slice(b"null"),
+        Content::Bytes(Some(b)) => {
+            out.push(b'"');
+            let start = out.len();
+            let len = base64::encoded_len(b.len(), true).unwrap_or(0);
+            out.resize(start + len, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(b, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + written);
+            out.push(b'"');
+        }
+        Content::Value(v) => value(out, v)?,
+        Content::Raw(r) => raw(out, r)?,
+        Content::ModuleExchange(m) => module_exchange(out, m),
+    }
+    Ok(())
+}
+
+/// Writes a whole message as Go's `json.Marshal(&msg)`.
+pub(crate) fn message(out: &mut Vec<u8>, m: &Message) -> Result<(), EncodeError> {
+    let p = m.parts();
+    let h = &p.header;
+    let r = &p.route;
+    out.extend_from_slice(b"{\"header\":{\"msg_id\":");
+    string(out, &h.id);
+    if !h.parent_id.is_empty() {
+        out.extend_from_slice(b",\"parent_msg_id\":");
+        string(out, &h.parent_id);
+    }
+    out.extend_from_slice(b",\"timestamp\":");
+    out.extend_from_slice(itoa::Buffer::new().format(h.timestamp).as_bytes());
+    if !h.resource_version.is_empty() {
+        out.extend_from_slice(b",\"resourceversion\":");
+        string(out, &h.resource_version);
+    }
+    if h.sync {
+        out.extend_from_slice(b",\"sync\":true");
+    }
+    if !h.message_type.is_empty() {
+        out.extend_from_slice(b",\"type\":");
+        string(out, &h.message_type);
+    }
+    out.extend_from_slice(b"},\"route\":{");
+    let mut first = true;
+    for (name, v) in [
+        (&b"\"source\":"[..], &r.source),
+        (b"\"destination\":", &r.destination),
+        (b"\"group\":", &r.group),
+        (b"\"operation\":", &r.operation),
+        (b"\"resource\":", &r.resource),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(name);
+        string(out, v);
+    }
+    out.extend_from_slice(b"},\"content\":");
+    content(out, &p.content)?;
+    out.push(b'}');
+    Ok(())
+}

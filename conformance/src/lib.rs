@@ -1,0 +1,114 @@
+//! # beehive-conformance
+//!
+//! Checks beehive-rs against captures of the Go beehive (format
+//! `beehive-captures/1`, described in `captures/README.md`). Each category
+//! reads one capture file and compares our output with Go's byte for byte:
+//!
+//! | category | file | what is checked |
+//! |---|---|---|
+//! | `encode` | `encode.jsonl` | `json.Marshal` bytes, the Raw frame, `String()`, `GetContentData()`, Go's builders |
+//! | `decode` | `decode.jsonl` | accept/reject as Go, the re-encoding (also of partial results), the content's Go type |
+//!
+//! The runner never depends on particular case ids or counts: any capture
+//! directory of the same format (another seed) can be checked.
+#![deny(missing_docs)]
+
+pub mod decode;
+pub mod encode;
+pub mod report;
+pub mod spec;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use report::{CategoryReport, Failure, Report};
+
+/// Why a capture set could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A capture file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is not valid JSON of the expected shape.
+    #[error("{path}:{line}: {message}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value inside a case is not in the documented format.
+    #[error("bad capture format: {0}")]
+    Format(String),
+}
+
+/// The vendored capture directory of this crate.
+pub fn default_captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
+}
+
+/// Reads a `.jsonl` file, one `T` per line.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| LoadError::Line {
+                path: path.to_owned(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The categories this runner knows, in run order.
+pub const CATEGORIES: &[&str] = &["encode", "decode"];
+
+/// Runs one category over the capture directory `dir`.
+pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError> {
+    match name {
+        "encode" => encode::run(&dir.join("encode.jsonl")),
+        "decode" => decode::run(&dir.join("decode.jsonl")),
+        other => Err(LoadError::Format(format!("unknown category {other:?}"))),
+    }
+}
+
+/// Runs every category over the capture directory `dir`.
+pub fn run(dir: &Path) -> Result<Report, LoadError> {
+    let manifest =
+        std::fs::read_to_string(dir.join("MANIFEST.json")).map_err(|source| LoadError::Io {
+            path: dir.join("MANIFEST.json"),
+            source,
+        })?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest)
+        .map_err(|e| LoadError::Format(format!("MANIFEST.json: {e}")))?;
+    if manifest.get("format").and_then(|f| f.as_str()) != Some("beehive-captures/1") {
+        return Err(LoadError::Format(format!(
+            "MANIFEST.json: unsupported format {:?}",
+            manifest.get("format")
+        )));
+    }
+    let mut report = Report {
+        captures: dir.display().to_string(),
+        seed: manifest.get("seed").and_then(|s| s.as_i64()),
+        categories: Vec::new(),
+    };
+    for name in CATEGORIES {
+        report.categories.push(run_category(dir, name)?);
+    }
+    Ok(report)
+}
