@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod constants;
+mod container;
 mod content;
 mod error;
 pub mod json;

@@ -9,13 +9,9 @@
 //! ([`Number::Int`], [`Number::Uint`]), which are written as Go writes its
 //! integer types.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-/// A JSON object: keys sorted by their UTF-8 bytes (Go's output order).
-///
-/// Duplicate keys cannot exist; when decoding, the last occurrence wins, as in Go.
-pub type Map = BTreeMap<String, Value>;
+pub use crate::container::{Array, Map};
 
 /// A dynamic JSON value, Go's `interface{}` after `json.Unmarshal`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,7 +26,7 @@ pub enum Value {
     /// A JSON string.
     String(String),
     /// A JSON array.
-    Array(Vec<Value>),
+    Array(Array),
     /// A JSON object.
     Object(Map),
 }
@@ -109,6 +105,11 @@ impl fmt::Display for Number {
 }
 
 impl Value {
+    /// True for arrays and objects.
+    pub fn is_container(&self) -> bool {
+        matches!(self, Value::Array(_) | Value::Object(_))
+    }
+
     /// True for `Value::Null`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -147,7 +148,7 @@ impl Value {
     }
 
     /// The elements, if this is an array.
-    pub fn as_array(&self) -> Option<&Vec<Value>> {
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
             Value::Array(a) => Some(a),
             _ => None,
@@ -222,7 +223,13 @@ impl From<String> for Value {
 
 impl From<Vec<Value>> for Value {
     fn from(v: Vec<Value>) -> Self {
-        Value::Array(v)
+        Value::Array(Array::from(v))
+    }
+}
+
+impl From<Array> for Value {
+    fn from(a: Array) -> Self {
+        Value::Array(a)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::content::Content;
 use crate::error::{DecodeError, JsonKind, SyntaxContext};
 use crate::json::fold;
 use crate::message::Parts;
-use crate::value::{Map, Number, Value};
+use crate::value::{Array, Map, Number, Value};
 
 /// Go's `maxNestingDepth`: the top-level value counts as one level.
 pub const MAX_DEPTH: usize = 10_000;
@@ -389,7 +389,7 @@ impl<'a> Parser<'a> {
                     if self.peek() == Some(b']') {
                         self.pos += 1;
                         self.depth -= 1;
-                        Value::Array(Vec::new())
+                        Value::Array(Array::new())
                     } else {
                         stack.push(if build {
                             Frame::Array(Vec::new())
@@ -467,7 +467,7 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                         self.depth -= 1;
                         done = match stack.pop() {
-                            Some(Frame::Array(items)) => Value::Array(items),
+                            Some(Frame::Array(items)) => Value::Array(Array::from(items)),
                             Some(Frame::Object(map, _)) => Value::Object(map),
                             _ => Value::Null,
                         };
