@@ -35,6 +35,6 @@ pub use content::{Content, ModuleExchange, RawJson};
 pub use error::{DecodeError, EncodeError, JsonKind, SyntaxContext};
 pub use json::{decode_into, decode_value, encode_into, from_slice, to_vec, to_vec_line};
 pub use message::{new_uuid, now_millis, Message, MessageHeader, MessageRoute};
-pub use value::{Map, Number, Value};
+pub use value::{Array, Map, Number, Value};
 
 pub use bytes::Bytes;

@@ -1,1 +1,417 @@
+//! `serde` support, for embedding messages in other serde types.
+//!
+//! Serialization follows Go's layout (field names, omitempty rules, `route`
+//! always present, `[]byte` as base64). Deserialization matches keys with
+//! Go's case-insensitive rule, ignores unknown keys and treats `null` as
+//! "leave unset". Numbers keep their serde type (integers stay integers).
+//! For byte-exact Go encoding and decoding use [`crate::to_vec`] and
+//! [`crate::from_slice`], which do not go through serde.
 
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::container::{Array, Map};
+use crate::content::{Content, ModuleExchange};
+use crate::json::fold::key_matches;
+use crate::message::{Message, MessageHeader, MessageRoute};
+use crate::value::{Number, Value};
+
+impl Serialize for Number {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Number::Float(f) => s.serialize_f64(f),
+            Number::Int(i) => s.serialize_i64(i),
+            Number::Uint(u) => s.serialize_u64(u),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(v) => s.serialize_str(v),
+            Value::Array(a) => a.serialize(s),
+            Value::Object(m) => m.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Array {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        stacker::maybe_grow(128 * 1024, 2 * 1024 * 1024, || {
+            let mut seq = s.serialize_seq(Some(self.len()))?;
+            for v in self.iter() {
+                seq.serialize_element(v)?;
+            }
+            seq.end()
+        })
+    }
+}
+
+impl Serialize for Map {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        stacker::maybe_grow(128 * 1024, 2 * 1024 * 1024, || {
+            let mut map = s.serialize_map(Some(self.len()))?;
+            for (k, v) in self.iter() {
+                map.serialize_entry(k, v)?;
+            }
+            map.end()
+        })
+    }
+}
+
+impl Serialize for ModuleExchange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("ModuleExchange", 2)?;
+        st.serialize_field("modules", &self.modules)?;
+        st.serialize_field("groups", &self.groups)?;
+        st.end()
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Content::Null | Content::Bytes(None) => s.serialize_unit(),
+            Content::String(v) => s.serialize_str(v),
+            Content::Bytes(Some(b)) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Content::Value(v) => v.serialize(s),
+            Content::Raw(r) => r.parse().map_err(serde::ser::Error::custom)?.serialize(s),
+            Content::ModuleExchange(m) => m.serialize(s),
+        }
+    }
+}
+
+impl Serialize for MessageHeader {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("MessageHeader", 6)?;
+        st.serialize_field("msg_id", &self.id)?;
+        if self.parent_id.is_empty() {
+            st.skip_field("parent_msg_id")?;
+        } else {
+            st.serialize_field("parent_msg_id", &self.parent_id)?;
+        }
+        st.serialize_field("timestamp", &self.timestamp)?;
+        if self.resource_version.is_empty() {
+            st.skip_field("resourceversion")?;
+        } else {
+            st.serialize_field("resourceversion", &self.resource_version)?;
+        }
+        if self.sync {
+            st.serialize_field("sync", &true)?;
+        } else {
+            st.skip_field("sync")?;
+        }
+        if self.message_type.is_empty() {
+            st.skip_field("type")?;
+        } else {
+            st.serialize_field("type", &self.message_type)?;
+        }
+        st.end()
+    }
+}
+
+impl Serialize for MessageRoute {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("MessageRoute", 5)?;
+        for (name, v) in [
+            ("source", &self.source),
+            ("destination", &self.destination),
+            ("group", &self.group),
+            ("operation", &self.operation),
+            ("resource", &self.resource),
+        ] {
+            if v.is_empty() {
+                st.skip_field(name)?;
+            } else {
+                st.serialize_field(name, v)?;
+            }
+        }
+        st.end()
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Message", 3)?;
+        st.serialize_field("header", self.header())?;
+        st.serialize_field("route", self.route())?;
+        st.serialize_field("content", self.content())?;
+        st.end()
+    }
+}
+
+// ----- Deserialize -----
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Number(Number::Int(i)))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::Number(Number::Uint(u)))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Number(Number::Float(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(Array::from(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Content::from)
+    }
+}
+
+/// Reads a struct-like map, handing each value to `member` with the index of
+/// the field its key folds to (Go's matching), skipping unknown keys.
+fn struct_map<'de, A: MapAccess<'de>>(
+    mut map: A,
+    fields: &[&str],
+    mut member: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+) -> Result<(), A::Error> {
+    while let Some(key) = map.next_key::<String>()? {
+        match fields.iter().position(|f| key_matches(&key, f)) {
+            Some(i) => member(i, &mut map)?,
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set<T>(dst: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *dst = v;
+    }
+}
+
+macro_rules! struct_visitor {
+    ($visitor:ident, $ty:ty, $name:literal, $fields:expr, |$i:ident, $map:ident, $out:ident| $body:expr) => {
+        struct $visitor;
+        impl<'de> Visitor<'de> for $visitor {
+            type Value = $ty;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($name)
+            }
+            fn visit_unit<E>(self) -> Result<$ty, E> {
+                Ok(<$ty>::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                let mut $out = <$ty>::default();
+                struct_map(map, &$fields, |$i, $map| {
+                    $body;
+                    Ok(())
+                })?;
+                Ok($out)
+            }
+        }
+    };
+}
+
+struct_visitor!(
+    HeaderVisitor,
+    MessageHeader,
+    "a message header object",
+    [
+        "msg_id",
+        "parent_msg_id",
+        "timestamp",
+        "resourceversion",
+        "sync",
+        "type"
+    ],
+    |i, map, h| match i {
+        0 => set(&mut h.id, map.next_value()?),
+        1 => set(&mut h.parent_id, map.next_value()?),
+        2 => set(&mut h.timestamp, map.next_value()?),
+        3 => set(&mut h.resource_version, map.next_value()?),
+        4 => set(&mut h.sync, map.next_value()?),
+        _ => set(&mut h.message_type, map.next_value()?),
+    }
+);
+
+struct_visitor!(
+    RouteVisitor,
+    MessageRoute,
+    "a message route object",
+    ["source", "destination", "group", "operation", "resource"],
+    |i, map, r| match i {
+        0 => set(&mut r.source, map.next_value()?),
+        1 => set(&mut r.destination, map.next_value()?),
+        2 => set(&mut r.group, map.next_value()?),
+        3 => set(&mut r.operation, map.next_value()?),
+        _ => set(&mut r.resource, map.next_value()?),
+    }
+);
+
+impl<'de> Deserialize<'de> for MessageHeader {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HeaderVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageRoute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RouteVisitor)
+    }
+}
+
+/// `null` keeps the header or route as it is (Go's rule for structs).
+struct Merge<'a, T>(&'a mut T);
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Merge<'_, T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Some(v) = Option::<T>::deserialize(d)? {
+            *self.0 = v;
+        }
+        Ok(())
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a beehive message object")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Message, E> {
+        Ok(Message::default())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
+        let mut header = MessageHeader::default();
+        let mut route = MessageRoute::default();
+        let mut content = Content::Null;
+        struct_map(map, &["header", "route", "content"], |i, map| match i {
+            0 => map.next_value_seed(Merge(&mut header)),
+            1 => map.next_value_seed(Merge(&mut route)),
+            _ => {
+                content = map.next_value()?;
+                Ok(())
+            }
+        })?;
+        Ok(Message::from_parts(header, route, content))
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MessageVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_json_output_equals_the_go_encoding_for_plain_messages() {
+        let msg = Message::raw()
+            .build_header("id-1", "p", 42)
+            .build_router("edged", "meta", "default/pod/a", "update")
+            .set_type("channel")
+            .fill_body(Value::from(vec![Value::from(1i64), Value::from("x")]));
+        assert_eq!(
+            serde_json::to_vec(&msg).unwrap(),
+            crate::to_vec(&msg).unwrap()
+        );
+    }
+
+    #[test]
+    fn deserialize_matches_keys_like_go_and_ignores_unknown_and_null() {
+        let text = r#"{"HEADER":{"Msg_Id":"a","timestamp":7,"sync":null,"x":[1]},"route":null,"Content":{"k":2},"extra":1}"#;
+        let msg: Message = serde_json::from_str(text).unwrap();
+        assert_eq!(msg.id(), "a");
+        assert_eq!(msg.timestamp(), 7);
+        assert!(!msg.is_sync());
+        assert_eq!(msg.route(), &MessageRoute::default());
+        assert_eq!(
+            msg.content()
+                .as_value()
+                .and_then(|v| v.get("k"))
+                .and_then(Value::as_i64),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn embedded_message_round_trips_through_serde() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Envelope {
+            node: String,
+            message: Message,
+        }
+        let env = Envelope {
+            node: "edge-1".into(),
+            message: Message::raw()
+                .build_header("i", "", 1)
+                .set_route("s", "g")
+                .fill_body("body"),
+        };
+        let text = serde_json::to_string(&env).unwrap();
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn bytes_content_serializes_as_base64_like_go() {
+        let msg = Message::raw().fill_body(vec![0u8, 1, 2]);
+        let v: serde_json::Value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(v["content"], "AAEC");
+    }
+}
