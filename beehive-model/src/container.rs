@@ -31,7 +31,16 @@ fn take_children(v: &mut Value, stack: &mut Vec<Value>) {
     }
 }
 
-/// Drops `items` without recursion when they hold nested containers.
+/// Below this much free stack, containers are dropped iteratively; above it
+/// the ordinary (recursive, allocation-free) drop runs.
+const DROP_FLAT_BELOW: usize = 256 * 1024;
+
+/// True when the stack is too short for ordinary recursive drops.
+fn stack_is_short() -> bool {
+    stacker::remaining_stack().is_none_or(|r| r < DROP_FLAT_BELOW)
+}
+
+/// Drops `items` without recursion.
 fn drop_flat(items: Vec<Value>) {
     if !items.iter().any(Value::is_container) {
         return;
@@ -61,7 +70,9 @@ impl Array {
 
 impl Drop for Array {
     fn drop(&mut self) {
-        drop_flat(std::mem::take(&mut self.0));
+        if stack_is_short() {
+            drop_flat(std::mem::take(&mut self.0));
+        }
     }
 }
 
@@ -150,9 +161,8 @@ impl Map {
 
 impl Drop for Map {
     fn drop(&mut self) {
-        let map = std::mem::take(&mut self.0);
-        if map.values().any(Value::is_container) {
-            drop_flat(map.into_values().collect());
+        if stack_is_short() && self.0.values().any(Value::is_container) {
+            drop_flat(std::mem::take(&mut self.0).into_values().collect());
         }
     }
 }

@@ -38,17 +38,46 @@ pub enum Content {
 ///
 /// The bytes are not checked when the value is made; encoding a message whose
 /// raw content is not valid JSON fails, as Go's `json.Marshal` does.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The lazy decoder ([`crate::json::from_bytes_lazy`]) also uses it for
+/// content that is already in Go's canonical form; such content is written
+/// back by copying its bytes.
+#[derive(Clone, Debug, Default)]
 pub struct RawJson {
     bytes: Bytes,
+    /// Known to be valid and exactly what Go writes for the decoded value.
+    canonical: bool,
 }
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for RawJson {}
 
 impl RawJson {
     /// Wraps JSON text without checking it.
     pub fn new(bytes: impl Into<Bytes>) -> Self {
         RawJson {
             bytes: bytes.into(),
+            canonical: false,
         }
+    }
+
+    /// Text the decoder found valid and canonical.
+    pub(crate) fn canonical(bytes: Bytes) -> Self {
+        RawJson {
+            bytes,
+            canonical: true,
+        }
+    }
+
+    /// True when the text is known to be valid JSON in Go's canonical form
+    /// (set by the lazy decoder); writing it is then a plain copy.
+    pub fn is_canonical(&self) -> bool {
+        self.canonical
     }
 
     /// The JSON text as given.

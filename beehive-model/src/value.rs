@@ -67,8 +67,7 @@ impl Number {
             Number::Float(f) => {
                 // 2^63 is exactly representable; anything at or above it does not fit.
                 if f.fract() == 0.0
-                    && f >= -9_223_372_036_854_775_808.0
-                    && f < 9_223_372_036_854_775_808.0
+                    && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
                 {
                     Some(f as i64)
                 } else {
@@ -84,7 +83,7 @@ impl Number {
             Number::Int(i) => u64::try_from(i).ok(),
             Number::Uint(u) => Some(u),
             Number::Float(f) => {
-                if f.fract() == 0.0 && f >= 0.0 && f < 18_446_744_073_709_551_616.0 {
+                if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) {
                     Some(f as u64)
                 } else {
                     None

@@ -93,6 +93,19 @@ pub fn check_case(c: &DecodeCase) -> Vec<Failure> {
                 format!("{other:?}"),
             )),
         }
+        // The lazy decoder keeps canonical content as bytes; writing it back
+        // must still give Go's re-encoding.
+        let lazy = beehive_model::json::from_bytes_lazy(&beehive_model::Bytes::from(input.clone()));
+        match lazy.as_ref().map(beehive_model::to_vec) {
+            Ok(Ok(bytes))
+                if Some(bytes.as_slice()) == c.go_reencoded.as_deref().map(str::as_bytes) => {}
+            _ => failures.push(fail(
+                &c.case,
+                "lazy go_reencoded",
+                c.go_reencoded.clone().unwrap_or_default(),
+                format!("{lazy:?}"),
+            )),
+        }
         if let Some(want) = &c.go_content_type {
             let got = msg.content().go_type_name();
             if got != want {

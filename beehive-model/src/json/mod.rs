@@ -6,8 +6,10 @@
 //! * [`from_slice`] / [`decode_into`] read exactly what Go's
 //!   `json.Unmarshal(data, &msg)` accepts, with the same result.
 
+pub(crate) mod canonical;
 pub(crate) mod fold;
 pub(crate) mod read;
+pub(crate) mod scan;
 pub(crate) mod write;
 
 use crate::content::Content;
@@ -64,6 +66,18 @@ pub fn value_to_vec(value: &Value) -> Result<Vec<u8>, EncodeError> {
 pub fn from_slice(input: &[u8]) -> Result<Message, DecodeError> {
     let mut parts = crate::message::Parts::default();
     read::Parser::new(input).message(&mut parts)?;
+    Ok(Message::from_inner(parts))
+}
+
+/// Decodes a message like [`from_slice`], but keeps object and array
+/// content that is already in Go's canonical form (what Go and this crate
+/// write) as [`Content::Raw`] sharing `input`'s buffer, without building a
+/// [`Value`]. Writing such a message copies the content bytes and is still
+/// byte-exact with Go; call [`crate::RawJson::parse`] to look inside. Other
+/// content is decoded as by `from_slice`. Errors are the same as `from_slice`'s.
+pub fn from_bytes_lazy(input: &bytes::Bytes) -> Result<Message, DecodeError> {
+    let mut parts = crate::message::Parts::default();
+    read::Parser::lazy(input).message(&mut parts)?;
     Ok(Message::from_inner(parts))
 }
 

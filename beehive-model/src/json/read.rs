@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use crate::content::Content;
+use crate::content::{Content, RawJson};
 use crate::error::{DecodeError, JsonKind, SyntaxContext};
-use crate::json::fold;
+use crate::json::{canonical, fold, scan};
 use crate::message::Parts;
 use crate::value::{Array, Map, Number, Value};
 
@@ -29,19 +29,6 @@ const HEADER_FIELDS: [&str; 6] = [
 const ROUTE_FIELDS: [&str; 5] = ["source", "destination", "group", "operation", "resource"];
 const MESSAGE_FIELDS: [&str; 3] = ["header", "route", "content"];
 
-/// Bytes that end the fast scan of a string: `"`, `\`, and controls.
-static STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
 enum Frame {
     Array(Vec<Value>),
     Object(Map, String),
@@ -51,6 +38,8 @@ enum Frame {
 
 pub(crate) struct Parser<'a> {
     src: &'a [u8],
+    /// When set, canonical object/array content is kept as a slice of this buffer.
+    lazy: Option<&'a bytes::Bytes>,
     pos: usize,
     depth: usize,
     type_error: Option<DecodeError>,
@@ -96,10 +85,19 @@ impl<'a> Parser<'a> {
     pub(crate) fn new(src: &'a [u8]) -> Self {
         Parser {
             src,
+            lazy: None,
             pos: 0,
             depth: 0,
             type_error: None,
             key: String::new(),
+        }
+    }
+
+    /// A parser that keeps canonical content as a slice of `buf`.
+    pub(crate) fn lazy(buf: &'a bytes::Bytes) -> Self {
+        Parser {
+            lazy: Some(buf),
+            ..Parser::new(buf)
         }
     }
 
@@ -230,10 +228,7 @@ impl<'a> Parser<'a> {
         loop {
             let start = self.pos;
             let rest = &self.src[start..];
-            let run = rest
-                .iter()
-                .position(|&b| STRING_STOP[b as usize])
-                .unwrap_or(rest.len());
+            let run = scan::string_stop(rest);
             self.pos += run;
             if let Some(o) = out.as_deref_mut() {
                 push_go_lossy(o, &rest[..run]);
@@ -276,6 +271,23 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Reads a string whose opening quote is at `pos` into a new `String`,
+    /// allocated once with the exact length when the string has no escapes.
+    fn string_owned(&mut self) -> Result<String, DecodeError> {
+        let start = self.pos + 1;
+        let rest = &self.src[start..];
+        let run = scan::string_stop(rest);
+        if rest.get(run) == Some(&b'"') {
+            if let Ok(text) = std::str::from_utf8(&rest[..run]) {
+                self.pos = start + run + 1;
+                return Ok(text.to_owned());
+            }
+        }
+        let mut out = String::with_capacity(run + 8);
+        self.string(Some(&mut out))?;
+        Ok(out)
+    }
+
     /// After `\u`: the character, combining a surrogate pair when a high
     /// surrogate is directly followed by a `\u` low surrogate. Any other
     /// surrogate becomes U+FFFD and the following escape is read on its own.
@@ -316,6 +328,21 @@ impl<'a> Parser<'a> {
         let r = self.string(Some(&mut key));
         self.key = key;
         r?;
+        self.colon()
+    }
+
+    /// Reads an object key into a new `String`, then the `:` after it.
+    fn owned_key_and_colon(&mut self) -> Result<String, DecodeError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.invalid(SyntaxContext::ObjectKeyStart));
+        }
+        let key = self.string_owned()?;
+        self.colon()?;
+        Ok(key)
+    }
+
+    /// Whitespace, `:`, whitespace.
+    fn colon(&mut self) -> Result<(), DecodeError> {
         self.skip_ws();
         if self.peek() != Some(b':') {
             return Err(self.invalid(SyntaxContext::AfterObjectKey));
@@ -374,10 +401,11 @@ impl<'a> Parser<'a> {
                         self.depth -= 1;
                         Value::Object(Map::new())
                     } else {
-                        self.key_and_colon()?;
                         stack.push(if build {
-                            Frame::Object(Map::new(), std::mem::take(&mut self.key))
+                            let key = self.owned_key_and_colon()?;
+                            Frame::Object(Map::new(), key)
                         } else {
+                            self.key_and_colon()?;
                             Frame::SkipObject
                         });
                         continue;
@@ -401,9 +429,7 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'"') => {
                     if build {
-                        let mut s = String::new();
-                        self.string(Some(&mut s))?;
-                        Value::String(s)
+                        Value::String(self.string_owned()?)
                     } else {
                         self.string(None)?;
                         Value::Null
@@ -456,9 +482,13 @@ impl<'a> Parser<'a> {
                         self.pos += 1;
                         if !is_array {
                             self.skip_ws();
-                            self.key_and_colon()?;
-                            if let Some(Frame::Object(_, key)) = stack.last_mut() {
-                                *key = std::mem::take(&mut self.key);
+                            if build {
+                                let next = self.owned_key_and_colon()?;
+                                if let Some(Frame::Object(_, key)) = stack.last_mut() {
+                                    *key = next;
+                                }
+                            } else {
+                                self.key_and_colon()?;
                             }
                         }
                         break;
@@ -655,6 +685,17 @@ impl<'a> Parser<'a> {
                 Self::route_member,
             ),
             _ => {
+                if let (Some(buf), Some(b'{' | b'[')) = (self.lazy, self.peek()) {
+                    let start = self.pos;
+                    self.value(false)?;
+                    if canonical::is_canonical(&self.src[start..self.pos]) {
+                        let raw = RawJson::canonical(buf.slice(start..self.pos));
+                        m.content = Arc::new(Content::Raw(raw));
+                        return Ok(());
+                    }
+                    // Not canonical: decode it for real (validity is already known).
+                    self.pos = start;
+                }
                 let v = self.value(true)?;
                 m.content = Arc::new(Content::from(v));
                 Ok(())

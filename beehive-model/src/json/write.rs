@@ -100,7 +100,7 @@ pub(crate) fn float(out: &mut Vec<u8>, f: f64) -> Result<(), EncodeError> {
     }
     use std::io::Write as _;
     let abs = f.abs();
-    if abs < 1e-6 || abs >= 1e21 {
+    if !(1e-6..1e21).contains(&abs) {
         let s = format!("{f:e}");
         let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
         out.extend_from_slice(mantissa.as_bytes());
@@ -247,6 +247,10 @@ pub(crate) fn module_exchange(out: &mut Vec<u8>, m: &ModuleExchange) {
 /// Everything else is copied verbatim.
 pub(crate) fn raw(out: &mut Vec<u8>, raw: &RawJson) -> Result<(), EncodeError> {
     let src = raw.as_bytes();
+    if raw.is_canonical() {
+        out.extend_from_slice(src);
+        return Ok(());
+    }
     super::read::validate(src).map_err(|source| EncodeError::InvalidRawJson { source })?;
     out.reserve(src.len());
     let mut in_string = false;
