@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use beehive_model::{Content, Message, MessageHeader, MessageRoute, RawJson};
+use beehive_model::{Content, Message, MessageHeader, MessageRoute};
 
 use crate::output::RunResult;
 
@@ -28,18 +28,24 @@ fn pod_message(raw: bool) -> Result<Message, String> {
         ..MessageRoute::default()
     };
     let value = beehive_model::decode_value(POD_JSON).map_err(|e| format!("pod.json: {e}"))?;
-    let content = if raw {
-        Content::Raw(RawJson::new(
-            beehive_model::json::value_to_vec(&value).map_err(|e| e.to_string())?,
-        ))
-    } else {
-        Content::from(value)
-    };
-    Ok(Message::from_parts(header, route, content))
+    let msg = Message::from_parts(header, route, Content::from(value));
+    if raw {
+        // A message as a forwarding module holds it: decoded lazily, so the
+        // content is kept as the canonical bytes it arrived in.
+        let bytes =
+            beehive_model::Bytes::from(beehive_model::to_vec(&msg).map_err(|e| e.to_string())?);
+        let lazy = beehive_model::json::from_bytes_lazy(&bytes).map_err(|e| e.to_string())?;
+        if !matches!(lazy.content(), Content::Raw(r) if r.is_canonical()) {
+            return Err("pod content did not stay raw".to_owned());
+        }
+        return Ok(lazy);
+    }
+    Ok(msg)
 }
 
 /// W4: N encodes of the pod message, each into a new buffer. With `raw`, the
-/// content is held as raw JSON (the `W4-raw` extra line, not W4).
+/// content is held as the canonical JSON it was received in, as after
+/// [`beehive_model::json::from_bytes_lazy`] (the `W4-raw` extra line, not W4).
 pub fn w4(n: u64, raw: bool) -> Result<RunResult, String> {
     let msg = pod_message(raw)?;
     let mut errors = 0;

@@ -38,6 +38,9 @@ enum Frame {
 
 pub(crate) struct Parser<'a> {
     src: &'a [u8],
+    /// The whole input as text when it is valid UTF-8 (the usual case):
+    /// string runs are then sliced from it without validating each again.
+    text: Option<&'a str>,
     /// When set, canonical object/array content is kept as a slice of this buffer.
     lazy: Option<&'a bytes::Bytes>,
     pos: usize,
@@ -85,6 +88,7 @@ impl<'a> Parser<'a> {
     pub(crate) fn new(src: &'a [u8]) -> Self {
         Parser {
             src,
+            text: std::str::from_utf8(src).ok(),
             lazy: None,
             pos: 0,
             depth: 0,
@@ -231,7 +235,10 @@ impl<'a> Parser<'a> {
             let run = scan::string_stop(rest);
             self.pos += run;
             if let Some(o) = out.as_deref_mut() {
-                push_go_lossy(o, &rest[..run]);
+                match self.run_text(start, start + run) {
+                    Some(text) => o.push_str(text),
+                    None => push_go_lossy(o, &rest[..run]),
+                }
             }
             match self.peek() {
                 None => return Err(self.eof()),
@@ -271,6 +278,17 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The input between `start` and `end` as text, when it is valid UTF-8.
+    /// Runs start after a quote or escape and end before one, so they lie on
+    /// character boundaries whenever the whole input is valid.
+    #[inline]
+    fn run_text(&self, start: usize, end: usize) -> Option<&'a str> {
+        match self.text {
+            Some(t) => t.get(start..end),
+            None => std::str::from_utf8(&self.src[start..end]).ok(),
+        }
+    }
+
     /// Reads a string whose opening quote is at `pos` into a new `String`,
     /// allocated once with the exact length when the string has no escapes.
     fn string_owned(&mut self) -> Result<String, DecodeError> {
@@ -278,7 +296,7 @@ impl<'a> Parser<'a> {
         let rest = &self.src[start..];
         let run = scan::string_stop(rest);
         if rest.get(run) == Some(&b'"') {
-            if let Ok(text) = std::str::from_utf8(&rest[..run]) {
+            if let Some(text) = self.run_text(start, start + run) {
                 self.pos = start + run + 1;
                 return Ok(text.to_owned());
             }
@@ -688,7 +706,7 @@ impl<'a> Parser<'a> {
                 if let (Some(buf), Some(b'{' | b'[')) = (self.lazy, self.peek()) {
                     let start = self.pos;
                     self.value(false)?;
-                    if canonical::is_canonical(&self.src[start..self.pos]) {
+                    if canonical::is_canonical(&self.src[start..self.pos], self.text.is_some()) {
                         let raw = RawJson::canonical(buf.slice(start..self.pos));
                         m.content = Arc::new(Content::Raw(raw));
                         return Ok(());
