@@ -73,7 +73,10 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             }
             "-h" | "--help" => return Err("help".to_owned()),
             f if f.starts_with('-') => return Err(format!("unknown option {arg}")),
-            "all" => opts.workloads.extend(Workload::ALL),
+            "all" => {
+                eprintln!("beehive-bench: `all` runs the implemented workloads: W4 W5");
+                opts.workloads.extend(Workload::ALL)
+            }
             w => opts
                 .workloads
                 .push(Workload::parse(w).ok_or_else(|| format!("unknown workload {arg}"))?),
@@ -116,6 +119,10 @@ mod tests {
     fn rejects_bad_input() {
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("W9")).is_err());
+        assert_eq!(
+            parse(&args("w1")).unwrap().workloads,
+            vec![Workload::Pending(1)]
+        );
         assert!(parse(&args("--repeat x W4")).is_err());
         assert!(parse(&args("--sync-timeout 5parsecs W4")).is_err());
     }

@@ -38,3 +38,8 @@ pub use message::{new_uuid, now_millis, Message, MessageHeader, MessageRoute};
 pub use value::{Array, Map, Number, Value};
 
 pub use bytes::Bytes;
+
+/// The crate README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
