@@ -8,6 +8,8 @@
 //! |---|---|---|
 //! | `encode` | `encode.jsonl` | `json.Marshal` bytes, the Raw frame, `String()`, `GetContentData()`, Go's builders |
 //! | `decode` | `decode.jsonl` | accept/reject as Go, the re-encoding (also of partial results), the content's Go type |
+//! | `frames` | `frames/index.jsonl`, `frames/*.bin` | writer bytes, `WriteJSON` payloads, package decoding (whole, split, with Go's buffer size), raw line decoding |
+//! | `malformed` | `frames/malformed.jsonl` | Go's frames on bad streams, and a typed error wherever Go panics, hangs or drops data |
 //!
 //! The runner never depends on particular case ids or counts: any capture
 //! directory of the same format (another seed) can be checked.
@@ -15,6 +17,8 @@
 
 pub mod decode;
 pub mod encode;
+pub mod frames;
+pub mod malformed;
 pub mod report;
 pub mod spec;
 
@@ -76,13 +80,15 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError>
 }
 
 /// The categories this runner knows, in run order.
-pub const CATEGORIES: &[&str] = &["encode", "decode"];
+pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed"];
 
 /// Runs one category over the capture directory `dir`.
 pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError> {
     match name {
         "encode" => encode::run(&dir.join("encode.jsonl")),
         "decode" => decode::run(&dir.join("decode.jsonl")),
+        "frames" => frames::run(&dir.join("frames")),
+        "malformed" => malformed::run(&dir.join("frames")),
         other => Err(LoadError::Format(format!("unknown category {other:?}"))),
     }
 }
