@@ -1,0 +1,148 @@
+//! The blocking readers and writers and the tokio codecs over real sockets.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+
+use beehive_codec::{
+    CodecError, MessageCodec, PackageCodec, PackageReader, PackageWriter, PacketReader,
+    PacketWriter, RawCodec, RawReader, RawWriter,
+};
+use beehive_model::{constants, Message};
+use futures_util::{SinkExt, StreamExt};
+use socket2::{Domain, Socket, Type};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+fn sample(i: usize) -> Message {
+    Message::new("")
+        .build_router(
+            "bench-src",
+            "",
+            constants::RESOURCE_TYPE_POD,
+            constants::UPDATE_OPERATION,
+        )
+        .fill_body(format!("payload {i} {}", "x".repeat(i % 300)))
+}
+
+#[test]
+fn package_stream_carries_messages_in_order() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let msgs: Vec<Message> = (0..500).map(sample).collect();
+    let sent = msgs.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = PackageWriter::package(a);
+        for m in &sent[..250] {
+            w.write_message(m).unwrap();
+        }
+        w.write_messages(&sent[250..]).unwrap();
+    });
+    let mut r = PackageReader::package(b);
+    let mut got = Vec::new();
+    while let Some(m) = r.read_message().unwrap() {
+        got.push(m);
+    }
+    writer.join().unwrap();
+    assert_eq!(got, msgs);
+}
+
+#[test]
+fn raw_stream_carries_messages_in_order() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let msgs: Vec<Message> = (0..200).map(sample).collect();
+    let sent = msgs.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = RawWriter::raw(a);
+        for m in &sent {
+            w.write_message(m).unwrap();
+        }
+    });
+    let mut r = RawReader::raw(b);
+    let mut got = Vec::new();
+    while let Some(m) = r.read_message().unwrap() {
+        got.push(m);
+    }
+    writer.join().unwrap();
+    assert_eq!(got, msgs);
+}
+
+#[test]
+fn a_peer_closing_mid_frame_is_a_truncation_error() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"beehv1rv\x00\x00\x00\x10only-part").unwrap();
+    drop(a);
+    let mut r = PackageReader::package(b);
+    assert!(matches!(
+        r.read_frame(),
+        Err(CodecError::Truncated {
+            offset: 0,
+            needed: 28,
+            available: 21
+        })
+    ));
+}
+
+#[test]
+fn seqpacket_carries_one_message_per_packet_and_detects_oversize() {
+    let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    let mut w = PacketWriter::new(a);
+    let msgs: Vec<Message> = (0..50).map(sample).collect();
+    for m in &msgs {
+        w.write_message(m).unwrap();
+    }
+    w.write_packet(&vec![b' '; 2000]).unwrap();
+    let mut r = PacketReader::with_max_packet_len(b, 1024);
+    for m in &msgs {
+        assert_eq!(&r.read_message().unwrap().unwrap(), m);
+    }
+    assert!(matches!(
+        r.read_packet(),
+        Err(CodecError::PacketTooLarge { max: 1024 })
+    ));
+    drop(w);
+    assert!(r.read_packet().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn tokio_framed_package_and_raw_streams() {
+    for package in [true, false] {
+        let (a, b) = tokio::io::duplex(64);
+        let msgs: Vec<Message> = (0..100).map(sample).collect();
+        let sent = msgs.clone();
+        let writer = tokio::spawn(async move {
+            if package {
+                let mut sink = FramedWrite::new(a, MessageCodec::new(PackageCodec::new()));
+                for m in sent {
+                    sink.send(m).await.unwrap();
+                }
+            } else {
+                let mut sink = FramedWrite::new(a, MessageCodec::new(RawCodec::new()));
+                for m in sent {
+                    sink.send(m).await.unwrap();
+                }
+            }
+        });
+        let got: Vec<Message> = if package {
+            FramedRead::new(b, MessageCodec::new(PackageCodec::new()))
+                .map(|r| r.unwrap())
+                .collect()
+                .await
+        } else {
+            FramedRead::new(b, MessageCodec::new(RawCodec::new()))
+                .map(|r| r.unwrap())
+                .collect()
+                .await
+        };
+        writer.await.unwrap();
+        assert_eq!(got, msgs);
+    }
+}
+
+#[tokio::test]
+async fn tokio_framed_read_reports_a_bad_frame_with_its_offset() {
+    let input: &[u8] = b"beehv1rv\x00\x00\x00\x02{}beehv1rv\x00\x00\x00\x03{x}";
+    let mut frames = FramedRead::new(input, MessageCodec::new(PackageCodec::new()));
+    assert!(frames.next().await.unwrap().is_ok());
+    match frames.next().await.unwrap() {
+        Err(CodecError::Json { offset: 26, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
