@@ -74,7 +74,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "-h" | "--help" => return Err("help".to_owned()),
             f if f.starts_with('-') => return Err(format!("unknown option {arg}")),
             "all" => {
-                eprintln!("beehive-bench: `all` runs the implemented workloads: W4 W5");
+                eprintln!("beehive-bench: `all` runs the implemented workloads: W4 W5 W6 W7");
                 opts.workloads.extend(Workload::ALL)
             }
             w => opts

@@ -1,6 +1,7 @@
 //! The workloads. Each returns one [`RunResult`].
 
 mod json;
+mod socket;
 
 use crate::cli::Options;
 use crate::output::RunResult;
@@ -8,10 +9,12 @@ use crate::output::RunResult;
 /// A workload id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// A workload of WORKLOADS.md that this binary does not run yet (W1–W3, W6–W8).
+    /// A workload of WORKLOADS.md that this binary does not run yet (W1–W3, W8).
     Pending(u8),
     W4,
     W5,
+    W6,
+    W7,
     /// Extra, not in `all`: W4 with the content already held as raw JSON.
     W4Raw,
     /// Extra, not in `all`: W5 without materialising the content.
@@ -20,15 +23,15 @@ pub enum Workload {
 
 impl Workload {
     /// The workloads `all` runs: every one of W1–W8 implemented so far.
-    pub const ALL: [Workload; 2] = [Workload::W4, Workload::W5];
+    pub const ALL: [Workload; 4] = [Workload::W4, Workload::W5, Workload::W6, Workload::W7];
 
     pub fn parse(s: &str) -> Option<Workload> {
         match s.to_ascii_uppercase().as_str() {
-            "W1" | "W2" | "W3" | "W6" | "W7" | "W8" => {
-                Some(Workload::Pending(s.as_bytes()[1] - b'0'))
-            }
+            "W1" | "W2" | "W3" | "W8" => Some(Workload::Pending(s.as_bytes()[1] - b'0')),
             "W4" => Some(Workload::W4),
             "W5" => Some(Workload::W5),
+            "W6" => Some(Workload::W6),
+            "W7" => Some(Workload::W7),
             "W4-RAW" => Some(Workload::W4Raw),
             "W5-LAZY" => Some(Workload::W5Lazy),
             _ => None,
@@ -40,11 +43,11 @@ impl Workload {
             Workload::Pending(1) => "W1",
             Workload::Pending(2) => "W2",
             Workload::Pending(3) => "W3",
-            Workload::Pending(6) => "W6",
-            Workload::Pending(7) => "W7",
             Workload::Pending(_) => "W8",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
+            Workload::W6 => "W6",
+            Workload::W7 => "W7",
             Workload::W4Raw => "W4-raw",
             Workload::W5Lazy => "W5-lazy",
         }
@@ -53,7 +56,9 @@ impl Workload {
 
 pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
-        Workload::Pending(_) => Err("not implemented yet in beehive-rs (W4 and W5 are)".to_owned()),
+        Workload::Pending(_) => Err("not implemented yet in beehive-rs (W4 to W7 are)".to_owned()),
+        Workload::W6 => socket::w6(opts.n.unwrap_or(200_000)),
+        Workload::W7 => socket::w7(opts.n.unwrap_or(200_000)),
         Workload::W4 => json::w4(opts.n.unwrap_or(100_000), false),
         Workload::W4Raw => json::w4(opts.n.unwrap_or(100_000), true),
         Workload::W5 => json::w5(opts.n.unwrap_or(100_000), false),

@@ -46,6 +46,7 @@ impl Default for RawCodec {
 }
 
 fn is_blank(b: &[u8]) -> bool {
+    // JSON documents start with a non-blank byte, so this returns at once.
     b.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
@@ -92,7 +93,7 @@ impl RawCodec {
     pub fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
         loop {
             let start = self.searched.min(src.len());
-            match src[start..].iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', &src[start..]) {
                 Some(i) => {
                     let len = start + i;
                     if len > self.max_line_len {

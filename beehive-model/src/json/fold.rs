@@ -34,6 +34,10 @@ pub(crate) fn key_matches(key: &str, field: &str) -> bool {
 
 /// The index of the field in `fields` that `key` matches, Go's way.
 pub(crate) fn match_field(key: &[u8], fields: &[&str]) -> Option<usize> {
+    // Exact names first (what Go and we write); folding only otherwise.
+    if let Some(i) = fields.iter().position(|f| f.as_bytes() == key) {
+        return Some(i);
+    }
     let key = std::str::from_utf8(key).ok()?;
     fields.iter().position(|f| key_matches(key, f))
 }

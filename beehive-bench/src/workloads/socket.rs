@@ -1,0 +1,161 @@
+//! W6 (package framing over a unix stream socket) and W7 (raw framing over
+//! a unix SOCK_SEQPACKET socket).
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use beehive_codec::{PackageCodec, PackageReader, PackageWriter, PacketReader, PacketWriter};
+use beehive_model::{constants, Message};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::output::RunResult;
+
+/// How long the reader may lag behind the writer before missing messages
+/// count as errors.
+const READER_GRACE: Duration = Duration::from_secs(10);
+
+/// The "small" message of WORKLOADS.md §1.4 (268 bytes encoded).
+pub fn small_message() -> Message {
+    Message::new("")
+        .build_router(
+            "bench-src",
+            "",
+            constants::RESOURCE_TYPE_POD,
+            constants::UPDATE_OPERATION,
+        )
+        .fill_body("x".repeat(100))
+}
+
+fn is_small(m: &Message) -> bool {
+    m.content().as_str().is_some_and(|s| s.len() == 100)
+}
+
+/// A fresh temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, String> {
+        let base = std::env::temp_dir();
+        for i in 0..1000u32 {
+            let p = base.join(format!("beehive-bench-{}-{i}", std::process::id()));
+            if std::fs::create_dir(&p).is_ok() {
+                return Ok(TempDir(p));
+            }
+        }
+        Err("cannot create a temporary directory".to_owned())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the reader on its own thread, the writer on this one; returns the
+/// timed seconds and the error count.
+fn run_pair(
+    n: u64,
+    reader: impl FnOnce(mpsc::Sender<u64>) + Send + 'static,
+    writer: impl FnOnce() -> Result<(), String>,
+) -> Result<(f64, u64), String> {
+    let (done_tx, done_rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || reader(done_tx));
+    let t0 = Instant::now();
+    writer()?;
+    let (ok, secs) = match done_rx.recv_timeout(READER_GRACE) {
+        Ok(ok) => (ok, t0.elapsed().as_secs_f64()),
+        Err(_) => (0, t0.elapsed().as_secs_f64()),
+    };
+    drop(handle);
+    Ok((secs, n - ok))
+}
+
+/// W6: package framing over SOCK_STREAM, reader buffer 1 MiB.
+pub fn w6(n: u64) -> Result<RunResult, String> {
+    let dir = TempDir::new()?;
+    let path = dir.0.join("w6.sock");
+    let listener = UnixListener::bind(&path).map_err(|e| e.to_string())?;
+    let client = UnixStream::connect(&path).map_err(|e| e.to_string())?;
+    let (server, _) = listener.accept().map_err(|e| e.to_string())?;
+    let msg = small_message();
+    let reader = move |done: mpsc::Sender<u64>| {
+        let mut r = PackageReader::with_read_size(server, PackageCodec::new(), 1 << 20);
+        let mut ok = 0;
+        for _ in 0..n {
+            match r.read_message() {
+                Ok(Some(m)) if is_small(&m) => ok += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let _ = done.send(ok);
+    };
+    let mut w = PackageWriter::package(client);
+    let (secs, errors) = run_pair(n, reader, || {
+        for _ in 0..n {
+            w.write_message(&msg).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    Ok(RunResult {
+        workload: "W6".into(),
+        n,
+        ops: n,
+        secs,
+        bytes: None,
+        lat: None,
+        errors,
+        err_secs: 0.0,
+    })
+}
+
+/// A connected SOCK_SEQPACKET pair through a listener at `path`.
+pub fn seqpacket_pair(path: &std::path::Path) -> Result<(Socket, Socket), String> {
+    let addr = SockAddr::unix(path).map_err(|e| e.to_string())?;
+    let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None).map_err(|e| e.to_string())?;
+    listener.bind(&addr).map_err(|e| e.to_string())?;
+    listener.listen(1).map_err(|e| e.to_string())?;
+    let client = Socket::new(Domain::UNIX, Type::SEQPACKET, None).map_err(|e| e.to_string())?;
+    client.connect(&addr).map_err(|e| e.to_string())?;
+    let (server, _) = listener.accept().map_err(|e| e.to_string())?;
+    Ok((client, server))
+}
+
+/// W7: raw framing over SOCK_SEQPACKET, reader buffer 10,240 bytes.
+pub fn w7(n: u64) -> Result<RunResult, String> {
+    let dir = TempDir::new()?;
+    let (client, server) = seqpacket_pair(&dir.0.join("w7.sock"))?;
+    let msg = small_message();
+    let reader = move |done: mpsc::Sender<u64>| {
+        let mut r = PacketReader::with_max_packet_len(server, 10_240);
+        let mut ok = 0;
+        for _ in 0..n {
+            match r.read_message() {
+                Ok(Some(m)) if is_small(&m) => ok += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let _ = done.send(ok);
+    };
+    let mut w = PacketWriter::new(client);
+    let (secs, errors) = run_pair(n, reader, || {
+        for _ in 0..n {
+            w.write_message(&msg).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })?;
+    Ok(RunResult {
+        workload: "W7".into(),
+        n,
+        ops: n,
+        secs,
+        bytes: None,
+        lat: None,
+        errors,
+        err_secs: 0.0,
+    })
+}
