@@ -13,7 +13,8 @@
 //! `tokio_util::codec` decoders and encoders; [`MessageCodec`] puts Go-exact
 //! message JSON on top of either. [`FrameReader`]/[`FrameWriter`] and
 //! [`PacketReader`]/[`PacketWriter`] do the same over blocking
-//! `std::io::{Read, Write}`.
+//! `std::io::{Read, Write}`; on Linux [`SeqpacketReader`] reads a batch of
+//! queued packets per system call.
 //!
 //! Every limit is enforced before allocation: a length field is checked
 //! against the configured maximum before any of its payload is buffered.
@@ -25,6 +26,8 @@ mod framing;
 mod io;
 pub mod package;
 pub mod raw;
+#[cfg(target_os = "linux")]
+mod seqpacket;
 
 pub use error::CodecError;
 pub use framing::{Framing, MessageCodec};
@@ -34,3 +37,5 @@ pub use io::{
 };
 pub use package::{PackageCodec, PackageHeader, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use raw::RawCodec;
+#[cfg(target_os = "linux")]
+pub use seqpacket::{SeqpacketReader, DEFAULT_BATCH};

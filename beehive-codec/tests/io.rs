@@ -146,3 +146,32 @@ async fn tokio_framed_read_reports_a_bad_frame_with_its_offset() {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn batched_seqpacket_reader_takes_queued_packets_and_flags_truncation() {
+    use beehive_codec::SeqpacketReader;
+    let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    let mut w = PacketWriter::new(a);
+    let msgs: Vec<Message> = (0..40).map(sample).collect();
+    for m in &msgs[..20] {
+        w.write_message(m).unwrap();
+    }
+    w.write_packet(&vec![b' '; 3000]).unwrap();
+    for m in &msgs[20..] {
+        w.write_message(m).unwrap();
+    }
+    let mut r = SeqpacketReader::with_batch(b, 1024, 8);
+    for m in &msgs[..20] {
+        assert_eq!(&r.read_message().unwrap().unwrap(), m);
+    }
+    assert!(matches!(
+        r.read_packet(),
+        Err(CodecError::PacketTooLarge { max: 1024 })
+    ));
+    for m in &msgs[20..] {
+        assert_eq!(&r.read_message().unwrap().unwrap(), m);
+    }
+    drop(w);
+    assert!(r.read_packet().unwrap().is_none());
+}

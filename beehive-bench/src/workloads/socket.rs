@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use beehive_codec::{PackageCodec, PackageReader, PackageWriter, PacketReader, PacketWriter};
+use beehive_codec::{PackageCodec, PackageReader, PackageWriter, PacketWriter, SeqpacketReader};
 use beehive_model::{constants, Message};
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -130,7 +130,7 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
     let (client, server) = seqpacket_pair(&dir.0.join("w7.sock"))?;
     let msg = small_message();
     let reader = move |done: mpsc::Sender<u64>| {
-        let mut r = PacketReader::with_max_packet_len(server, 10_240);
+        let mut r = SeqpacketReader::new(server, 10_240);
         let mut ok = 0;
         for _ in 0..n {
             match r.read_message() {
