@@ -39,3 +39,8 @@ pub use package::{PackageCodec, PackageHeader, DEFAULT_MAX_FRAME_LEN, HEADER_LEN
 pub use raw::RawCodec;
 #[cfg(target_os = "linux")]
 pub use seqpacket::{SeqpacketReader, DEFAULT_BATCH};
+
+/// The crate README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
