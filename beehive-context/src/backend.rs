@@ -1,0 +1,103 @@
+//! The traits every context backend implements (Go's `ModuleContext` and
+//! `MessageContext`), so the router reaches channel and socket modules alike.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use beehive_model::Message;
+
+use crate::ContextError;
+
+/// A boxed, sendable future (the async methods of the traits).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Go's default `send_sync` timeout, used when the timeout given is zero.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A zero timeout means the default, as in Go.
+pub fn effective_timeout(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        DEFAULT_SYNC_TIMEOUT
+    } else {
+        timeout
+    }
+}
+
+/// Module management (Go `ModuleContext`).
+pub trait ModuleContext: Send + Sync {
+    /// Registers a module (creates its inbox).
+    fn add_module(&self, module: &str) -> Result<(), ContextError>;
+    /// Adds a registered module to a group.
+    fn add_module_group(&self, module: &str, group: &str) -> Result<(), ContextError>;
+    /// Stops accepting messages for the module; its receivers get the
+    /// messages already queued, then [`ContextError::Closed`].
+    fn seal(&self, module: &str) -> Result<(), ContextError>;
+    /// Removes the module and closes its inbox. Returns how many accepted
+    /// messages were never received.
+    fn cleanup(&self, module: &str) -> Result<usize, ContextError>;
+}
+
+/// Messaging (Go `MessageContext`), blocking and async.
+pub trait MessageContext: Send + Sync {
+    /// Delivers to the module's inbox, waiting for room.
+    fn send(&self, module: &str, msg: Message) -> Result<(), ContextError>;
+    /// Delivers only if there is room now.
+    fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError>;
+    /// Delivers, waiting at most `timeout` for room.
+    fn send_timeout(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), ContextError>;
+    /// [`send`](Self::send) for async code.
+    fn send_async<'a>(
+        &'a self,
+        module: &'a str,
+        msg: Message,
+    ) -> BoxFuture<'a, Result<(), ContextError>>;
+    /// The module's next message, waiting for one.
+    fn receive(&self, module: &str) -> Result<Message, ContextError>;
+    /// The module's next message, waiting at most `timeout` (`Ok(None)` on timeout).
+    fn receive_timeout(
+        &self,
+        module: &str,
+        timeout: Duration,
+    ) -> Result<Option<Message>, ContextError>;
+    /// [`receive`](Self::receive) for async code.
+    fn receive_async<'a>(&'a self, module: &'a str)
+        -> BoxFuture<'a, Result<Message, ContextError>>;
+    /// Sends with `sync` set and waits for the response whose parent id is
+    /// the request id. A zero timeout means 30 s.
+    fn send_sync(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, ContextError>;
+    /// [`send_sync`](Self::send_sync) for async code.
+    fn send_sync_async<'a>(
+        &'a self,
+        module: &'a str,
+        msg: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Message, ContextError>>;
+    /// Hands a response to the `send_sync` waiting for it.
+    fn send_resp(&self, resp: Message) -> Result<(), ContextError>;
+    /// Delivers to every member of the group, in order per member.
+    fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError>;
+    /// Delivers to every member and waits for one response from each.
+    fn send_to_group_sync(
+        &self,
+        group: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, ContextError>;
+}
+
+/// A complete backend.
+pub trait Backend: ModuleContext + MessageContext {
+    /// Its context type (`channel`, `unixpacket`).
+    fn context_type(&self) -> &str;
+}

@@ -1,0 +1,373 @@
+//! The in-process backend (Go's channel context).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use beehive_model::{constants, Message};
+
+use crate::backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext};
+use crate::inbox::Inbox;
+use crate::keeper::SyncKeeper;
+use crate::ContextError;
+
+/// Default inbox capacity (Go's `ChannelSizeDefault`).
+pub const DEFAULT_INBOX_CAPACITY: usize = 1024;
+
+type Members = Arc<Vec<(String, Arc<Inbox>)>>;
+
+/// In-process modules: one bounded inbox per module, groups of modules, and
+/// a sync keeper for request/response.
+///
+/// Lookups by name read an immutable snapshot of the module and group
+/// tables (swapped atomically when a module is added or removed), so
+/// senders and receivers never contend on a lock.
+pub struct ChannelContext {
+    capacity: usize,
+    modules: ArcSwap<HashMap<String, Arc<Inbox>>>,
+    groups: ArcSwap<HashMap<String, Members>>,
+    /// Modules that were cleaned up, so their names report `Closed`.
+    closed: ArcSwap<HashMap<String, ()>>,
+    keeper: SyncKeeper,
+    /// Serialises changes to the tables.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for ChannelContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelContext")
+            .field("capacity", &self.capacity)
+            .field("modules", &self.modules.load().keys().collect::<Vec<_>>())
+            .field("groups", &self.groups.load().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Default for ChannelContext {
+    fn default() -> Self {
+        ChannelContext::new()
+    }
+}
+
+impl ChannelContext {
+    /// A context whose inboxes hold [`DEFAULT_INBOX_CAPACITY`] messages.
+    pub fn new() -> Self {
+        ChannelContext::with_capacity(DEFAULT_INBOX_CAPACITY)
+    }
+
+    /// A context whose inboxes hold `capacity` messages.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ChannelContext {
+            capacity: capacity.max(1),
+            modules: ArcSwap::from_pointee(HashMap::new()),
+            groups: ArcSwap::from_pointee(HashMap::new()),
+            closed: ArcSwap::from_pointee(HashMap::new()),
+            keeper: SyncKeeper::default(),
+            write: Mutex::new(()),
+        }
+    }
+
+    fn inbox(&self, module: &str) -> Result<Arc<Inbox>, ContextError> {
+        if let Some(inbox) = self.modules.load().get(module) {
+            return Ok(Arc::clone(inbox));
+        }
+        if self.closed.load().contains_key(module) {
+            return Err(ContextError::Closed {
+                module: module.to_owned(),
+            });
+        }
+        Err(ContextError::UnknownModule {
+            module: module.to_owned(),
+        })
+    }
+
+    fn members(&self, group: &str) -> Result<Members, ContextError> {
+        match self.groups.load().get(group) {
+            Some(m) if !m.is_empty() => Ok(Arc::clone(m)),
+            _ => Err(ContextError::UnknownGroup {
+                group: group.to_owned(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The modules registered, sorted.
+    pub fn modules(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.modules.load().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The members of a group, in the order they were added.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        self.groups
+            .load()
+            .get(group)
+            .map(|m| m.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Messages waiting in a module's inbox.
+    pub fn queued(&self, module: &str) -> Result<usize, ContextError> {
+        Ok(self.inbox(module)?.len())
+    }
+
+    /// Requests waiting for a response.
+    pub fn pending_requests(&self) -> usize {
+        self.keeper.pending()
+    }
+
+    fn sync_request(msg: Message) -> Message {
+        msg.set_sync(true)
+    }
+}
+
+impl ModuleContext for ChannelContext {
+    fn add_module(&self, module: &str) -> Result<(), ContextError> {
+        let _w = self.lock();
+        let current = self.modules.load();
+        if current.contains_key(module) {
+            return Err(ContextError::DuplicateModule {
+                module: module.to_owned(),
+            });
+        }
+        let mut next = HashMap::clone(&current);
+        next.insert(
+            module.to_owned(),
+            Arc::new(Inbox::new(module, self.capacity)),
+        );
+        self.modules.store(Arc::new(next));
+        let closed = self.closed.load();
+        if closed.contains_key(module) {
+            let mut c = HashMap::clone(&closed);
+            c.remove(module);
+            self.closed.store(Arc::new(c));
+        }
+        Ok(())
+    }
+
+    fn add_module_group(&self, module: &str, group: &str) -> Result<(), ContextError> {
+        let _w = self.lock();
+        let inbox = self.inbox(module)?;
+        let mut groups = HashMap::clone(&self.groups.load());
+        let members = groups.entry(group.to_owned()).or_default();
+        if !members.iter().any(|(n, _)| n == module) {
+            let mut m = Vec::clone(members);
+            m.push((module.to_owned(), inbox));
+            *members = Arc::new(m);
+        }
+        self.groups.store(Arc::new(groups));
+        Ok(())
+    }
+
+    fn seal(&self, module: &str) -> Result<(), ContextError> {
+        self.inbox(module)?.seal();
+        Ok(())
+    }
+
+    fn cleanup(&self, module: &str) -> Result<usize, ContextError> {
+        let inbox = {
+            let _w = self.lock();
+            let inbox = self.inbox(module)?;
+            let mut modules = HashMap::clone(&self.modules.load());
+            modules.remove(module);
+            self.modules.store(Arc::new(modules));
+            let mut groups = HashMap::clone(&self.groups.load());
+            for members in groups.values_mut() {
+                if members.iter().any(|(n, _)| n == module) {
+                    *members = Arc::new(
+                        members
+                            .iter()
+                            .filter(|(n, _)| n != module)
+                            .cloned()
+                            .collect(),
+                    );
+                }
+            }
+            groups.retain(|_, m| !m.is_empty());
+            self.groups.store(Arc::new(groups));
+            let mut closed = HashMap::clone(&self.closed.load());
+            closed.insert(module.to_owned(), ());
+            self.closed.store(Arc::new(closed));
+            inbox
+        };
+        let dropped = inbox.close();
+        if dropped > 0 {
+            tracing::warn!(
+                module,
+                dropped,
+                "module cleaned up with undelivered messages"
+            );
+        }
+        Ok(dropped)
+    }
+}
+
+impl MessageContext for ChannelContext {
+    fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+        self.inbox(module)?.send(msg)
+    }
+
+    fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+        self.inbox(module)?.try_send(msg)
+    }
+
+    fn send_timeout(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), ContextError> {
+        self.inbox(module)?
+            .send_deadline(msg, Instant::now() + timeout, timeout)
+    }
+
+    fn send_async<'a>(
+        &'a self,
+        module: &'a str,
+        msg: Message,
+    ) -> BoxFuture<'a, Result<(), ContextError>> {
+        Box::pin(async move { self.inbox(module)?.send_async(msg).await })
+    }
+
+    fn receive(&self, module: &str) -> Result<Message, ContextError> {
+        self.inbox(module)?.recv()
+    }
+
+    fn receive_timeout(
+        &self,
+        module: &str,
+        timeout: Duration,
+    ) -> Result<Option<Message>, ContextError> {
+        self.inbox(module)?.recv_deadline(Instant::now() + timeout)
+    }
+
+    fn receive_async<'a>(
+        &'a self,
+        module: &'a str,
+    ) -> BoxFuture<'a, Result<Message, ContextError>> {
+        Box::pin(async move { self.inbox(module)?.recv_async().await })
+    }
+
+    fn send_sync(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, ContextError> {
+        let timeout = effective_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let inbox = self.inbox(module)?;
+        let msg = Self::sync_request(msg);
+        let id = msg.id().to_owned();
+        let reg = self.keeper.register(&id, 1)?;
+        inbox.send_deadline(msg, deadline, timeout)?;
+        reg.slot
+            .wait(deadline)
+            .pop()
+            .ok_or(ContextError::ResponseTimeout {
+                msg_id: id,
+                timeout,
+            })
+    }
+
+    fn send_sync_async<'a>(
+        &'a self,
+        module: &'a str,
+        msg: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Message, ContextError>> {
+        Box::pin(async move {
+            let timeout = effective_timeout(timeout);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let inbox = self.inbox(module)?;
+            let msg = Self::sync_request(msg);
+            let id = msg.id().to_owned();
+            let reg = self.keeper.register(&id, 1)?;
+            match tokio::time::timeout_at(deadline, inbox.send_async(msg)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(ContextError::SendTimeout {
+                        module: module.to_owned(),
+                        msg_id: id,
+                        timeout,
+                    })
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, reg.slot.wait_async()).await;
+            reg.take().pop().ok_or(ContextError::ResponseTimeout {
+                msg_id: id,
+                timeout,
+            })
+        })
+    }
+
+    fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
+        self.keeper.deliver(resp)
+    }
+
+    fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
+        let members = self.members(group)?;
+        let mut failed = Vec::new();
+        for (name, inbox) in members.iter() {
+            if let Err(e) = inbox.send(msg.clone()) {
+                failed.push((name.clone(), e.to_string()));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ContextError::GroupDelivery {
+                group: group.to_owned(),
+                msg_id: msg.id().to_owned(),
+                failed,
+            })
+        }
+    }
+
+    fn send_to_group_sync(
+        &self,
+        group: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, ContextError> {
+        let timeout = effective_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let members = self.members(group)?;
+        let msg = Self::sync_request(msg);
+        let id = msg.id().to_owned();
+        let reg = self.keeper.register(&id, members.len())?;
+        let mut undelivered = Vec::new();
+        for (name, inbox) in members.iter() {
+            if inbox.send_deadline(msg.clone(), deadline, timeout).is_err() {
+                undelivered.push(name.clone());
+            }
+        }
+        let responses = if undelivered.is_empty() {
+            reg.slot.wait(deadline)
+        } else {
+            reg.take()
+        };
+        if responses.len() == members.len() {
+            return Ok(responses);
+        }
+        Err(ContextError::GroupSyncIncomplete {
+            group: group.to_owned(),
+            msg_id: id,
+            expected: members.len(),
+            received: responses.len(),
+            undelivered,
+            timeout,
+        })
+    }
+}
+
+impl Backend for ChannelContext {
+    fn context_type(&self) -> &str {
+        constants::MSG_CTX_TYPE_CHANNEL
+    }
+}

@@ -1,0 +1,105 @@
+//! Errors of the module bus.
+
+use std::time::Duration;
+
+/// Why a bus operation failed. Every failure Go only logs is returned here,
+/// so the caller always learns that a message was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// No module of that name is registered (Go logs "bad module name").
+    #[error("unknown module {module:?}")]
+    UnknownModule {
+        /// The module.
+        module: String,
+    },
+    /// No group of that name exists.
+    #[error("unknown group {group:?}")]
+    UnknownGroup {
+        /// The group.
+        group: String,
+    },
+    /// The module was cleaned up (or the hive shut down): its inbox is closed.
+    #[error("module {module:?} is closed")]
+    Closed {
+        /// The module.
+        module: String,
+    },
+    /// `try_send` found the module's inbox full.
+    #[error("inbox of module {module:?} is full")]
+    Full {
+        /// The module.
+        module: String,
+    },
+    /// The message could not be put into the module's inbox in time.
+    #[error("timed out after {timeout:?} sending message {msg_id} to {module:?}")]
+    SendTimeout {
+        /// The module.
+        module: String,
+        /// The message id.
+        msg_id: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// No response arrived in time.
+    #[error("no response to message {msg_id} within {timeout:?}")]
+    ResponseTimeout {
+        /// The request id.
+        msg_id: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// `send_resp` found nobody waiting for this response (late, or an
+    /// unknown parent id). Go drops these with a log line.
+    #[error("nobody is waiting for a response to {parent_id:?}")]
+    NoWaiter {
+        /// The response's parent id.
+        parent_id: String,
+    },
+    /// A request with the same id is already waiting for its response.
+    #[error("a request with id {msg_id} is already waiting")]
+    DuplicateRequest {
+        /// The id.
+        msg_id: String,
+    },
+    /// A module of that name is already registered.
+    #[error("module {module:?} is already registered")]
+    DuplicateModule {
+        /// The module.
+        module: String,
+    },
+    /// No backend of that context type is installed.
+    #[error("no context of type {context_type:?}")]
+    UnknownContextType {
+        /// The context type.
+        context_type: String,
+    },
+    /// A broadcast reached only some members.
+    #[error("message {msg_id} to group {group:?} not delivered to {failed:?}")]
+    GroupDelivery {
+        /// The group.
+        group: String,
+        /// The message id.
+        msg_id: String,
+        /// Members that did not get it, with the reason.
+        failed: Vec<(String, String)>,
+    },
+    /// A synchronous broadcast did not get every response in time.
+    #[error(
+        "group {group:?}: {received} of {expected} responses to {msg_id} within {timeout:?}; not delivered to {undelivered:?}"
+    )]
+    GroupSyncIncomplete {
+        /// The group.
+        group: String,
+        /// The request id.
+        msg_id: String,
+        /// Members.
+        expected: usize,
+        /// Responses received.
+        received: usize,
+        /// Members whose inbox did not take the request in time (or was closed).
+        undelivered: Vec<String>,
+        /// The time allowed.
+        timeout: Duration,
+    },
+}

@@ -1,0 +1,516 @@
+//! The hive: the context router (Go's global context) and the module
+//! lifecycle (Go's `core` package), as a value instead of a singleton.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use beehive_model::{constants, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
+use crate::module::{next_interval, Module, ModuleError, RestartType};
+use crate::ContextError;
+
+type BackendMap = HashMap<String, Arc<dyn Backend>>;
+
+struct Registered {
+    module: Arc<dyn Module>,
+    context_type: String,
+}
+
+#[derive(Default)]
+struct Registry {
+    modules: Vec<Registered>,
+    disabled: Vec<String>,
+    running: Vec<(String, JoinHandle<()>)>,
+}
+
+struct Inner {
+    /// Backends by context type.
+    backends: ArcSwap<BackendMap>,
+    /// Module name to its backend.
+    module_backend: ArcSwap<BackendMap>,
+    /// Group name to its backend.
+    group_backend: ArcSwap<BackendMap>,
+    write: Mutex<()>,
+    cancel: CancellationToken,
+    stopped: (Mutex<bool>, Condvar),
+    registry: Mutex<Registry>,
+}
+
+/// The module bus of one process: backends by context type, the routing of
+/// module and group names to them, and the registered modules.
+///
+/// `Hive` is a cheap handle (`Clone` shares it). Every operation routes to
+/// the backend of the named module (`send_resp` by the message's `type`,
+/// empty meaning `channel`), so in-process and remote modules are reached
+/// the same way.
+///
+/// ```
+/// use beehive_context::Hive;
+/// use beehive_model::Message;
+/// use std::time::Duration;
+///
+/// let hive = Hive::new();
+/// hive.add_module("echo", "channel").unwrap();
+/// let echo = hive.clone();
+/// std::thread::spawn(move || {
+///     let req = echo.receive("echo").unwrap();
+///     echo.send_resp(req.new_response("pong")).unwrap();
+/// });
+/// let resp = hive.send_sync("echo", Message::new("").fill_body("ping"), Duration::from_secs(5)).unwrap();
+/// assert_eq!(resp.content().as_str(), Some("pong"));
+/// ```
+#[derive(Clone)]
+pub struct Hive {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hive")
+            .field(
+                "backends",
+                &self.inner.backends.load().keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "modules",
+                &self.inner.module_backend.load().keys().collect::<Vec<_>>(),
+            )
+            .field("cancelled", &self.inner.cancel.is_cancelled())
+            .finish()
+    }
+}
+
+impl Default for Hive {
+    fn default() -> Self {
+        Hive::new()
+    }
+}
+
+/// What [`Hive::shutdown`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Modules whose `start` returned before the deadline.
+    pub stopped: Vec<String>,
+    /// Modules still running at the deadline (their threads are left behind).
+    pub not_stopped: Vec<String>,
+    /// Modules that had accepted messages nobody received, with the count.
+    pub undelivered: Vec<(String, usize)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> ModuleError {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "module panicked".to_owned());
+    format!("panic: {text}").into()
+}
+
+impl Hive {
+    /// A hive with the in-process `channel` backend (inboxes of 1024).
+    pub fn new() -> Self {
+        Hive::with_channel_capacity(DEFAULT_INBOX_CAPACITY)
+    }
+
+    /// A hive whose `channel` inboxes hold `capacity` messages.
+    pub fn with_channel_capacity(capacity: usize) -> Self {
+        let hive = Hive {
+            inner: Arc::new(Inner {
+                backends: ArcSwap::from_pointee(HashMap::new()),
+                module_backend: ArcSwap::from_pointee(HashMap::new()),
+                group_backend: ArcSwap::from_pointee(HashMap::new()),
+                write: Mutex::new(()),
+                cancel: CancellationToken::new(),
+                stopped: (Mutex::new(false), Condvar::new()),
+                registry: Mutex::new(Registry::default()),
+            }),
+        };
+        hive.add_backend(Arc::new(ChannelContext::with_capacity(capacity)));
+        hive
+    }
+
+    /// Installs a backend under its context type (replacing one of that type).
+    pub fn add_backend(&self, backend: Arc<dyn Backend>) {
+        let _w = lock(&self.inner.write);
+        let mut map = HashMap::clone(&self.inner.backends.load());
+        map.insert(backend.context_type().to_owned(), backend);
+        self.inner.backends.store(Arc::new(map));
+    }
+
+    /// The backend of a context type.
+    pub fn backend(&self, context_type: &str) -> Result<Arc<dyn Backend>, ContextError> {
+        self.inner
+            .backends
+            .load()
+            .get(context_type)
+            .cloned()
+            .ok_or_else(|| ContextError::UnknownContextType {
+                context_type: context_type.to_owned(),
+            })
+    }
+
+    fn route(&self, module: &str) -> Result<Arc<dyn Backend>, ContextError> {
+        self.inner
+            .module_backend
+            .load()
+            .get(module)
+            .cloned()
+            .ok_or_else(|| ContextError::UnknownModule {
+                module: module.to_owned(),
+            })
+    }
+
+    fn route_group(&self, group: &str) -> Result<Arc<dyn Backend>, ContextError> {
+        self.inner
+            .group_backend
+            .load()
+            .get(group)
+            .cloned()
+            .ok_or_else(|| ContextError::UnknownGroup {
+                group: group.to_owned(),
+            })
+    }
+
+    // ----- module management -----
+
+    /// Adds a module with an inbox in the backend of `context_type`.
+    pub fn add_module(&self, module: &str, context_type: &str) -> Result<(), ContextError> {
+        let backend = self.backend(context_type)?;
+        let _w = lock(&self.inner.write);
+        backend.add_module(module)?;
+        let mut map = HashMap::clone(&self.inner.module_backend.load());
+        map.insert(module.to_owned(), backend);
+        self.inner.module_backend.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// Adds a module to a group; the group is served by the module's backend.
+    pub fn add_module_group(&self, module: &str, group: &str) -> Result<(), ContextError> {
+        let backend = self.route(module)?;
+        let _w = lock(&self.inner.write);
+        backend.add_module_group(module, group)?;
+        let mut map = HashMap::clone(&self.inner.group_backend.load());
+        map.insert(group.to_owned(), backend);
+        self.inner.group_backend.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// Removes a module and closes its inbox; returns how many accepted
+    /// messages were never received. Later operations on the module fail
+    /// with [`ContextError::Closed`] (until it is added again).
+    pub fn cleanup(&self, module: &str) -> Result<usize, ContextError> {
+        self.route(module)?.cleanup(module)
+    }
+
+    // ----- messaging -----
+
+    /// Delivers `msg` to `module`, waiting for room in its inbox.
+    pub fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+        self.route(module)?.send(module, msg)
+    }
+
+    /// Delivers only if the inbox has room now.
+    pub fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+        self.route(module)?.try_send(module, msg)
+    }
+
+    /// Delivers, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<(), ContextError> {
+        self.route(module)?.send_timeout(module, msg, timeout)
+    }
+
+    /// [`send`](Self::send) for async code.
+    pub async fn send_async(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+        self.route(module)?.send_async(module, msg).await
+    }
+
+    /// The module's next message.
+    pub fn receive(&self, module: &str) -> Result<Message, ContextError> {
+        self.route(module)?.receive(module)
+    }
+
+    /// The module's next message, or `Ok(None)` after `timeout`.
+    pub fn receive_timeout(
+        &self,
+        module: &str,
+        timeout: Duration,
+    ) -> Result<Option<Message>, ContextError> {
+        self.route(module)?.receive_timeout(module, timeout)
+    }
+
+    /// [`receive`](Self::receive) for async code.
+    pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
+        self.route(module)?.receive_async(module).await
+    }
+
+    /// Sends with `sync` set and waits for the response (zero timeout = 30 s).
+    pub fn send_sync(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, ContextError> {
+        self.route(module)?.send_sync(module, msg, timeout)
+    }
+
+    /// [`send_sync`](Self::send_sync) for async code.
+    pub async fn send_sync_async(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, ContextError> {
+        self.route(module)?
+            .send_sync_async(module, msg, timeout)
+            .await
+    }
+
+    /// Hands a response to the `send_sync` waiting for it, through the
+    /// backend named by the response's `type` (empty = `channel`).
+    pub fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
+        let ty = if resp.message_type().is_empty() {
+            constants::MSG_CTX_TYPE_CHANNEL
+        } else {
+            resp.message_type()
+        };
+        self.backend(ty)?.send_resp(resp)
+    }
+
+    /// Delivers to every member of `group`, in order per member.
+    pub fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
+        self.route_group(group)?.send_to_group(group, msg)
+    }
+
+    /// Delivers to every member of `group` and waits for each one's response.
+    pub fn send_to_group_sync(
+        &self,
+        group: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, ContextError> {
+        self.route_group(group)?
+            .send_to_group_sync(group, msg, timeout)
+    }
+
+    // ----- lifecycle -----
+
+    /// Registers a module on the `channel` backend (Go `core.Register`).
+    /// A disabled module is recorded but never started.
+    pub fn register(&self, module: impl Module) -> Result<(), ContextError> {
+        self.register_as(module, constants::MSG_CTX_TYPE_CHANNEL)
+    }
+
+    /// Registers a module on the backend of `context_type`.
+    pub fn register_as(&self, module: impl Module, context_type: &str) -> Result<(), ContextError> {
+        let mut reg = lock(&self.inner.registry);
+        let name = module.name().to_owned();
+        if reg.modules.iter().any(|r| r.module.name() == name) || reg.disabled.contains(&name) {
+            return Err(ContextError::DuplicateModule { module: name });
+        }
+        if !module.enabled() {
+            tracing::warn!(module = %name, "module is disabled and will not start");
+            reg.disabled.push(name);
+            return Ok(());
+        }
+        reg.modules.push(Registered {
+            module: Arc::new(module),
+            context_type: context_type.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Registered (enabled) modules, in registration order.
+    pub fn modules(&self) -> Vec<String> {
+        lock(&self.inner.registry)
+            .modules
+            .iter()
+            .map(|r| r.module.name().to_owned())
+            .collect()
+    }
+
+    /// Registered but disabled modules.
+    pub fn disabled_modules(&self) -> Vec<String> {
+        lock(&self.inner.registry).disabled.clone()
+    }
+
+    /// Starts every registered module on its own thread (Go
+    /// `StartModules`): its inbox and group are created first, then `start`
+    /// runs under its restart policy.
+    pub fn start(&self) -> Result<(), ContextError> {
+        let mut reg = lock(&self.inner.registry);
+        let pending: Vec<(Arc<dyn Module>, String)> = reg
+            .modules
+            .iter()
+            .filter(|r| !reg.running.iter().any(|(n, _)| n == r.module.name()))
+            .map(|r| (Arc::clone(&r.module), r.context_type.clone()))
+            .collect();
+        for (module, ty) in &pending {
+            self.add_module(module.name(), ty)?;
+            self.add_module_group(module.name(), module.group())?;
+        }
+        for (module, _) in pending {
+            let hive = self.clone();
+            let name = module.name().to_owned();
+            let handle = std::thread::Builder::new()
+                .name(format!("module-{name}"))
+                .spawn(move || hive.keep(module))
+                .map_err(|e| ContextError::Closed {
+                    module: format!("{name}: cannot spawn thread: {e}"),
+                })?;
+            tracing::info!(module = %name, "module started");
+            reg.running.push((name, handle));
+        }
+        Ok(())
+    }
+
+    fn run_once(&self, module: &dyn Module) -> Result<(), ModuleError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| module.start(self))) {
+            Ok(r) => r,
+            Err(payload) => Err(panic_error(payload)),
+        }
+    }
+
+    /// Runs a module under its restart policy (Go `localModuleKeeper`).
+    fn keep(&self, module: Arc<dyn Module>) {
+        let name = module.name().to_owned();
+        let Some(policy) = module.restart_policy() else {
+            if let Err(e) = self.run_once(&*module) {
+                tracing::error!(module = %name, error = %e, "module failed");
+            }
+            return;
+        };
+        let mut interval = policy.first_interval();
+        let mut restarts = 0u32;
+        loop {
+            let result = self.run_once(&*module);
+            if self.is_cancelled() {
+                return;
+            }
+            if result.is_ok() && policy.restart_type == RestartType::OnFailure {
+                return;
+            }
+            if let Err(e) = &result {
+                tracing::error!(module = %name, error = %e, "module failed");
+            }
+            restarts += 1;
+            if policy.retries > 0 && restarts > policy.retries {
+                tracing::info!(module = %name, retries = policy.retries, "module restart limit reached");
+                if let Some(handler) = &policy.error_handler {
+                    handler(result.as_ref().err());
+                }
+                return;
+            }
+            if self.wait_cancelled(interval) {
+                return;
+            }
+            interval = next_interval(interval, policy.interval_limit, policy.growth_rate);
+        }
+    }
+
+    /// The hive's cancellation token: cancelled when shutdown begins.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.inner.cancel.clone()
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Begins shutdown: cancels the token and wakes [`run_until_shutdown`](Self::run_until_shutdown).
+    pub fn request_shutdown(&self) {
+        self.inner.cancel.cancel();
+        let (m, cv) = &self.inner.stopped;
+        *lock(m) = true;
+        cv.notify_all();
+    }
+
+    /// Waits up to `d` for cancellation; true if cancelled.
+    pub fn wait_cancelled(&self, d: Duration) -> bool {
+        let (m, cv) = &self.inner.stopped;
+        let guard = lock(m);
+        let (guard, _) = cv
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+
+    /// Graceful shutdown: cancels the token, stops every inbox from
+    /// accepting messages (modules still receive what is queued, then
+    /// `Closed`), waits up to `deadline` for the module threads, then
+    /// cleans up every module and reports what was left.
+    pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.request_shutdown();
+        let routes = self.inner.module_backend.load_full();
+        for (name, backend) in routes.iter() {
+            let _ = backend.seal(name);
+        }
+        let running = std::mem::take(&mut lock(&self.inner.registry).running);
+        let end = Instant::now() + deadline;
+        while Instant::now() < end && running.iter().any(|(_, h)| !h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut report = ShutdownReport::default();
+        for (name, handle) in running {
+            if handle.is_finished() {
+                let _ = handle.join();
+                report.stopped.push(name);
+            } else {
+                tracing::warn!(module = %name, "module did not stop before the deadline");
+                report.not_stopped.push(name);
+            }
+        }
+        let mut names: Vec<&String> = routes.keys().collect();
+        names.sort();
+        for name in names {
+            if let Ok(dropped) = routes[name].cleanup(name) {
+                if dropped > 0 {
+                    report.undelivered.push((name.clone(), dropped));
+                }
+            }
+        }
+        report
+    }
+
+    /// Runs until SIGINT, SIGTERM, SIGHUP or SIGQUIT arrives or
+    /// [`request_shutdown`](Self::request_shutdown) is called, then shuts
+    /// down gracefully with `deadline` (Go `GracefulShutdown`).
+    pub fn run_until_shutdown(&self, deadline: Duration) -> std::io::Result<ShutdownReport> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
+        let handle = signals.handle();
+        let hive = self.clone();
+        let watcher = std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "signal received, shutting down");
+                hive.request_shutdown();
+            }
+        });
+        while !self.wait_cancelled(Duration::from_secs(3600)) {}
+        handle.close();
+        let _ = watcher.join();
+        Ok(self.shutdown(deadline))
+    }
+}
+
+/// A process-wide hive, for Go-style code that expects one global context.
+pub fn global() -> &'static Hive {
+    static GLOBAL: OnceLock<Hive> = OnceLock::new();
+    GLOBAL.get_or_init(Hive::new)
+}

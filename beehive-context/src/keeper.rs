@@ -1,0 +1,203 @@
+//! The sync keeper: pending requests and the responses they wait for.
+//!
+//! A waiter is registered *before* its request is sent and keeps every
+//! response that arrives for it until it collects them, so a response can
+//! never be lost because it came "too early" (Go's unbuffered hand-off drops
+//! those and the caller times out).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
+use std::time::Instant;
+
+use beehive_model::Message;
+
+use crate::ContextError;
+
+enum Waiter {
+    None,
+    Thread(Thread),
+    Task(Waker),
+}
+
+struct SlotState {
+    responses: Vec<Message>,
+    waiter: Waiter,
+}
+
+/// Where the responses to one request are collected.
+pub(crate) struct Slot {
+    /// How many responses complete the request.
+    expected: usize,
+    /// Responses delivered so far (read without the lock while spinning).
+    count: AtomicUsize,
+    state: Mutex<SlotState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Slot {
+    fn complete(&self) -> bool {
+        self.count.load(Ordering::Acquire) >= self.expected
+    }
+
+    fn deliver(&self, msg: Message) {
+        let waiter = {
+            let mut st = lock(&self.state);
+            st.responses.push(msg);
+            self.count.fetch_add(1, Ordering::Release);
+            if st.responses.len() >= self.expected {
+                std::mem::replace(&mut st.waiter, Waiter::None)
+            } else {
+                Waiter::None
+            }
+        };
+        match waiter {
+            Waiter::None => {}
+            Waiter::Thread(t) => t.unpark(),
+            Waiter::Task(w) => w.wake(),
+        }
+    }
+
+    fn take(&self) -> Vec<Message> {
+        std::mem::take(&mut lock(&self.state).responses)
+    }
+
+    /// Blocks until complete or `deadline`: spins briefly (a response often
+    /// arrives within microseconds, faster than a park/unpark round trip),
+    /// then parks. Returns what arrived.
+    pub(crate) fn wait(&self, deadline: Instant) -> Vec<Message> {
+        for round in 0..12u32 {
+            if self.complete() {
+                return self.take();
+            }
+            if round < 7 {
+                for _ in 0..(1u32 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.responses.len() >= self.expected {
+                    return std::mem::take(&mut st.responses);
+                }
+                st.waiter = Waiter::Thread(std::thread::current());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let mut st = lock(&self.state);
+                st.waiter = Waiter::None;
+                return std::mem::take(&mut st.responses);
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+
+    /// Waits asynchronously until complete (the caller adds the deadline).
+    pub(crate) fn wait_async(self: &Arc<Self>) -> SlotFuture {
+        SlotFuture {
+            slot: Arc::clone(self),
+        }
+    }
+}
+
+pub(crate) struct SlotFuture {
+    slot: Arc<Slot>,
+}
+
+impl Future for SlotFuture {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = lock(&self.slot.state);
+        if st.responses.len() >= self.slot.expected {
+            return Poll::Ready(());
+        }
+        st.waiter = Waiter::Task(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Pending requests by message id.
+#[derive(Default)]
+pub(crate) struct SyncKeeper {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// Unregisters its request when dropped (on success, timeout or error).
+pub(crate) struct Registration<'a> {
+    keeper: &'a SyncKeeper,
+    id: String,
+    pub(crate) slot: Arc<Slot>,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        lock(&self.keeper.slots).remove(&self.id);
+    }
+}
+
+impl Registration<'_> {
+    /// The responses that have arrived, without waiting.
+    pub(crate) fn take(&self) -> Vec<Message> {
+        self.slot.take()
+    }
+}
+
+impl SyncKeeper {
+    /// Registers a waiter for `expected` responses to request `id`.
+    pub(crate) fn register(
+        &self,
+        id: &str,
+        expected: usize,
+    ) -> Result<Registration<'_>, ContextError> {
+        let slot = Arc::new(Slot {
+            expected: expected.max(1),
+            count: AtomicUsize::new(0),
+            state: Mutex::new(SlotState {
+                responses: Vec::new(),
+                waiter: Waiter::None,
+            }),
+        });
+        let mut slots = lock(&self.slots);
+        if slots.contains_key(id) {
+            return Err(ContextError::DuplicateRequest {
+                msg_id: id.to_owned(),
+            });
+        }
+        slots.insert(id.to_owned(), Arc::clone(&slot));
+        Ok(Registration {
+            keeper: self,
+            id: id.to_owned(),
+            slot,
+        })
+    }
+
+    /// Hands a response to the request named by its parent id.
+    pub(crate) fn deliver(&self, resp: Message) -> Result<(), ContextError> {
+        let slot = lock(&self.slots).get(resp.parent_id()).cloned();
+        match slot {
+            Some(slot) => {
+                slot.deliver(resp);
+                Ok(())
+            }
+            None => Err(ContextError::NoWaiter {
+                parent_id: resp.parent_id().to_owned(),
+            }),
+        }
+    }
+
+    /// Number of requests waiting.
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.slots).len()
+    }
+}
