@@ -18,9 +18,7 @@ pub struct Options {
 /// Parses `5s`, `100ms`, `250us`, `1m`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim().to_ascii_lowercase();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
@@ -39,12 +37,7 @@ fn value<'a>(it: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'
 }
 
 pub fn parse(args: &[String]) -> Result<Options, String> {
-    let mut opts = Options {
-        repeat: 1,
-        sync_timeout: Duration::from_secs(5),
-        n: None,
-        workloads: Vec::new(),
-    };
+    let mut opts = Options { repeat: 1, sync_timeout: Duration::from_secs(5), n: None, workloads: Vec::new() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -58,28 +51,16 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             }
         };
         match flag.to_ascii_lowercase().as_str() {
-            "--repeat" => {
-                opts.repeat = val(flag)?
-                    .parse()
-                    .map_err(|_| "--repeat needs a positive integer")?
-            }
+            "--repeat" => opts.repeat = val(flag)?.parse().map_err(|_| "--repeat needs a positive integer")?,
             "--sync-timeout" => opts.sync_timeout = parse_duration(&val(flag)?)?,
-            "--n" => {
-                opts.n = Some(
-                    val(flag)?
-                        .parse()
-                        .map_err(|_| "--n needs a positive integer")?,
-                )
-            }
+            "--n" => opts.n = Some(val(flag)?.parse().map_err(|_| "--n needs a positive integer")?),
             "-h" | "--help" => return Err("help".to_owned()),
             f if f.starts_with('-') => return Err(format!("unknown option {arg}")),
             "all" => {
-                eprintln!("beehive-bench: `all` runs the implemented workloads: W4 W5 W6 W7");
+                eprintln!("beehive-bench: `all` runs the implemented workloads: W1 to W7");
                 opts.workloads.extend(Workload::ALL)
             }
-            w => opts
-                .workloads
-                .push(Workload::parse(w).ok_or_else(|| format!("unknown workload {arg}"))?),
+            w => opts.workloads.push(Workload::parse(w).ok_or_else(|| format!("unknown workload {arg}"))?),
         }
     }
     if opts.workloads.is_empty() {
@@ -105,24 +86,15 @@ mod tests {
         assert_eq!(o.repeat, 3);
         assert_eq!(o.sync_timeout, Duration::from_millis(100));
         assert_eq!(o.workloads, vec![Workload::W4, Workload::W5]);
-        assert_eq!(
-            parse(&args("ALL")).unwrap().workloads,
-            Workload::ALL.to_vec()
-        );
-        assert_eq!(
-            parse(&args("--sync-timeout=5s --n=10 W4")).unwrap().n,
-            Some(10)
-        );
+        assert_eq!(parse(&args("ALL")).unwrap().workloads, Workload::ALL.to_vec());
+        assert_eq!(parse(&args("--sync-timeout=5s --n=10 W4")).unwrap().n, Some(10));
     }
 
     #[test]
     fn rejects_bad_input() {
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("W9")).is_err());
-        assert_eq!(
-            parse(&args("w1")).unwrap().workloads,
-            vec![Workload::Pending(1)]
-        );
+        assert_eq!(parse(&args("w1")).unwrap().workloads, vec![Workload::Pending(1)]);
         assert!(parse(&args("--repeat x W4")).is_err());
         assert!(parse(&args("--sync-timeout 5parsecs W4")).is_err());
     }

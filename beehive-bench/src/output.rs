@@ -12,7 +12,6 @@ pub struct Latency {
 
 impl Latency {
     /// Nearest-rank statistics of `samples_us`; `None` when empty.
-    #[allow(dead_code)]
     pub fn of(samples_us: &mut [f64]) -> Option<Latency> {
         if samples_us.is_empty() {
             return None;
@@ -20,11 +19,7 @@ impl Latency {
         samples_us.sort_by(f64::total_cmp);
         let k = samples_us.len();
         let rank = |p: f64| samples_us[((p / 100.0 * k as f64).ceil() as usize).clamp(1, k) - 1];
-        Some(Latency {
-            mean: samples_us.iter().sum::<f64>() / k as f64,
-            p50: rank(50.0),
-            p99: rank(99.0),
-        })
+        Some(Latency { mean: samples_us.iter().sum::<f64>() / k as f64, p50: rank(50.0), p99: rank(99.0) })
     }
 }
 
@@ -70,21 +65,10 @@ impl RunResult {
         match self.lat {
             None => s.push_str("null"),
             Some(l) => {
-                let _ = write!(
-                    s,
-                    "{{\"mean\":{},\"p50\":{},\"p99\":{}}}",
-                    num(l.mean),
-                    num(l.p50),
-                    num(l.p99)
-                );
+                let _ = write!(s, "{{\"mean\":{},\"p50\":{},\"p99\":{}}}", num(l.mean), num(l.p50), num(l.p99));
             }
         }
-        let _ = write!(
-            s,
-            ",\"errors\":{},\"err_secs\":{}}}",
-            self.errors,
-            num(self.err_secs)
-        );
+        let _ = write!(s, ",\"errors\":{},\"err_secs\":{}}}", self.errors, num(self.err_secs));
         s
     }
 }

@@ -45,12 +45,7 @@ fn raw(c: &mut Criterion) {
     for (name, len) in [("100B", 100usize), ("64KiB", 64 * 1024)] {
         let mut line = vec![b'x'; len];
         line.push(b'\n');
-        let input: BytesMut = line
-            .iter()
-            .copied()
-            .cycle()
-            .take((8 << 20) / line.len() * line.len())
-            .collect();
+        let input: BytesMut = line.iter().copied().cycle().take((8 << 20) / line.len() * line.len()).collect();
         group.throughput(Throughput::Bytes(input.len() as u64));
         group.bench_function(name, |b| {
             b.iter_batched(

@@ -101,9 +101,6 @@ impl CodecError {
     /// True for errors caused by the bytes received (as opposed to I/O or
     /// configuration): the connection that sent them should be closed.
     pub fn is_protocol_error(&self) -> bool {
-        !matches!(
-            self,
-            CodecError::Io(_) | CodecError::InvalidConfig(_) | CodecError::Encode(_)
-        )
+        !matches!(self, CodecError::Io(_) | CodecError::InvalidConfig(_) | CodecError::Encode(_))
     }
 }

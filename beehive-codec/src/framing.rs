@@ -44,10 +44,7 @@ pub struct MessageCodec<F> {
 impl<F: Framing> MessageCodec<F> {
     /// Messages over `framing`, content decoded into values.
     pub fn new(framing: F) -> Self {
-        MessageCodec {
-            framing,
-            lazy: false,
-        }
+        MessageCodec { framing, lazy: false }
     }
 
     /// Keep canonical content as shared bytes instead of decoding it (for
@@ -72,10 +69,7 @@ impl<F: Framing> MessageCodec<F> {
         } else {
             beehive_model::from_slice(&payload)
         };
-        r.map(Some).map_err(|source| CodecError::Json {
-            offset: self.framing.last_frame_offset(),
-            source,
-        })
+        r.map(Some).map_err(|source| CodecError::Json { offset: self.framing.last_frame_offset(), source })
     }
 }
 

@@ -63,13 +63,7 @@ impl<R: Read, F: Framing> FrameReader<R, F> {
     /// Reads with `framing`, up to `read_size` bytes per read call (Go's
     /// reader asks for as much as its buffer holds).
     pub fn with_read_size(inner: R, framing: F, read_size: usize) -> Self {
-        FrameReader {
-            inner,
-            framing,
-            buf: BytesMut::new(),
-            chunk: vec![0; read_size.max(1)],
-            eof: false,
-        }
+        FrameReader { inner, framing, buf: BytesMut::new(), chunk: vec![0; read_size.max(1)], eof: false }
     }
 
     /// The next frame payload; `Ok(None)` at a clean end of stream.
@@ -96,10 +90,7 @@ impl<R: Read, F: Framing> FrameReader<R, F> {
             None => Ok(None),
             Some(payload) => beehive_model::from_slice(&payload)
                 .map(Some)
-                .map_err(|source| CodecError::Json {
-                    offset: self.framing.last_frame_offset(),
-                    source,
-                }),
+                .map_err(|source| CodecError::Json { offset: self.framing.last_frame_offset(), source }),
         }
     }
 
@@ -145,11 +136,7 @@ impl<W: Write> RawWriter<W> {
 impl<W: Write, F: Framing> FrameWriter<W, F> {
     /// Writes with `framing`.
     pub fn new(inner: W, framing: F) -> Self {
-        FrameWriter {
-            inner,
-            framing,
-            buf: BytesMut::new(),
-        }
+        FrameWriter { inner, framing, buf: BytesMut::new() }
     }
 
     fn send(&mut self) -> Result<(), CodecError> {
@@ -173,10 +160,7 @@ impl<W: Write, F: Framing> FrameWriter<W, F> {
     }
 
     /// Writes several messages with one `write_all` (fewer system calls).
-    pub fn write_messages<'a>(
-        &mut self,
-        msgs: impl IntoIterator<Item = &'a Message>,
-    ) -> Result<(), CodecError> {
+    pub fn write_messages<'a>(&mut self, msgs: impl IntoIterator<Item = &'a Message>) -> Result<(), CodecError> {
         self.buf.clear();
         for msg in msgs {
             self.framing.encode_message(msg, &mut self.buf)?;
@@ -221,11 +205,7 @@ impl<R: Read> PacketReader<R> {
 
     /// A reader for packets of up to `max_packet_len` bytes.
     pub fn with_max_packet_len(inner: R, max_packet_len: usize) -> Self {
-        PacketReader {
-            inner,
-            buf: vec![0; max_packet_len + 1],
-            max_packet_len,
-        }
+        PacketReader { inner, buf: vec![0; max_packet_len + 1], max_packet_len }
     }
 
     /// The next packet, borrowed until the next read; `Ok(None)` when the
@@ -236,9 +216,7 @@ impl<R: Read> PacketReader<R> {
             return Ok(None);
         }
         if n > self.max_packet_len {
-            return Err(CodecError::PacketTooLarge {
-                max: self.max_packet_len,
-            });
+            return Err(CodecError::PacketTooLarge { max: self.max_packet_len });
         }
         Ok(Some(&self.buf[..n]))
     }
@@ -268,10 +246,7 @@ pub struct PacketWriter<W> {
 impl<W: Write> PacketWriter<W> {
     /// A packet writer.
     pub fn new(inner: W) -> Self {
-        PacketWriter {
-            inner,
-            buf: Vec::with_capacity(512),
-        }
+        PacketWriter { inner, buf: Vec::with_capacity(512) }
     }
 
     /// Writes `payload` as one packet.
@@ -283,10 +258,7 @@ impl<W: Write> PacketWriter<W> {
             }
         };
         if n != payload.len() {
-            return Err(CodecError::ShortWrite {
-                written: n,
-                len: payload.len(),
-            });
+            return Err(CodecError::ShortWrite { written: n, len: payload.len() });
         }
         Ok(())
     }
@@ -295,12 +267,10 @@ impl<W: Write> PacketWriter<W> {
     pub fn write_message(&mut self, msg: &Message) -> Result<(), CodecError> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        let r = beehive_model::encode_into(msg, &mut buf)
-            .map_err(CodecError::from)
-            .and_then(|()| {
-                buf.push(b'\n');
-                self.write_packet(&buf)
-            });
+        let r = beehive_model::encode_into(msg, &mut buf).map_err(CodecError::from).and_then(|()| {
+            buf.push(b'\n');
+            self.write_packet(&buf)
+        });
         self.buf = buf;
         r
     }

@@ -32,8 +32,8 @@ mod seqpacket;
 pub use error::CodecError;
 pub use framing::{Framing, MessageCodec};
 pub use io::{
-    FrameReader, FrameWriter, PackageReader, PackageWriter, PacketReader, PacketWriter, RawReader,
-    RawWriter, DEFAULT_READ_SIZE,
+    FrameReader, FrameWriter, PackageReader, PackageWriter, PacketReader, PacketWriter, RawReader, RawWriter,
+    DEFAULT_READ_SIZE,
 };
 pub use package::{PackageCodec, PackageHeader, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use raw::RawCodec;

@@ -51,18 +51,10 @@ impl<S: AsFd> SeqpacketReader<S> {
     fn receive(&mut self) -> Result<(), Errno> {
         let fd = self.sock.as_fd().as_raw_fd();
         let mut headers = MultiHeaders::<()>::preallocate(self.bufs.len(), None);
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-            self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-        let results = recvmmsg(
-            fd,
-            &mut headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
-            None,
-        )?;
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        let results = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)?;
         for r in results {
-            self.got
-                .push((r.bytes, r.flags.contains(MsgFlags::MSG_TRUNC)));
+            self.got.push((r.bytes, r.flags.contains(MsgFlags::MSG_TRUNC)));
         }
         Ok(())
     }
@@ -95,9 +87,7 @@ impl<S: AsFd> SeqpacketReader<S> {
         }
         self.next += 1;
         if truncated {
-            return Err(CodecError::PacketTooLarge {
-                max: self.max_packet_len,
-            });
+            return Err(CodecError::PacketTooLarge { max: self.max_packet_len });
         }
         Ok(Some(&self.bufs[i][..len]))
     }

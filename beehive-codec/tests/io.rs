@@ -4,8 +4,8 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 use beehive_codec::{
-    CodecError, MessageCodec, PackageCodec, PackageReader, PackageWriter, PacketReader,
-    PacketWriter, RawCodec, RawReader, RawWriter,
+    CodecError, MessageCodec, PackageCodec, PackageReader, PackageWriter, PacketReader, PacketWriter, RawCodec,
+    RawReader, RawWriter,
 };
 use beehive_model::{constants, Message};
 use futures_util::{SinkExt, StreamExt};
@@ -14,12 +14,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 fn sample(i: usize) -> Message {
     Message::new("")
-        .build_router(
-            "bench-src",
-            "",
-            constants::RESOURCE_TYPE_POD,
-            constants::UPDATE_OPERATION,
-        )
+        .build_router("bench-src", "", constants::RESOURCE_TYPE_POD, constants::UPDATE_OPERATION)
         .fill_body(format!("payload {i} {}", "x".repeat(i % 300)))
 }
 
@@ -70,14 +65,7 @@ fn a_peer_closing_mid_frame_is_a_truncation_error() {
     a.write_all(b"beehv1rv\x00\x00\x00\x10only-part").unwrap();
     drop(a);
     let mut r = PackageReader::package(b);
-    assert!(matches!(
-        r.read_frame(),
-        Err(CodecError::Truncated {
-            offset: 0,
-            needed: 28,
-            available: 21
-        })
-    ));
+    assert!(matches!(r.read_frame(), Err(CodecError::Truncated { offset: 0, needed: 28, available: 21 })));
 }
 
 #[test]
@@ -93,10 +81,7 @@ fn seqpacket_carries_one_message_per_packet_and_detects_oversize() {
     for m in &msgs {
         assert_eq!(&r.read_message().unwrap().unwrap(), m);
     }
-    assert!(matches!(
-        r.read_packet(),
-        Err(CodecError::PacketTooLarge { max: 1024 })
-    ));
+    assert!(matches!(r.read_packet(), Err(CodecError::PacketTooLarge { max: 1024 })));
     drop(w);
     assert!(r.read_packet().unwrap().is_none());
 }
@@ -121,15 +106,9 @@ async fn tokio_framed_package_and_raw_streams() {
             }
         });
         let got: Vec<Message> = if package {
-            FramedRead::new(b, MessageCodec::new(PackageCodec::new()))
-                .map(|r| r.unwrap())
-                .collect()
-                .await
+            FramedRead::new(b, MessageCodec::new(PackageCodec::new())).map(|r| r.unwrap()).collect().await
         } else {
-            FramedRead::new(b, MessageCodec::new(RawCodec::new()))
-                .map(|r| r.unwrap())
-                .collect()
-                .await
+            FramedRead::new(b, MessageCodec::new(RawCodec::new())).map(|r| r.unwrap()).collect().await
         };
         writer.await.unwrap();
         assert_eq!(got, msgs);
@@ -165,10 +144,7 @@ fn batched_seqpacket_reader_takes_queued_packets_and_flags_truncation() {
     for m in &msgs[..20] {
         assert_eq!(&r.read_message().unwrap().unwrap(), m);
     }
-    assert!(matches!(
-        r.read_packet(),
-        Err(CodecError::PacketTooLarge { max: 1024 })
-    ));
+    assert!(matches!(r.read_packet(), Err(CodecError::PacketTooLarge { max: 1024 })));
     for m in &msgs[20..] {
         assert_eq!(&r.read_message().unwrap().unwrap(), m);
     }

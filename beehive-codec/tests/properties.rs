@@ -11,10 +11,7 @@ fn decode_split<D>(codec: &mut D, stream: &[u8], cuts: &[f64]) -> Result<Vec<D::
 where
     D: Decoder,
 {
-    let mut points: Vec<usize> = cuts
-        .iter()
-        .map(|c| (c * stream.len() as f64) as usize)
-        .collect();
+    let mut points: Vec<usize> = cuts.iter().map(|c| (c * stream.len() as f64) as usize).collect();
     points.push(stream.len());
     points.sort_unstable();
     let mut buf = BytesMut::new();
@@ -34,30 +31,15 @@ where
 }
 
 fn any_message() -> impl Strategy<Value = Message> {
-    (
-        ".{0,20}",
-        ".{0,20}",
-        any::<i64>(),
-        any::<bool>(),
-        ".{0,20}",
-        ".{0,60}",
-    )
-        .prop_map(|(id, src, ts, sync, res, body)| {
+    (".{0,20}", ".{0,20}", any::<i64>(), any::<bool>(), ".{0,20}", ".{0,60}").prop_map(
+        |(id, src, ts, sync, res, body)| {
             Message::from_parts(
-                MessageHeader {
-                    id,
-                    timestamp: ts,
-                    sync,
-                    ..MessageHeader::default()
-                },
-                MessageRoute {
-                    source: src,
-                    resource: res,
-                    ..MessageRoute::default()
-                },
+                MessageHeader { id, timestamp: ts, sync, ..MessageHeader::default() },
+                MessageRoute { source: src, resource: res, ..MessageRoute::default() },
                 Content::String(body),
             )
-        })
+        },
+    )
 }
 
 proptest! {

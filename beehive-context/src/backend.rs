@@ -45,37 +45,18 @@ pub trait MessageContext: Send + Sync {
     /// Delivers only if there is room now.
     fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError>;
     /// Delivers, waiting at most `timeout` for room.
-    fn send_timeout(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<(), ContextError>;
+    fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError>;
     /// [`send`](Self::send) for async code.
-    fn send_async<'a>(
-        &'a self,
-        module: &'a str,
-        msg: Message,
-    ) -> BoxFuture<'a, Result<(), ContextError>>;
+    fn send_async<'a>(&'a self, module: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>>;
     /// The module's next message, waiting for one.
     fn receive(&self, module: &str) -> Result<Message, ContextError>;
     /// The module's next message, waiting at most `timeout` (`Ok(None)` on timeout).
-    fn receive_timeout(
-        &self,
-        module: &str,
-        timeout: Duration,
-    ) -> Result<Option<Message>, ContextError>;
+    fn receive_timeout(&self, module: &str, timeout: Duration) -> Result<Option<Message>, ContextError>;
     /// [`receive`](Self::receive) for async code.
-    fn receive_async<'a>(&'a self, module: &'a str)
-        -> BoxFuture<'a, Result<Message, ContextError>>;
+    fn receive_async<'a>(&'a self, module: &'a str) -> BoxFuture<'a, Result<Message, ContextError>>;
     /// Sends with `sync` set and waits for the response whose parent id is
     /// the request id. A zero timeout means 30 s.
-    fn send_sync(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Message, ContextError>;
+    fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError>;
     /// [`send_sync`](Self::send_sync) for async code.
     fn send_sync_async<'a>(
         &'a self,
@@ -88,12 +69,7 @@ pub trait MessageContext: Send + Sync {
     /// Delivers to every member of the group, in order per member.
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError>;
     /// Delivers to every member and waits for one response from each.
-    fn send_to_group_sync(
-        &self,
-        group: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Vec<Message>, ContextError>;
+    fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError>;
 }
 
 /// A complete backend.

@@ -1,11 +1,11 @@
 //! The in-process backend (Go's channel context).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use beehive_model::{constants, Message};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext};
 use crate::inbox::Inbox;
@@ -60,34 +60,47 @@ impl ChannelContext {
     pub fn with_capacity(capacity: usize) -> Self {
         ChannelContext {
             capacity: capacity.max(1),
-            modules: ArcSwap::from_pointee(HashMap::new()),
-            groups: ArcSwap::from_pointee(HashMap::new()),
-            closed: ArcSwap::from_pointee(HashMap::new()),
+            modules: ArcSwap::from_pointee(HashMap::default()),
+            groups: ArcSwap::from_pointee(HashMap::default()),
+            closed: ArcSwap::from_pointee(HashMap::default()),
             keeper: SyncKeeper::default(),
             write: Mutex::new(()),
         }
     }
 
-    fn inbox(&self, module: &str) -> Result<Arc<Inbox>, ContextError> {
-        if let Some(inbox) = self.modules.load().get(module) {
-            return Ok(Arc::clone(inbox));
-        }
+    fn missing(&self, module: &str) -> ContextError {
         if self.closed.load().contains_key(module) {
-            return Err(ContextError::Closed {
-                module: module.to_owned(),
-            });
+            ContextError::Closed { module: module.to_owned() }
+        } else {
+            ContextError::UnknownModule { module: module.to_owned() }
         }
-        Err(ContextError::UnknownModule {
-            module: module.to_owned(),
-        })
+    }
+
+    fn inbox(&self, module: &str) -> Result<Arc<Inbox>, ContextError> {
+        match self.modules.load().get(module) {
+            Some(inbox) => Ok(Arc::clone(inbox)),
+            None => Err(self.missing(module)),
+        }
+    }
+
+    /// The module's inbox, for the router's fast path.
+    pub(crate) fn inbox_handle(&self, module: &str) -> Option<Arc<Inbox>> {
+        self.modules.load().get(module).cloned()
+    }
+
+    /// Runs `f` on the module's inbox without cloning its handle (no shared
+    /// reference count is touched on the hot path).
+    fn with_inbox<R>(&self, module: &str, f: impl FnOnce(&Inbox) -> R) -> Result<R, ContextError> {
+        match self.modules.load().get(module) {
+            Some(inbox) => Ok(f(inbox)),
+            None => Err(self.missing(module)),
+        }
     }
 
     fn members(&self, group: &str) -> Result<Members, ContextError> {
         match self.groups.load().get(group) {
             Some(m) if !m.is_empty() => Ok(Arc::clone(m)),
-            _ => Err(ContextError::UnknownGroup {
-                group: group.to_owned(),
-            }),
+            _ => Err(ContextError::UnknownGroup { group: group.to_owned() }),
         }
     }
 
@@ -104,11 +117,7 @@ impl ChannelContext {
 
     /// The members of a group, in the order they were added.
     pub fn group_members(&self, group: &str) -> Vec<String> {
-        self.groups
-            .load()
-            .get(group)
-            .map(|m| m.iter().map(|(n, _)| n.clone()).collect())
-            .unwrap_or_default()
+        self.groups.load().get(group).map(|m| m.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default()
     }
 
     /// Messages waiting in a module's inbox.
@@ -131,15 +140,10 @@ impl ModuleContext for ChannelContext {
         let _w = self.lock();
         let current = self.modules.load();
         if current.contains_key(module) {
-            return Err(ContextError::DuplicateModule {
-                module: module.to_owned(),
-            });
+            return Err(ContextError::DuplicateModule { module: module.to_owned() });
         }
         let mut next = HashMap::clone(&current);
-        next.insert(
-            module.to_owned(),
-            Arc::new(Inbox::new(module, self.capacity)),
-        );
+        next.insert(module.to_owned(), Arc::new(Inbox::new(module, self.capacity)));
         self.modules.store(Arc::new(next));
         let closed = self.closed.load();
         if closed.contains_key(module) {
@@ -179,13 +183,7 @@ impl ModuleContext for ChannelContext {
             let mut groups = HashMap::clone(&self.groups.load());
             for members in groups.values_mut() {
                 if members.iter().any(|(n, _)| n == module) {
-                    *members = Arc::new(
-                        members
-                            .iter()
-                            .filter(|(n, _)| n != module)
-                            .cloned()
-                            .collect(),
-                    );
+                    *members = Arc::new(members.iter().filter(|(n, _)| n != module).cloned().collect());
                 }
             }
             groups.retain(|_, m| !m.is_empty());
@@ -197,11 +195,7 @@ impl ModuleContext for ChannelContext {
         };
         let dropped = inbox.close();
         if dropped > 0 {
-            tracing::warn!(
-                module,
-                dropped,
-                "module cleaned up with undelivered messages"
-            );
+            tracing::warn!(module, dropped, "module cleaned up with undelivered messages");
         }
         Ok(dropped)
     }
@@ -209,56 +203,34 @@ impl ModuleContext for ChannelContext {
 
 impl MessageContext for ChannelContext {
     fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.inbox(module)?.send(msg)
+        self.with_inbox(module, |inbox| inbox.send(msg))?
     }
 
     fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.inbox(module)?.try_send(msg)
+        self.with_inbox(module, |inbox| inbox.try_send(msg))?
     }
 
-    fn send_timeout(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<(), ContextError> {
-        self.inbox(module)?
-            .send_deadline(msg, Instant::now() + timeout, timeout)
+    fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
+        self.inbox(module)?.send_deadline(msg, Instant::now() + timeout, timeout)
     }
 
-    fn send_async<'a>(
-        &'a self,
-        module: &'a str,
-        msg: Message,
-    ) -> BoxFuture<'a, Result<(), ContextError>> {
+    fn send_async<'a>(&'a self, module: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
         Box::pin(async move { self.inbox(module)?.send_async(msg).await })
     }
 
     fn receive(&self, module: &str) -> Result<Message, ContextError> {
-        self.inbox(module)?.recv()
+        self.with_inbox(module, Inbox::recv)?
     }
 
-    fn receive_timeout(
-        &self,
-        module: &str,
-        timeout: Duration,
-    ) -> Result<Option<Message>, ContextError> {
+    fn receive_timeout(&self, module: &str, timeout: Duration) -> Result<Option<Message>, ContextError> {
         self.inbox(module)?.recv_deadline(Instant::now() + timeout)
     }
 
-    fn receive_async<'a>(
-        &'a self,
-        module: &'a str,
-    ) -> BoxFuture<'a, Result<Message, ContextError>> {
+    fn receive_async<'a>(&'a self, module: &'a str) -> BoxFuture<'a, Result<Message, ContextError>> {
         Box::pin(async move { self.inbox(module)?.recv_async().await })
     }
 
-    fn send_sync(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Message, ContextError> {
+    fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError> {
         let timeout = effective_timeout(timeout);
         let deadline = Instant::now() + timeout;
         let inbox = self.inbox(module)?;
@@ -266,13 +238,7 @@ impl MessageContext for ChannelContext {
         let id = msg.id().to_owned();
         let reg = self.keeper.register(&id, 1)?;
         inbox.send_deadline(msg, deadline, timeout)?;
-        reg.slot
-            .wait(deadline)
-            .pop()
-            .ok_or(ContextError::ResponseTimeout {
-                msg_id: id,
-                timeout,
-            })
+        reg.slot.wait(deadline).pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
     }
 
     fn send_sync_async<'a>(
@@ -290,19 +256,10 @@ impl MessageContext for ChannelContext {
             let reg = self.keeper.register(&id, 1)?;
             match tokio::time::timeout_at(deadline, inbox.send_async(msg)).await {
                 Ok(r) => r?,
-                Err(_) => {
-                    return Err(ContextError::SendTimeout {
-                        module: module.to_owned(),
-                        msg_id: id,
-                        timeout,
-                    })
-                }
+                Err(_) => return Err(ContextError::SendTimeout { module: module.to_owned(), msg_id: id, timeout }),
             }
             let _ = tokio::time::timeout_at(deadline, reg.slot.wait_async()).await;
-            reg.take().pop().ok_or(ContextError::ResponseTimeout {
-                msg_id: id,
-                timeout,
-            })
+            reg.take().pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
         })
     }
 
@@ -321,20 +278,11 @@ impl MessageContext for ChannelContext {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(ContextError::GroupDelivery {
-                group: group.to_owned(),
-                msg_id: msg.id().to_owned(),
-                failed,
-            })
+            Err(ContextError::GroupDelivery { group: group.to_owned(), msg_id: msg.id().to_owned(), failed })
         }
     }
 
-    fn send_to_group_sync(
-        &self,
-        group: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Vec<Message>, ContextError> {
+    fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {
         let timeout = effective_timeout(timeout);
         let deadline = Instant::now() + timeout;
         let members = self.members(group)?;
@@ -347,11 +295,7 @@ impl MessageContext for ChannelContext {
                 undelivered.push(name.clone());
             }
         }
-        let responses = if undelivered.is_empty() {
-            reg.slot.wait(deadline)
-        } else {
-            reg.take()
-        };
+        let responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { reg.take() };
         if responses.len() == members.len() {
             return Ok(responses);
         }

@@ -1,7 +1,6 @@
 //! The hive: the context router (Go's global context) and the module
 //! lifecycle (Go's `core` package), as a value instead of a singleton.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
@@ -9,14 +8,24 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use beehive_model::{constants, Message};
+use rustc_hash::FxHashMap as HashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
+use crate::inbox::Inbox;
 use crate::module::{next_interval, Module, ModuleError, RestartType};
 use crate::ContextError;
 
 type BackendMap = HashMap<String, Arc<dyn Backend>>;
+
+/// Where a module's messages go. For modules of the built-in channel
+/// backend the inbox itself is kept, so the hot path is one table lookup.
+#[derive(Clone)]
+struct Route {
+    backend: Arc<dyn Backend>,
+    inbox: Option<Arc<Inbox>>,
+}
 
 struct Registered {
     module: Arc<dyn Module>,
@@ -33,8 +42,10 @@ struct Registry {
 struct Inner {
     /// Backends by context type.
     backends: ArcSwap<BackendMap>,
-    /// Module name to its backend.
-    module_backend: ArcSwap<BackendMap>,
+    /// The built-in in-process backend.
+    channel: Arc<ChannelContext>,
+    /// Module name to its route.
+    module_backend: ArcSwap<HashMap<String, Route>>,
     /// Group name to its backend.
     group_backend: ArcSwap<BackendMap>,
     write: Mutex<()>,
@@ -74,14 +85,8 @@ pub struct Hive {
 impl std::fmt::Debug for Hive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hive")
-            .field(
-                "backends",
-                &self.inner.backends.load().keys().collect::<Vec<_>>(),
-            )
-            .field(
-                "modules",
-                &self.inner.module_backend.load().keys().collect::<Vec<_>>(),
-            )
+            .field("backends", &self.inner.backends.load().keys().collect::<Vec<_>>())
+            .field("modules", &self.inner.module_backend.load().keys().collect::<Vec<_>>())
             .field("cancelled", &self.inner.cancel.is_cancelled())
             .finish()
     }
@@ -125,18 +130,20 @@ impl Hive {
 
     /// A hive whose `channel` inboxes hold `capacity` messages.
     pub fn with_channel_capacity(capacity: usize) -> Self {
+        let channel = Arc::new(ChannelContext::with_capacity(capacity));
         let hive = Hive {
             inner: Arc::new(Inner {
-                backends: ArcSwap::from_pointee(HashMap::new()),
-                module_backend: ArcSwap::from_pointee(HashMap::new()),
-                group_backend: ArcSwap::from_pointee(HashMap::new()),
+                channel: Arc::clone(&channel),
+                backends: ArcSwap::from_pointee(HashMap::default()),
+                module_backend: ArcSwap::from_pointee(HashMap::default()),
+                group_backend: ArcSwap::from_pointee(HashMap::default()),
                 write: Mutex::new(()),
                 cancel: CancellationToken::new(),
                 stopped: (Mutex::new(false), Condvar::new()),
                 registry: Mutex::new(Registry::default()),
             }),
         };
-        hive.add_backend(Arc::new(ChannelContext::with_capacity(capacity)));
+        hive.add_backend(channel);
         hive
     }
 
@@ -155,9 +162,7 @@ impl Hive {
             .load()
             .get(context_type)
             .cloned()
-            .ok_or_else(|| ContextError::UnknownContextType {
-                context_type: context_type.to_owned(),
-            })
+            .ok_or_else(|| ContextError::UnknownContextType { context_type: context_type.to_owned() })
     }
 
     fn route(&self, module: &str) -> Result<Arc<dyn Backend>, ContextError> {
@@ -165,10 +170,24 @@ impl Hive {
             .module_backend
             .load()
             .get(module)
-            .cloned()
-            .ok_or_else(|| ContextError::UnknownModule {
-                module: module.to_owned(),
-            })
+            .map(|r| Arc::clone(&r.backend))
+            .ok_or_else(|| ContextError::UnknownModule { module: module.to_owned() })
+    }
+
+    /// Runs `inbox` on the module's inbox when it is an in-process module,
+    /// `other` on its backend otherwise; no handle is cloned.
+    fn dispatch<T, R>(
+        &self,
+        module: &str,
+        arg: T,
+        inbox: impl FnOnce(&Inbox, T) -> Result<R, ContextError>,
+        other: impl FnOnce(&dyn Backend, T) -> Result<R, ContextError>,
+    ) -> Result<R, ContextError> {
+        match self.inner.module_backend.load().get(module) {
+            Some(Route { inbox: Some(i), .. }) => inbox(i, arg),
+            Some(r) => other(&*r.backend, arg),
+            None => Err(ContextError::UnknownModule { module: module.to_owned() }),
+        }
     }
 
     fn route_group(&self, group: &str) -> Result<Arc<dyn Backend>, ContextError> {
@@ -177,9 +196,7 @@ impl Hive {
             .load()
             .get(group)
             .cloned()
-            .ok_or_else(|| ContextError::UnknownGroup {
-                group: group.to_owned(),
-            })
+            .ok_or_else(|| ContextError::UnknownGroup { group: group.to_owned() })
     }
 
     // ----- module management -----
@@ -189,8 +206,10 @@ impl Hive {
         let backend = self.backend(context_type)?;
         let _w = lock(&self.inner.write);
         backend.add_module(module)?;
+        let builtin: Arc<dyn Backend> = self.inner.channel.clone();
+        let inbox = if Arc::ptr_eq(&backend, &builtin) { self.inner.channel.inbox_handle(module) } else { None };
         let mut map = HashMap::clone(&self.inner.module_backend.load());
-        map.insert(module.to_owned(), backend);
+        map.insert(module.to_owned(), Route { backend, inbox });
         self.inner.module_backend.store(Arc::new(map));
         Ok(())
     }
@@ -217,21 +236,16 @@ impl Hive {
 
     /// Delivers `msg` to `module`, waiting for room in its inbox.
     pub fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.route(module)?.send(module, msg)
+        self.dispatch(module, msg, Inbox::send, |b, msg| b.send(module, msg))
     }
 
     /// Delivers only if the inbox has room now.
     pub fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.route(module)?.try_send(module, msg)
+        self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg))
     }
 
     /// Delivers, waiting at most `timeout` for room.
-    pub fn send_timeout(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<(), ContextError> {
+    pub fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
         self.route(module)?.send_timeout(module, msg, timeout)
     }
 
@@ -242,15 +256,11 @@ impl Hive {
 
     /// The module's next message.
     pub fn receive(&self, module: &str) -> Result<Message, ContextError> {
-        self.route(module)?.receive(module)
+        self.dispatch(module, (), |i, ()| i.recv(), |b, ()| b.receive(module))
     }
 
     /// The module's next message, or `Ok(None)` after `timeout`.
-    pub fn receive_timeout(
-        &self,
-        module: &str,
-        timeout: Duration,
-    ) -> Result<Option<Message>, ContextError> {
+    pub fn receive_timeout(&self, module: &str, timeout: Duration) -> Result<Option<Message>, ContextError> {
         self.route(module)?.receive_timeout(module, timeout)
     }
 
@@ -260,12 +270,7 @@ impl Hive {
     }
 
     /// Sends with `sync` set and waits for the response (zero timeout = 30 s).
-    pub fn send_sync(
-        &self,
-        module: &str,
-        msg: Message,
-        timeout: Duration,
-    ) -> Result<Message, ContextError> {
+    pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError> {
         self.route(module)?.send_sync(module, msg, timeout)
     }
 
@@ -276,19 +281,13 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, ContextError> {
-        self.route(module)?
-            .send_sync_async(module, msg, timeout)
-            .await
+        self.route(module)?.send_sync_async(module, msg, timeout).await
     }
 
     /// Hands a response to the `send_sync` waiting for it, through the
     /// backend named by the response's `type` (empty = `channel`).
     pub fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
-        let ty = if resp.message_type().is_empty() {
-            constants::MSG_CTX_TYPE_CHANNEL
-        } else {
-            resp.message_type()
-        };
+        let ty = if resp.message_type().is_empty() { constants::MSG_CTX_TYPE_CHANNEL } else { resp.message_type() };
         self.backend(ty)?.send_resp(resp)
     }
 
@@ -304,8 +303,7 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Vec<Message>, ContextError> {
-        self.route_group(group)?
-            .send_to_group_sync(group, msg, timeout)
+        self.route_group(group)?.send_to_group_sync(group, msg, timeout)
     }
 
     // ----- lifecycle -----
@@ -328,20 +326,13 @@ impl Hive {
             reg.disabled.push(name);
             return Ok(());
         }
-        reg.modules.push(Registered {
-            module: Arc::new(module),
-            context_type: context_type.to_owned(),
-        });
+        reg.modules.push(Registered { module: Arc::new(module), context_type: context_type.to_owned() });
         Ok(())
     }
 
     /// Registered (enabled) modules, in registration order.
     pub fn modules(&self) -> Vec<String> {
-        lock(&self.inner.registry)
-            .modules
-            .iter()
-            .map(|r| r.module.name().to_owned())
-            .collect()
+        lock(&self.inner.registry).modules.iter().map(|r| r.module.name().to_owned()).collect()
     }
 
     /// Registered but disabled modules.
@@ -370,9 +361,7 @@ impl Hive {
             let handle = std::thread::Builder::new()
                 .name(format!("module-{name}"))
                 .spawn(move || hive.keep(module))
-                .map_err(|e| ContextError::Closed {
-                    module: format!("{name}: cannot spawn thread: {e}"),
-                })?;
+                .map_err(|e| ContextError::Closed { module: format!("{name}: cannot spawn thread: {e}") })?;
             tracing::info!(module = %name, "module started");
             reg.running.push((name, handle));
         }
@@ -445,9 +434,7 @@ impl Hive {
     pub fn wait_cancelled(&self, d: Duration) -> bool {
         let (m, cv) = &self.inner.stopped;
         let guard = lock(m);
-        let (guard, _) = cv
-            .wait_timeout_while(guard, d, |stopped| !*stopped)
-            .unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cv.wait_timeout_while(guard, d, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
         *guard
     }
 
@@ -458,8 +445,8 @@ impl Hive {
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         self.request_shutdown();
         let routes = self.inner.module_backend.load_full();
-        for (name, backend) in routes.iter() {
-            let _ = backend.seal(name);
+        for (name, route) in routes.iter() {
+            let _ = route.backend.seal(name);
         }
         let running = std::mem::take(&mut lock(&self.inner.registry).running);
         let end = Instant::now() + deadline;
@@ -479,7 +466,7 @@ impl Hive {
         let mut names: Vec<&String> = routes.keys().collect();
         names.sort();
         for name in names {
-            if let Ok(dropped) = routes[name].cleanup(name) {
+            if let Ok(dropped) = routes[name].backend.cleanup(name) {
                 if dropped > 0 {
                     report.undelivered.push((name.clone(), dropped));
                 }

@@ -1,44 +1,75 @@
-//! A module's inbox: a bounded FIFO that can be closed without losing
-//! track of what was in it.
+//! A module's inbox: a bounded FIFO, usable from threads and async tasks,
+//! that can be closed without losing track of what was in it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use beehive_model::Message;
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_utils::CachePadded;
 
 use crate::ContextError;
 
+/// How long an idle receiver polls before it parks.
+pub(crate) const SPIN: Duration = Duration::from_micros(20);
+
 pub(crate) enum Envelope {
     Msg(Message),
-    /// Wakes receivers after the inbox is closed; each passes it on.
+    /// Wakes receivers after the inbox is sealed; each passes it on.
     Close,
 }
 
-/// How often a receiver polls before it parks: a parked thread costs tens
-/// of microseconds to wake on this kind of machine, so a short spin catches
-/// the common case of a message arriving right away.
-const SPIN_ROUNDS: u32 = 10;
+/// Async tasks waiting for a message (or for room).
+#[derive(Default)]
+struct Wakers {
+    count: AtomicUsize,
+    list: Mutex<Vec<Waker>>,
+}
 
-fn backoff(round: u32) {
-    if round < 6 {
-        for _ in 0..(1u32 << round) {
-            std::hint::spin_loop();
+impl Wakers {
+    fn register(&self, w: &Waker) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if !list.iter().any(|x| x.will_wake(w)) {
+            list.push(w.clone());
         }
-    } else {
-        std::thread::yield_now();
+        self.count.store(list.len(), Ordering::SeqCst);
+    }
+
+    /// Wakes every registered task; costs one load when nobody waits.
+    fn wake_all(&self) {
+        fence(Ordering::SeqCst);
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let woken = {
+            let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+            self.count.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *list)
+        };
+        for w in woken {
+            w.wake();
+        }
     }
 }
 
-/// A bounded inbox. Senders register themselves (`in_flight`) before they
-/// check the closed flag, so [`Inbox::close`] can wait for every send that
-/// got past the check and count everything that was accepted but never
-/// received: no accepted message disappears silently.
+/// A bounded inbox on a lock-free array queue (crossbeam), which spins
+/// briefly before parking a blocked thread. Senders register themselves
+/// (`in_flight`) before they check the closed flag, so [`Inbox::close`] can
+/// wait for every send that got past the check and count everything that
+/// was accepted but never received: no accepted message disappears silently.
 pub(crate) struct Inbox {
     module: String,
-    tx: flume::Sender<Envelope>,
-    rx: flume::Receiver<Envelope>,
+    tx: Sender<Envelope>,
+    rx: Receiver<Envelope>,
     closed: AtomicBool,
-    in_flight: AtomicUsize,
+    // Each on its own cache line: senders write `in_flight` on every send,
+    // and the receiver must not pay a cache miss on the fields it reads.
+    in_flight: CachePadded<AtomicUsize>,
+    receivers: CachePadded<Wakers>,
+    senders: CachePadded<Wakers>,
 }
 
 struct Entered<'a>(&'a AtomicUsize);
@@ -51,20 +82,20 @@ impl Drop for Entered<'_> {
 
 impl Inbox {
     pub(crate) fn new(module: &str, capacity: usize) -> Self {
-        let (tx, rx) = flume::bounded(capacity.max(1));
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         Inbox {
             module: module.to_owned(),
             tx,
             rx,
             closed: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
+            in_flight: CachePadded::new(AtomicUsize::new(0)),
+            receivers: CachePadded::new(Wakers::default()),
+            senders: CachePadded::new(Wakers::default()),
         }
     }
 
     fn closed_error(&self) -> ContextError {
-        ContextError::Closed {
-            module: self.module.clone(),
-        }
+        ContextError::Closed { module: self.module.clone() }
     }
 
     fn enter(&self) -> Result<Entered<'_>, ContextError> {
@@ -80,53 +111,12 @@ impl Inbox {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Waits for room (as Go's `Send` does).
-    pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
-        let _entered = self.enter()?;
-        self.tx
-            .send(Envelope::Msg(msg))
-            .map_err(|_| self.closed_error())
+    fn sent(&self) {
+        self.receivers.wake_all();
     }
 
-    pub(crate) fn try_send(&self, msg: Message) -> Result<(), ContextError> {
-        let _entered = self.enter()?;
-        self.tx.try_send(Envelope::Msg(msg)).map_err(|e| match e {
-            flume::TrySendError::Full(_) => ContextError::Full {
-                module: self.module.clone(),
-            },
-            flume::TrySendError::Disconnected(_) => self.closed_error(),
-        })
-    }
-
-    pub(crate) fn send_deadline(
-        &self,
-        msg: Message,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<(), ContextError> {
-        let _entered = self.enter()?;
-        let id = msg.id().to_owned();
-        self.tx
-            .send_deadline(Envelope::Msg(msg), deadline)
-            .map_err(|e| match e {
-                flume::SendTimeoutError::Timeout(_) => ContextError::SendTimeout {
-                    module: self.module.clone(),
-                    msg_id: id,
-                    timeout,
-                },
-                flume::SendTimeoutError::Disconnected(_) => self.closed_error(),
-            })
-    }
-
-    pub(crate) async fn send_async(&self, msg: Message) -> Result<(), ContextError> {
-        let _entered = self.enter()?;
-        self.tx
-            .send_async(Envelope::Msg(msg))
-            .await
-            .map_err(|_| self.closed_error())
-    }
-
-    fn open(&self, env: Envelope) -> Result<Message, ContextError> {
+    fn taken(&self, env: Envelope) -> Result<Message, ContextError> {
+        self.senders.wake_all();
         match env {
             Envelope::Msg(m) => Ok(m),
             Envelope::Close => {
@@ -136,49 +126,125 @@ impl Inbox {
         }
     }
 
-    /// The next message, spinning briefly before parking. Once the inbox is
-    /// sealed, the messages already in it are still returned, then
-    /// [`ContextError::Closed`].
-    pub(crate) fn recv(&self) -> Result<Message, ContextError> {
-        for round in 0..SPIN_ROUNDS {
-            match self.rx.try_recv() {
-                Ok(env) => return self.open(env),
-                Err(flume::TryRecvError::Empty) if self.is_closed() => {
-                    return Err(self.closed_error())
+    /// Waits for room (as Go's `Send` does).
+    pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
+        let _entered = self.enter()?;
+        self.tx.send(Envelope::Msg(msg)).map_err(|_| self.closed_error())?;
+        self.sent();
+        Ok(())
+    }
+
+    pub(crate) fn try_send(&self, msg: Message) -> Result<(), ContextError> {
+        let _entered = self.enter()?;
+        self.tx.try_send(Envelope::Msg(msg)).map_err(|e| match e {
+            TrySendError::Full(_) => ContextError::Full { module: self.module.clone() },
+            TrySendError::Disconnected(_) => self.closed_error(),
+        })?;
+        self.sent();
+        Ok(())
+    }
+
+    pub(crate) fn send_deadline(&self, msg: Message, deadline: Instant, timeout: Duration) -> Result<(), ContextError> {
+        let _entered = self.enter()?;
+        let id = msg.id().to_owned();
+        self.tx.send_deadline(Envelope::Msg(msg), deadline).map_err(|e| match e {
+            crossbeam_channel::SendTimeoutError::Timeout(_) => {
+                ContextError::SendTimeout { module: self.module.clone(), msg_id: id, timeout }
+            }
+            crossbeam_channel::SendTimeoutError::Disconnected(_) => self.closed_error(),
+        })?;
+        self.sent();
+        Ok(())
+    }
+
+    pub(crate) async fn send_async(&self, msg: Message) -> Result<(), ContextError> {
+        let _entered = self.enter()?;
+        let mut pending = Some(Envelope::Msg(msg));
+        poll_fn(|cx| {
+            let Some(env) = pending.take() else { return Poll::Ready(Ok(())) };
+            let env = match self.tx.try_send(env) {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(TrySendError::Disconnected(_)) => return Poll::Ready(Err(self.closed_error())),
+                Err(TrySendError::Full(env)) => env,
+            };
+            self.senders.register(cx.waker());
+            fence(Ordering::SeqCst);
+            match self.tx.try_send(env) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Disconnected(_)) => Poll::Ready(Err(self.closed_error())),
+                Err(TrySendError::Full(env)) => {
+                    pending = Some(env);
+                    Poll::Pending
                 }
-                Err(flume::TryRecvError::Empty) => backoff(round),
-                Err(flume::TryRecvError::Disconnected) => return Err(self.closed_error()),
+            }
+        })
+        .await?;
+        self.sent();
+        Ok(())
+    }
+
+    /// The next message. An empty inbox is polled for up to [`SPIN`] before
+    /// the thread parks: waking a parked thread costs tens of microseconds
+    /// on a small VM, far more than the gap between two messages of a busy
+    /// sender. Once the inbox is sealed, the messages already in it are still
+    /// returned, then [`ContextError::Closed`].
+    pub(crate) fn recv(&self) -> Result<Message, ContextError> {
+        let mut started: Option<Instant> = None;
+        let mut round = 0u32;
+        loop {
+            match self.rx.try_recv() {
+                Ok(env) => return self.taken(env),
+                Err(TryRecvError::Empty) if self.is_closed() => return Err(self.closed_error()),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Err(self.closed_error()),
+            }
+            round += 1;
+            if round % 16 == 0 {
+                let t0 = *started.get_or_insert_with(Instant::now);
+                if t0.elapsed() >= SPIN {
+                    break;
+                }
+            }
+            for _ in 0..32 {
+                std::hint::spin_loop();
             }
         }
         match self.rx.recv() {
-            Ok(env) => self.open(env),
+            Ok(env) => self.taken(env),
             Err(_) => Err(self.closed_error()),
         }
     }
 
     pub(crate) fn recv_deadline(&self, deadline: Instant) -> Result<Option<Message>, ContextError> {
         match self.rx.try_recv() {
-            Ok(env) => return self.open(env).map(Some),
-            Err(flume::TryRecvError::Empty) if self.is_closed() => return Err(self.closed_error()),
+            Ok(env) => return self.taken(env).map(Some),
+            Err(TryRecvError::Empty) if self.is_closed() => return Err(self.closed_error()),
             Err(_) => {}
         }
         match self.rx.recv_deadline(deadline) {
-            Ok(env) => self.open(env).map(Some),
-            Err(flume::RecvTimeoutError::Timeout) => Ok(None),
-            Err(flume::RecvTimeoutError::Disconnected) => Err(self.closed_error()),
+            Ok(env) => self.taken(env).map(Some),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Ok(None),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(self.closed_error()),
         }
     }
 
     pub(crate) async fn recv_async(&self) -> Result<Message, ContextError> {
-        match self.rx.try_recv() {
-            Ok(env) => return self.open(env),
-            Err(flume::TryRecvError::Empty) if self.is_closed() => return Err(self.closed_error()),
-            Err(_) => {}
-        }
-        match self.rx.recv_async().await {
-            Ok(env) => self.open(env),
-            Err(_) => Err(self.closed_error()),
-        }
+        poll_fn(|cx| {
+            match self.rx.try_recv() {
+                Ok(env) => return Poll::Ready(self.taken(env)),
+                Err(TryRecvError::Empty) if self.is_closed() => return Poll::Ready(Err(self.closed_error())),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Poll::Ready(Err(self.closed_error())),
+            }
+            self.receivers.register(cx.waker());
+            fence(Ordering::SeqCst);
+            match self.rx.try_recv() {
+                Ok(env) => Poll::Ready(self.taken(env)),
+                Err(TryRecvError::Empty) => Poll::Pending,
+                Err(TryRecvError::Disconnected) => Poll::Ready(Err(self.closed_error())),
+            }
+        })
+        .await
     }
 
     /// Seals the inbox: later sends fail; receivers get the messages already
@@ -188,6 +254,7 @@ impl Inbox {
         // Wakes a receiver parked on an empty inbox. If the inbox is full the
         // receiver is not parked, and it sees the flag once it has drained.
         let _ = self.tx.try_send(Envelope::Close);
+        self.receivers.wake_all();
     }
 
     /// Seals the inbox and drops what is left in it. Returns how many
@@ -195,25 +262,26 @@ impl Inbox {
     pub(crate) fn close(&self) -> usize {
         self.closed.store(true, Ordering::SeqCst);
         let mut dropped = 0;
-        loop {
-            while let Ok(env) = self.rx.try_recv() {
+        let mut drain = |rx: &Receiver<Envelope>| {
+            while let Ok(env) = rx.try_recv() {
                 if let Envelope::Msg(_) = env {
                     dropped += 1;
                 }
             }
+        };
+        loop {
+            drain(&self.rx);
+            self.senders.wake_all();
             if self.in_flight.load(Ordering::SeqCst) == 0 {
                 break;
             }
             // A sender is between its check and the queue (or waiting for the
-            // room we just made): let it finish, then drain again.
+            // room just made): let it finish, then drain again.
             std::thread::yield_now();
         }
-        while let Ok(env) = self.rx.try_recv() {
-            if let Envelope::Msg(_) = env {
-                dropped += 1;
-            }
-        }
+        drain(&self.rx);
         let _ = self.tx.try_send(Envelope::Close);
+        self.receivers.wake_all();
         dropped
     }
 

@@ -18,6 +18,11 @@ use beehive_model::Message;
 
 use crate::ContextError;
 
+/// How long a requester polls for its response before it parks (a response
+/// usually arrives within a few microseconds; a park/unpark round trip costs
+/// tens of microseconds on a small VM).
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
 enum Waiter {
     None,
     Thread(Thread),
@@ -73,17 +78,19 @@ impl Slot {
     /// arrives within microseconds, faster than a park/unpark round trip),
     /// then parks. Returns what arrived.
     pub(crate) fn wait(&self, deadline: Instant) -> Vec<Message> {
-        for round in 0..12u32 {
-            if self.complete() {
-                return self.take();
+        let spin_until = Instant::now() + SPIN;
+        let mut round = 0u32;
+        while !self.complete() {
+            round += 1;
+            if round % 16 == 0 && Instant::now() >= spin_until.min(deadline) {
+                break;
             }
-            if round < 7 {
-                for _ in 0..(1u32 << round) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
+            for _ in 0..32 {
+                std::hint::spin_loop();
             }
+        }
+        if self.complete() {
+            return self.take();
         }
         loop {
             {
@@ -105,9 +112,7 @@ impl Slot {
 
     /// Waits asynchronously until complete (the caller adds the deadline).
     pub(crate) fn wait_async(self: &Arc<Self>) -> SlotFuture {
-        SlotFuture {
-            slot: Arc::clone(self),
-        }
+        SlotFuture { slot: Arc::clone(self) }
     }
 }
 
@@ -155,31 +160,18 @@ impl Registration<'_> {
 
 impl SyncKeeper {
     /// Registers a waiter for `expected` responses to request `id`.
-    pub(crate) fn register(
-        &self,
-        id: &str,
-        expected: usize,
-    ) -> Result<Registration<'_>, ContextError> {
+    pub(crate) fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
         let slot = Arc::new(Slot {
             expected: expected.max(1),
             count: AtomicUsize::new(0),
-            state: Mutex::new(SlotState {
-                responses: Vec::new(),
-                waiter: Waiter::None,
-            }),
+            state: Mutex::new(SlotState { responses: Vec::new(), waiter: Waiter::None }),
         });
         let mut slots = lock(&self.slots);
         if slots.contains_key(id) {
-            return Err(ContextError::DuplicateRequest {
-                msg_id: id.to_owned(),
-            });
+            return Err(ContextError::DuplicateRequest { msg_id: id.to_owned() });
         }
         slots.insert(id.to_owned(), Arc::clone(&slot));
-        Ok(Registration {
-            keeper: self,
-            id: id.to_owned(),
-            slot,
-        })
+        Ok(Registration { keeper: self, id: id.to_owned(), slot })
     }
 
     /// Hands a response to the request named by its parent id.
@@ -190,9 +182,7 @@ impl SyncKeeper {
                 slot.deliver(resp);
                 Ok(())
             }
-            None => Err(ContextError::NoWaiter {
-                parent_id: resp.parent_id().to_owned(),
-            }),
+            None => Err(ContextError::NoWaiter { parent_id: resp.parent_id().to_owned() }),
         }
     }
 

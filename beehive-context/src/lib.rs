@@ -30,9 +30,7 @@ mod inbox;
 mod keeper;
 mod module;
 
-pub use backend::{
-    effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT,
-};
+pub use backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT};
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::ContextError;
 pub use hive::{global, Hive, ShutdownReport};

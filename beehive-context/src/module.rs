@@ -95,10 +95,7 @@ impl RestartPolicy {
     }
 
     /// Sets the handler called when the retries run out.
-    pub fn on_give_up(
-        mut self,
-        handler: impl Fn(Option<&ModuleError>) + Send + Sync + 'static,
-    ) -> Self {
+    pub fn on_give_up(mut self, handler: impl Fn(Option<&ModuleError>) + Send + Sync + 'static) -> Self {
         self.error_handler = Some(Arc::new(handler));
         self
     }
@@ -120,11 +117,7 @@ pub fn next_interval(current: Duration, limit: Duration, growth_rate: f64) -> Du
     if growth_rate <= 1.0 {
         return current;
     }
-    let limit = if limit.is_zero() {
-        DEFAULT_RESTART_INTERVAL_LIMIT
-    } else {
-        limit
-    };
+    let limit = if limit.is_zero() { DEFAULT_RESTART_INTERVAL_LIMIT } else { limit };
     if current == limit {
         return current;
     }
@@ -197,13 +190,7 @@ impl SimpleModule {
         group: impl Into<String>,
         start: impl Fn(&Hive) -> Result<(), ModuleError> + Send + Sync + 'static,
     ) -> Self {
-        SimpleModule {
-            name: name.into(),
-            group: group.into(),
-            enabled: true,
-            policy: None,
-            start: Arc::new(start),
-        }
+        SimpleModule { name: name.into(), group: group.into(), enabled: true, policy: None, start: Arc::new(start) }
     }
 
     /// Enables or disables the module.
@@ -250,9 +237,6 @@ mod tests {
         assert_eq!(next_interval(s(20), s(30), 2.0), s(30));
         assert_eq!(next_interval(s(30), s(30), 2.0), s(30));
         assert_eq!(next_interval(s(16), Duration::ZERO, 3.0), s(30));
-        assert_eq!(
-            next_interval(Duration::from_millis(1500), s(10), 1.5),
-            Duration::from_millis(2250)
-        );
+        assert_eq!(next_interval(Duration::from_millis(1500), s(10), 1.5), Duration::from_millis(2250));
     }
 }

@@ -256,12 +256,7 @@ mod tests {
 
     /// Runs `f` on a thread with a small stack, as a tokio worker would have.
     fn on_small_stack(f: impl FnOnce() + Send + 'static) {
-        std::thread::Builder::new()
-            .stack_size(256 * 1024)
-            .spawn(f)
-            .unwrap()
-            .join()
-            .unwrap();
+        std::thread::Builder::new().stack_size(256 * 1024).spawn(f).unwrap().join().unwrap();
     }
 
     #[test]

@@ -60,18 +60,12 @@ impl Eq for RawJson {}
 impl RawJson {
     /// Wraps JSON text without checking it.
     pub fn new(bytes: impl Into<Bytes>) -> Self {
-        RawJson {
-            bytes: bytes.into(),
-            canonical: false,
-        }
+        RawJson { bytes: bytes.into(), canonical: false }
     }
 
     /// Text the decoder found valid and canonical.
     pub(crate) fn canonical(bytes: Bytes) -> Self {
-        RawJson {
-            bytes,
-            canonical: true,
-        }
+        RawJson { bytes, canonical: true }
     }
 
     /// True when the text is known to be valid JSON in Go's canonical form
@@ -125,10 +119,7 @@ impl ModuleExchange {
                 Some(0) => match v {
                     Value::Null => {}
                     Value::Array(items) => {
-                        let names = items
-                            .iter()
-                            .map(|i| i.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()?;
+                        let names = items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
                         out.modules = Some(names);
                     }
                     _ => return None,
@@ -140,10 +131,9 @@ impl ModuleExchange {
                         for (g, members) in groups {
                             let members = match members {
                                 Value::Null => Vec::new(),
-                                Value::Array(items) => items
-                                    .iter()
-                                    .map(|i| i.as_str().map(str::to_owned))
-                                    .collect::<Option<Vec<_>>>()?,
+                                Value::Array(items) => {
+                                    items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?
+                                }
                                 _ => return None,
                             };
                             map.insert(g.clone(), members);

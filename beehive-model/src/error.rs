@@ -74,9 +74,7 @@ impl fmt::Display for SyntaxContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SyntaxContext::ValueStart => f.write_str("looking for beginning of value"),
-            SyntaxContext::ObjectKeyStart => {
-                f.write_str("looking for beginning of object key string")
-            }
+            SyntaxContext::ObjectKeyStart => f.write_str("looking for beginning of object key string"),
             SyntaxContext::AfterObjectKey => f.write_str("after object key"),
             SyntaxContext::AfterObjectValue => f.write_str("after object key:value pair"),
             SyntaxContext::AfterArrayElement => f.write_str("after array element"),
@@ -85,16 +83,10 @@ impl fmt::Display for SyntaxContext {
             SyntaxContext::InStringEscape => f.write_str("in string escape code"),
             SyntaxContext::InUnicodeEscape => f.write_str("in \\u hexadecimal character escape"),
             SyntaxContext::InNumber => f.write_str("in numeric literal"),
-            SyntaxContext::AfterDecimalPoint => {
-                f.write_str("after decimal point in numeric literal")
-            }
+            SyntaxContext::AfterDecimalPoint => f.write_str("after decimal point in numeric literal"),
             SyntaxContext::InExponent => f.write_str("in exponent of numeric literal"),
             SyntaxContext::InLiteral { literal, expected } => {
-                write!(
-                    f,
-                    "in literal {literal} (expecting '{}')",
-                    *expected as char
-                )
+                write!(f, "in literal {literal} (expecting '{}')", *expected as char)
             }
         }
     }
@@ -218,9 +210,7 @@ impl DecodeError {
     pub fn is_syntax(&self) -> bool {
         matches!(
             self,
-            DecodeError::UnexpectedEnd { .. }
-                | DecodeError::InvalidCharacter { .. }
-                | DecodeError::DepthLimit { .. }
+            DecodeError::UnexpectedEnd { .. } | DecodeError::InvalidCharacter { .. } | DecodeError::DepthLimit { .. }
         )
     }
 }

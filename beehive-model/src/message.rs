@@ -115,19 +115,11 @@ impl Message {
 
     /// Assembles a message from its parts.
     pub fn from_parts(header: MessageHeader, route: MessageRoute, content: Content) -> Self {
-        Message {
-            inner: Arc::new(Parts {
-                header,
-                route,
-                content: Arc::new(content),
-            }),
-        }
+        Message { inner: Arc::new(Parts { header, route, content: Arc::new(content) }) }
     }
 
     pub(crate) fn from_inner(parts: Parts) -> Self {
-        Message {
-            inner: Arc::new(parts),
-        }
+        Message { inner: Arc::new(parts) }
     }
 
     pub(crate) fn parts(&self) -> &Parts {
@@ -138,11 +130,7 @@ impl Message {
     /// message is shared).
     pub fn into_parts(self) -> (MessageHeader, MessageRoute, Content) {
         let parts = Arc::unwrap_or_clone(self.inner);
-        (
-            parts.header,
-            parts.route,
-            Arc::unwrap_or_clone(parts.content),
-        )
+        (parts.header, parts.route, Arc::unwrap_or_clone(parts.content))
     }
 
     /// The header.
@@ -249,12 +237,7 @@ impl Message {
     // ----- Go's builders -----
 
     /// Go `BuildHeader(id, parentID, timestamp)`.
-    pub fn build_header(
-        mut self,
-        id: impl Into<String>,
-        parent_id: impl Into<String>,
-        timestamp: i64,
-    ) -> Self {
+    pub fn build_header(mut self, id: impl Into<String>, parent_id: impl Into<String>, timestamp: i64) -> Self {
         let h = self.header_mut();
         h.id = id.into();
         h.parent_id = parent_id.into();
@@ -270,8 +253,7 @@ impl Message {
         resource: impl Into<String>,
         operation: impl Into<String>,
     ) -> Self {
-        self.set_route(source, group)
-            .set_resource_operation(resource, operation)
+        self.set_route(source, group).set_resource_operation(resource, operation)
     }
 
     /// Go `SetRoute(source, group)`.
@@ -283,11 +265,7 @@ impl Message {
     }
 
     /// Go `SetResourceOperation(res, opr)`.
-    pub fn set_resource_operation(
-        mut self,
-        resource: impl Into<String>,
-        operation: impl Into<String>,
-    ) -> Self {
+    pub fn set_resource_operation(mut self, resource: impl Into<String>, operation: impl Into<String>) -> Self {
         let r = self.route_mut();
         r.resource = resource.into();
         r.operation = operation.into();

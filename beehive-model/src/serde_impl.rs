@@ -81,9 +81,7 @@ impl Serialize for Content {
         match self {
             Content::Null | Content::Bytes(None) => s.serialize_unit(),
             Content::String(v) => s.serialize_str(v),
-            Content::Bytes(Some(b)) => {
-                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
-            }
+            Content::Bytes(Some(b)) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b)),
             Content::Value(v) => v.serialize(s),
             Content::Raw(r) => r.parse().map_err(serde::ser::Error::custom)?.serialize(s),
             Content::ModuleExchange(m) => m.serialize(s),
@@ -266,14 +264,7 @@ struct_visitor!(
     HeaderVisitor,
     MessageHeader,
     "a message header object",
-    [
-        "msg_id",
-        "parent_msg_id",
-        "timestamp",
-        "resourceversion",
-        "sync",
-        "type"
-    ],
+    ["msg_id", "parent_msg_id", "timestamp", "resourceversion", "sync", "type"],
     |i, map, h| match i {
         0 => set(&mut h.id, map.next_value()?),
         1 => set(&mut h.parent_id, map.next_value()?),
@@ -366,27 +357,19 @@ mod tests {
             .build_router("edged", "meta", "default/pod/a", "update")
             .set_type("channel")
             .fill_body(Value::from(vec![Value::from(1i64), Value::from("x")]));
-        assert_eq!(
-            serde_json::to_vec(&msg).unwrap(),
-            crate::to_vec(&msg).unwrap()
-        );
+        assert_eq!(serde_json::to_vec(&msg).unwrap(), crate::to_vec(&msg).unwrap());
     }
 
     #[test]
     fn deserialize_matches_keys_like_go_and_ignores_unknown_and_null() {
-        let text = r#"{"HEADER":{"Msg_Id":"a","timestamp":7,"sync":null,"x":[1]},"route":null,"Content":{"k":2},"extra":1}"#;
+        let text =
+            r#"{"HEADER":{"Msg_Id":"a","timestamp":7,"sync":null,"x":[1]},"route":null,"Content":{"k":2},"extra":1}"#;
         let msg: Message = serde_json::from_str(text).unwrap();
         assert_eq!(msg.id(), "a");
         assert_eq!(msg.timestamp(), 7);
         assert!(!msg.is_sync());
         assert_eq!(msg.route(), &MessageRoute::default());
-        assert_eq!(
-            msg.content()
-                .as_value()
-                .and_then(|v| v.get("k"))
-                .and_then(Value::as_i64),
-            Some(2)
-        );
+        assert_eq!(msg.content().as_value().and_then(|v| v.get("k")).and_then(Value::as_i64), Some(2));
     }
 
     #[test]
@@ -398,10 +381,7 @@ mod tests {
         }
         let env = Envelope {
             node: "edge-1".into(),
-            message: Message::raw()
-                .build_header("i", "", 1)
-                .set_route("s", "g")
-                .fill_body("body"),
+            message: Message::raw().build_header("i", "", 1).set_route("s", "g").fill_body("body"),
         };
         let text = serde_json::to_string(&env).unwrap();
         let back: Envelope = serde_json::from_str(&text).unwrap();

@@ -66,9 +66,7 @@ impl Number {
             Number::Uint(u) => i64::try_from(u).ok(),
             Number::Float(f) => {
                 // 2^63 is exactly representable; anything at or above it does not fit.
-                if f.fract() == 0.0
-                    && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
-                {
+                if f.fract() == 0.0 && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
                     Some(f as i64)
                 } else {
                     None
@@ -252,9 +250,7 @@ impl From<serde_json::Value> for Value {
             }),
             serde_json::Value::String(s) => Value::String(s),
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
-            serde_json::Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
-            }
+            serde_json::Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect()),
         }
     }
 }
@@ -274,11 +270,9 @@ impl TryFrom<Value> for serde_json::Value {
                 .map(serde_json::Value::Number)
                 .ok_or(crate::EncodeError::UnsupportedFloat { value: f })?,
             Value::String(s) => serde_json::Value::String(s),
-            Value::Array(a) => serde_json::Value::Array(
-                a.into_iter()
-                    .map(serde_json::Value::try_from)
-                    .collect::<Result<_, _>>()?,
-            ),
+            Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(serde_json::Value::try_from).collect::<Result<_, _>>()?)
+            }
             Value::Object(m) => serde_json::Value::Object(
                 m.into_iter()
                     .map(|(k, v)| Ok((k, serde_json::Value::try_from(v)?)))

@@ -1,9 +1,7 @@
 //! Property tests: encoding is stable under decoding, the decoder never
 //! panics, and float formatting round-trips.
 
-use beehive_model::{
-    Array, Content, DecodeError, Map, Message, MessageHeader, MessageRoute, Number, Value,
-};
+use beehive_model::{Array, Content, DecodeError, Map, Message, MessageHeader, MessageRoute, Number, Value};
 use proptest::prelude::*;
 
 fn any_text() -> impl Strategy<Value = String> {
@@ -53,33 +51,23 @@ fn any_value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..6)
-                .prop_map(|v| Value::Array(Array::from(v))),
-            proptest::collection::btree_map(any_text(), inner, 0..6)
-                .prop_map(|m| Value::Object(Map::from(m))),
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(|v| Value::Array(Array::from(v))),
+            proptest::collection::btree_map(any_text(), inner, 0..6).prop_map(|m| Value::Object(Map::from(m))),
         ]
     })
 }
 
 fn any_message() -> impl Strategy<Value = Message> {
-    let header = (
-        any_text(),
-        any_text(),
-        any::<i64>(),
-        any_text(),
-        any::<bool>(),
-        any_text(),
-    )
-        .prop_map(
-            |(id, parent_id, timestamp, resource_version, sync, message_type)| MessageHeader {
-                id,
-                parent_id,
-                timestamp,
-                resource_version,
-                sync,
-                message_type,
-            },
-        );
+    let header = (any_text(), any_text(), any::<i64>(), any_text(), any::<bool>(), any_text()).prop_map(
+        |(id, parent_id, timestamp, resource_version, sync, message_type)| MessageHeader {
+            id,
+            parent_id,
+            timestamp,
+            resource_version,
+            sync,
+            message_type,
+        },
+    );
     let route = (any_text(), any_text(), any_text(), any_text(), any_text()).prop_map(
         |(source, destination, group, operation, resource)| MessageRoute {
             source,
@@ -151,35 +139,16 @@ proptest! {
 fn non_finite_floats_fail_to_encode_like_go() {
     for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let msg = Message::raw().fill_body(Value::from(f));
-        assert!(matches!(
-            beehive_model::to_vec(&msg),
-            Err(beehive_model::EncodeError::UnsupportedFloat { .. })
-        ));
+        assert!(matches!(beehive_model::to_vec(&msg), Err(beehive_model::EncodeError::UnsupportedFloat { .. })));
     }
 }
 
 #[test]
 fn decoding_into_keeps_fields_on_type_errors_and_nothing_on_syntax_errors() {
     let mut msg = Message::raw().build_header("keep", "", 1);
-    let err = beehive_model::decode_into(
-        &mut msg,
-        br#"{"header":{"timestamp":"x","parent_msg_id":"p"}}"#,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DecodeError::WrongType {
-                field: "header.timestamp",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(
-        (msg.id(), msg.parent_id(), msg.timestamp()),
-        ("keep", "p", 1)
-    );
+    let err = beehive_model::decode_into(&mut msg, br#"{"header":{"timestamp":"x","parent_msg_id":"p"}}"#).unwrap_err();
+    assert!(matches!(err, DecodeError::WrongType { field: "header.timestamp", .. }), "{err}");
+    assert_eq!((msg.id(), msg.parent_id(), msg.timestamp()), ("keep", "p", 1));
     let err = beehive_model::decode_into(&mut msg, br#"{"header":{"msg_id":"new"}"#).unwrap_err();
     assert!(err.is_syntax());
     assert_eq!(msg.id(), "keep");
@@ -188,13 +157,7 @@ fn decoding_into_keeps_fields_on_type_errors_and_nothing_on_syntax_errors() {
 #[test]
 fn syntax_errors_say_what_and_where() {
     let err = beehive_model::from_slice(br#"{"header":{"msg_id":"a"}}x"#).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "invalid character 'x' after top-level value at byte 25"
-    );
+    assert_eq!(err.to_string(), "invalid character 'x' after top-level value at byte 25");
     let err = beehive_model::from_slice(b"{\"a\":nul }").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "invalid character ' ' in literal null (expecting 'l') at byte 8"
-    );
+    assert_eq!(err.to_string(), "invalid character ' ' in literal null (expecting 'l') at byte 8");
 }

@@ -29,18 +29,8 @@ pub struct DecodeCase {
     pub go_partial_reencoded: Option<String>,
 }
 
-fn fail(
-    case: &str,
-    check: &str,
-    expected: impl Into<Vec<u8>>,
-    actual: impl Into<Vec<u8>>,
-) -> Failure {
-    Failure {
-        case: case.to_owned(),
-        check: check.to_owned(),
-        expected: expected.into(),
-        actual: actual.into(),
-    }
+fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into<Vec<u8>>) -> Failure {
+    Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
 }
 
 /// Checks one case; returns its failures.
@@ -65,18 +55,9 @@ pub fn check_case(c: &DecodeCase) -> Vec<Failure> {
         ));
         return failures;
     }
-    let reencoded =
-        beehive_model::to_vec(&msg).unwrap_or_else(|e| format!("<error: {e}>").into_bytes());
-    let expected = if c.go_ok {
-        &c.go_reencoded
-    } else {
-        &c.go_partial_reencoded
-    };
-    let check = if c.go_ok {
-        "go_reencoded"
-    } else {
-        "go_partial_reencoded"
-    };
+    let reencoded = beehive_model::to_vec(&msg).unwrap_or_else(|e| format!("<error: {e}>").into_bytes());
+    let expected = if c.go_ok { &c.go_reencoded } else { &c.go_partial_reencoded };
+    let check = if c.go_ok { "go_reencoded" } else { "go_partial_reencoded" };
     if let Some(want) = expected {
         if reencoded != want.as_bytes() {
             failures.push(fail(&c.case, check, want.as_bytes(), reencoded));
@@ -86,19 +67,13 @@ pub fn check_case(c: &DecodeCase) -> Vec<Failure> {
         // The plain decoding function must agree with decode_into on a zero message.
         match beehive_model::from_slice(&input) {
             Ok(m) if m == msg => {}
-            other => failures.push(fail(
-                &c.case,
-                "from_slice",
-                "same as decode_into",
-                format!("{other:?}"),
-            )),
+            other => failures.push(fail(&c.case, "from_slice", "same as decode_into", format!("{other:?}"))),
         }
         // The lazy decoder keeps canonical content as bytes; writing it back
         // must still give Go's re-encoding.
         let lazy = beehive_model::json::from_bytes_lazy(&beehive_model::Bytes::from(input.clone()));
         match lazy.as_ref().map(beehive_model::to_vec) {
-            Ok(Ok(bytes))
-                if Some(bytes.as_slice()) == c.go_reencoded.as_deref().map(str::as_bytes) => {}
+            Ok(Ok(bytes)) if Some(bytes.as_slice()) == c.go_reencoded.as_deref().map(str::as_bytes) => {}
             _ => failures.push(fail(
                 &c.case,
                 "lazy go_reencoded",
@@ -109,12 +84,7 @@ pub fn check_case(c: &DecodeCase) -> Vec<Failure> {
         if let Some(want) = &c.go_content_type {
             let got = msg.content().go_type_name();
             if got != want {
-                failures.push(fail(
-                    &c.case,
-                    "go_content_type",
-                    want.as_bytes(),
-                    got.as_bytes(),
-                ));
+                failures.push(fail(&c.case, "go_content_type", want.as_bytes(), got.as_bytes()));
             }
         }
     }

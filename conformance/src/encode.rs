@@ -41,18 +41,8 @@ pub struct BuilderSpec {
     pub patched: Vec<String>,
 }
 
-fn fail(
-    case: &str,
-    check: &str,
-    expected: impl Into<Vec<u8>>,
-    actual: impl Into<Vec<u8>>,
-) -> Failure {
-    Failure {
-        case: case.to_owned(),
-        check: check.to_owned(),
-        expected: expected.into(),
-        actual: actual.into(),
-    }
+fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into<Vec<u8>>) -> Failure {
+    Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
 }
 
 fn outcome(r: &Result<Vec<u8>, beehive_model::EncodeError>) -> Vec<u8> {
@@ -85,11 +75,7 @@ fn rebuild(builder: &BuilderSpec, expected: &Message) -> Result<Option<Message>,
         match field.as_str() {
             "msg_id" => built.header_mut().id = expected.id().to_owned(),
             "timestamp" => built.header_mut().timestamp = expected.timestamp(),
-            other => {
-                return Err(LoadError::Format(format!(
-                    "unknown patched field {other:?}"
-                )))
-            }
+            other => return Err(LoadError::Format(format!("unknown patched field {other:?}"))),
         }
     }
     Ok(Some(built))
@@ -104,20 +90,10 @@ pub fn check_case(c: &EncodeCase) -> Vec<Failure> {
     };
     let encoded = beehive_model::to_vec(&msg);
     if encoded.is_ok() != c.go_ok {
-        failures.push(fail(
-            &c.case,
-            "go_ok",
-            format!("go_ok={}", c.go_ok),
-            outcome(&encoded),
-        ));
+        failures.push(fail(&c.case, "go_ok", format!("go_ok={}", c.go_ok), outcome(&encoded)));
     } else if let Ok(bytes) = &encoded {
         if bytes != c.go_json.as_bytes() {
-            failures.push(fail(
-                &c.case,
-                "go_json",
-                c.go_json.as_bytes(),
-                bytes.clone(),
-            ));
+            failures.push(fail(&c.case, "go_json", c.go_json.as_bytes(), bytes.clone()));
         }
         let line = beehive_model::to_vec_line(&msg).unwrap_or_default();
         let mut want = c.go_json.as_bytes().to_vec();
@@ -128,23 +104,12 @@ pub fn check_case(c: &EncodeCase) -> Vec<Failure> {
     }
     let shown = msg.to_string();
     if shown != c.go_string {
-        failures.push(fail(
-            &c.case,
-            "go_string",
-            c.go_string.as_bytes(),
-            shown.into_bytes(),
-        ));
+        failures.push(fail(&c.case, "go_string", c.go_string.as_bytes(), shown.into_bytes()));
     }
     let data = msg.content_data();
-    match (
-        &c.go_content_data_b64,
-        c.go_content_data_error.is_empty(),
-        &data,
-    ) {
+    match (&c.go_content_data_b64, c.go_content_data_error.is_empty(), &data) {
         (Some(b64), true, Ok(bytes)) => {
-            let want = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap_or_default();
+            let want = base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default();
             if want != bytes.as_ref() {
                 failures.push(fail(&c.case, "go_content_data", want, bytes.to_vec()));
             }
@@ -174,12 +139,7 @@ pub fn check_case(c: &EncodeCase) -> Vec<Failure> {
                     ));
                 }
             }
-            Err(e) => failures.push(fail(
-                &c.case,
-                "builder",
-                builder.func.as_bytes(),
-                e.to_string(),
-            )),
+            Err(e) => failures.push(fail(&c.case, "builder", builder.func.as_bytes(), e.to_string())),
         }
     }
     failures

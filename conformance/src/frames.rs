@@ -49,16 +49,9 @@ impl FrameFile {
         if let Some(p) = &self.payloads {
             return Ok(p.iter().map(|s| s.as_bytes().to_vec()).collect());
         }
-        let b64 = self
-            .payloads_b64
-            .as_ref()
-            .ok_or_else(|| LoadError::Format(format!("{}: no payloads", self.file)))?;
+        let b64 = self.payloads_b64.as_ref().ok_or_else(|| LoadError::Format(format!("{}: no payloads", self.file)))?;
         b64.iter()
-            .map(|s| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| LoadError::Format(e.to_string()))
-            })
+            .map(|s| base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| LoadError::Format(e.to_string())))
             .collect()
     }
 }
@@ -113,19 +106,11 @@ pub fn go_dropped_final_empty_frame(input: &[u8], go: &[Vec<u8>], ours: &[Bytes]
 }
 
 fn same_frames(ours: &[Bytes], want: &[Vec<u8>]) -> bool {
-    ours.len() == want.len()
-        && ours
-            .iter()
-            .zip(want)
-            .all(|(a, b)| a.as_ref() == b.as_slice())
+    ours.len() == want.len() && ours.iter().zip(want).all(|(a, b)| a.as_ref() == b.as_slice())
 }
 
 fn show(frames: &[Bytes], end: &End) -> Vec<u8> {
-    let mut s = format!(
-        "{} frames {:?} then ",
-        frames.len(),
-        frames.iter().map(|f| f.len()).collect::<Vec<_>>()
-    );
+    let mut s = format!("{} frames {:?} then ", frames.len(), frames.iter().map(|f| f.len()).collect::<Vec<_>>());
     s.push_str(&match end {
         End::Clean => "clean end".to_owned(),
         End::Pending => "pending".to_owned(),
@@ -135,26 +120,11 @@ fn show(frames: &[Bytes], end: &End) -> Vec<u8> {
 }
 
 fn show_want(frames: &[Vec<u8>], end: &str) -> Vec<u8> {
-    format!(
-        "{} frames {:?} then {end}",
-        frames.len(),
-        frames.iter().map(Vec::len).collect::<Vec<_>>()
-    )
-    .into_bytes()
+    format!("{} frames {:?} then {end}", frames.len(), frames.iter().map(Vec::len).collect::<Vec<_>>()).into_bytes()
 }
 
-fn fail(
-    case: &str,
-    check: &str,
-    expected: impl Into<Vec<u8>>,
-    actual: impl Into<Vec<u8>>,
-) -> Failure {
-    Failure {
-        case: case.to_owned(),
-        check: check.to_owned(),
-        expected: expected.into(),
-        actual: actual.into(),
-    }
+fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into<Vec<u8>>) -> Failure {
+    Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
 }
 
 fn check_package(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &mut Vec<Failure>) {
@@ -168,30 +138,17 @@ fn check_package(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &m
         }
     }
     if out.as_ref() != input {
-        failures.push(fail(
-            &f.file,
-            "encode (Go package writer bytes)",
-            input,
-            out.to_vec(),
-        ));
+        failures.push(fail(&f.file, "encode (Go package writer bytes)", input, out.to_vec()));
     }
     // Decoding without a size limit that matters: every payload, whole input.
-    let big =
-        PackageCodec::with_max_frame_len(input.len().max(beehive_codec::DEFAULT_MAX_FRAME_LEN));
+    let big = PackageCodec::with_max_frame_len(input.len().max(beehive_codec::DEFAULT_MAX_FRAME_LEN));
     let Ok(mut big) = big else { return };
     let (frames, end) = run_package(&mut big.clone(), &[input], true);
     if !same_frames(&frames, payloads) || !matches!(end, End::Clean) {
-        failures.push(fail(
-            &f.file,
-            "decode all payloads",
-            show_want(payloads, "clean end"),
-            show(&frames, &end),
-        ));
+        failures.push(fail(&f.file, "decode all payloads", show_want(payloads, "clean end"), show(&frames, &end)));
     }
     // Split at every eighth byte and at single bytes: the same frames.
-    let chunks: Vec<&[u8]> = input
-        .chunks(if input.len() < 4096 { 1 } else { 997 })
-        .collect();
+    let chunks: Vec<&[u8]> = input.chunks(if input.len() < 4096 { 1 } else { 997 }).collect();
     let (split_frames, split_end) = run_package(&mut big, &chunks, true);
     if !same_frames(&split_frames, payloads) || !matches!(split_end, End::Clean) {
         failures.push(fail(
@@ -202,11 +159,9 @@ fn check_package(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &m
         ));
     }
     // Decoding with Go's reader buffer size: Go's tokens, then Go's outcome.
-    let (Some(size), Some(n), Some(true)) = (
-        f.go_reader_buffer_size,
-        f.go_reader_tokens,
-        f.go_reader_tokens_are_payload_prefix,
-    ) else {
+    let (Some(size), Some(n), Some(true)) =
+        (f.go_reader_buffer_size, f.go_reader_tokens, f.go_reader_tokens_are_payload_prefix)
+    else {
         return;
     };
     let Ok(mut limited) = PackageCodec::with_max_frame_len(size) else {
@@ -217,20 +172,11 @@ fn check_package(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &m
     let (frames, end) = run_package(&mut limited, &[input], true);
     let go_end = f.go_reader_end.as_deref().unwrap_or("");
     let too_long = go_end.contains("token too long");
-    let frames_ok =
-        same_frames(&frames, go_tokens) || go_dropped_final_empty_frame(input, go_tokens, &frames);
-    let end_ok = if too_long {
-        matches!(end, End::Error(CodecError::FrameTooLarge { .. }))
-    } else {
-        matches!(end, End::Clean)
-    };
+    let frames_ok = same_frames(&frames, go_tokens) || go_dropped_final_empty_frame(input, go_tokens, &frames);
+    let end_ok =
+        if too_long { matches!(end, End::Error(CodecError::FrameTooLarge { .. })) } else { matches!(end, End::Clean) };
     if !frames_ok || !end_ok {
-        failures.push(fail(
-            &f.file,
-            "decode with Go's buffer size",
-            show_want(go_tokens, go_end),
-            show(&frames, &end),
-        ));
+        failures.push(fail(&f.file, "decode with Go's buffer size", show_want(go_tokens, go_end), show(&frames, &end)));
     }
 }
 
@@ -241,12 +187,7 @@ fn check_raw(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &mut V
         let _ = codec.encode_frame(p, &mut out);
     }
     if out.as_ref() != input {
-        failures.push(fail(
-            &f.file,
-            "encode (Go raw writer bytes)",
-            input,
-            out.to_vec(),
-        ));
+        failures.push(fail(&f.file, "encode (Go raw writer bytes)", input, out.to_vec()));
     }
     if f.via != "WriteJSON" {
         // Go's raw reader has no defined result on streams, and arbitrary
@@ -254,10 +195,7 @@ fn check_raw(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &mut V
         return;
     }
     // Each WriteJSON payload is one line: the line decoder must find them.
-    let want: Vec<Vec<u8>> = payloads
-        .iter()
-        .map(|p| p.strip_suffix(b"\n").unwrap_or(p).to_vec())
-        .collect();
+    let want: Vec<Vec<u8>> = payloads.iter().map(|p| p.strip_suffix(b"\n").unwrap_or(p).to_vec()).collect();
     let mut codec = RawCodec::new();
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
@@ -271,12 +209,7 @@ fn check_raw(f: &FrameFile, input: &[u8], payloads: &[Vec<u8>], failures: &mut V
         frames.push(line);
     }
     if !same_frames(&frames, &want) {
-        failures.push(fail(
-            &f.file,
-            "decode lines",
-            show_want(&want, "end"),
-            show(&frames, &End::Clean),
-        ));
+        failures.push(fail(&f.file, "decode lines", show_want(&want, "end"), show(&frames, &End::Clean)));
     }
 }
 
@@ -302,12 +235,7 @@ pub fn check_file(dir: &Path, f: &FrameFile) -> Vec<Failure> {
         Err(e) => return vec![fail(&f.file, "load", "file", e.to_string())],
     };
     if input.len() != f.bytes {
-        return vec![fail(
-            &f.file,
-            "load",
-            format!("{} bytes", f.bytes),
-            format!("{} bytes", input.len()),
-        )];
+        return vec![fail(&f.file, "load", format!("{} bytes", f.bytes), format!("{} bytes", input.len()))];
     }
     let payloads = match f.payloads() {
         Ok(p) => p,
@@ -322,9 +250,7 @@ pub fn check_file(dir: &Path, f: &FrameFile) -> Vec<Failure> {
             let mut out = BytesMut::new();
             let r = message_with_raw_content(p).and_then(|m| {
                 if f.framing == "raw" {
-                    RawCodec::new()
-                        .encode_message(&m, &mut out)
-                        .map_err(|e| e.to_string())
+                    RawCodec::new().encode_message(&m, &mut out).map_err(|e| e.to_string())
                 } else {
                     PackageCodec::new()
                         .encode_message(&m, &mut out)

@@ -62,10 +62,7 @@ pub fn default_captures_dir() -> PathBuf {
 
 /// Reads a `.jsonl` file, one `T` per line.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -95,18 +92,12 @@ pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError>
 
 /// Runs every category over the capture directory `dir`.
 pub fn run(dir: &Path) -> Result<Report, LoadError> {
-    let manifest =
-        std::fs::read_to_string(dir.join("MANIFEST.json")).map_err(|source| LoadError::Io {
-            path: dir.join("MANIFEST.json"),
-            source,
-        })?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest)
-        .map_err(|e| LoadError::Format(format!("MANIFEST.json: {e}")))?;
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.json"))
+        .map_err(|source| LoadError::Io { path: dir.join("MANIFEST.json"), source })?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&manifest).map_err(|e| LoadError::Format(format!("MANIFEST.json: {e}")))?;
     if manifest.get("format").and_then(|f| f.as_str()) != Some("beehive-captures/1") {
-        return Err(LoadError::Format(format!(
-            "MANIFEST.json: unsupported format {:?}",
-            manifest.get("format")
-        )));
+        return Err(LoadError::Format(format!("MANIFEST.json: unsupported format {:?}", manifest.get("format"))));
     }
     let mut report = Report {
         captures: dir.display().to_string(),

@@ -10,10 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "beehive-conformance",
-    about = "Check beehive-rs against captures of the Go beehive"
-)]
+#[command(name = "beehive-conformance", about = "Check beehive-rs against captures of the Go beehive")]
 struct Args {
     /// Capture directory (format beehive-captures/1); defaults to the vendored captures.
     captures: Option<PathBuf>,
@@ -27,9 +24,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let dir = args
-        .captures
-        .unwrap_or_else(beehive_conformance::default_captures_dir);
+    let dir = args.captures.unwrap_or_else(beehive_conformance::default_captures_dir);
     let report = match beehive_conformance::run(&dir) {
         Ok(r) => r,
         Err(e) => {
@@ -37,11 +32,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
-        "captures: {} (seed {})",
-        report.captures,
-        report.seed.map_or("?".to_owned(), |s| s.to_string())
-    );
+    println!("captures: {} (seed {})", report.captures, report.seed.map_or("?".to_owned(), |s| s.to_string()));
     print!("{}", report.table());
     if !report.ok() {
         println!();

@@ -54,24 +54,12 @@ pub struct MalformedCase {
     pub go_packer_get_message_len: i32,
 }
 
-fn fail(
-    case: &str,
-    check: &str,
-    expected: impl Into<Vec<u8>>,
-    actual: impl Into<Vec<u8>>,
-) -> Failure {
-    Failure {
-        case: case.to_owned(),
-        check: check.to_owned(),
-        expected: expected.into(),
-        actual: actual.into(),
-    }
+fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into<Vec<u8>>) -> Failure {
+    Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
 }
 
 fn b64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .unwrap_or_default()
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default()
 }
 
 fn describe(frames: &[bytes::Bytes], end: &End) -> String {
@@ -80,10 +68,7 @@ fn describe(frames: &[bytes::Bytes], end: &End) -> String {
         End::Pending => "pending".to_owned(),
         End::Error(e) => format!("error: {e}"),
     };
-    format!(
-        "frames {:?} then {end}",
-        frames.iter().map(|f| f.len()).collect::<Vec<_>>()
-    )
+    format!("frames {:?} then {end}", frames.iter().map(|f| f.len()).collect::<Vec<_>>())
 }
 
 /// Checks the header parsing against Go's packer on a full header.
@@ -101,12 +86,7 @@ fn check_header(c: &MalformedCase, input: &[u8], failures: &mut Vec<Failure>) {
             || h.reserved.to_vec() != b64(&p.reserved_b64)
             || h.length != p.length)
     {
-        failures.push(fail(
-            &c.case,
-            "header fields (packer.Read)",
-            format!("{p:?}"),
-            format!("{h:?}"),
-        ));
+        failures.push(fail(&c.case, "header fields (packer.Read)", format!("{p:?}"), format!("{h:?}")));
     }
     if h.length != c.go_packer_get_message_len {
         failures.push(fail(
@@ -123,12 +103,7 @@ fn check_header(c: &MalformedCase, input: &[u8], failures: &mut Vec<Failure>) {
             Err(CodecError::BadMagic { .. } | CodecError::UnsupportedVersion { .. })
         );
     if ours != c.go_packer_validate {
-        failures.push(fail(
-            &c.case,
-            "header validity (Validate)",
-            c.go_packer_validate.to_string(),
-            ours.to_string(),
-        ));
+        failures.push(fail(&c.case, "header validity (Validate)", c.go_packer_validate.to_string(), ours.to_string()));
     }
 }
 
@@ -149,27 +124,16 @@ pub fn check_case(c: &MalformedCase) -> Vec<Failure> {
             || c.go_end == "blocked"
             || (c.go_end == "error" && !c.go_error.contains("token too long"))
         {
-            failures.push(fail(
-                &c.case,
-                "configuration",
-                c.go_error.as_bytes(),
-                b"rejected buffer size".to_vec(),
-            ));
+            failures.push(fail(&c.case, "configuration", c.go_error.as_bytes(), b"rejected buffer size".to_vec()));
         }
         return failures;
     };
-    let chunks: Vec<&[u8]> = if c.delivery.starts_with("one byte") {
-        input.chunks(1).collect()
-    } else {
-        vec![input.as_slice()]
-    };
+    let chunks: Vec<&[u8]> =
+        if c.delivery.starts_with("one byte") { input.chunks(1).collect() } else { vec![input.as_slice()] };
     let (frames, end) = run_package(&mut codec, &chunks, c.eof);
 
-    let same = frames.len() == go_tokens.len()
-        && frames
-            .iter()
-            .zip(&go_tokens)
-            .all(|(a, b)| a.as_ref() == b.as_slice());
+    let same =
+        frames.len() == go_tokens.len() && frames.iter().zip(&go_tokens).all(|(a, b)| a.as_ref() == b.as_slice());
     let frames_ok = same || go_dropped_final_empty_frame(&input, &go_tokens, &frames);
     // Bytes Go's frames account for (plus the final empty frame it drops).
     let consumed: usize = frames.iter().map(|t| t.len() + HEADER_LEN).sum();

@@ -39,10 +39,7 @@ pub struct CategoryReport {
 impl CategoryReport {
     /// An empty report for `name`.
     pub fn new(name: &str) -> Self {
-        CategoryReport {
-            name: name.to_owned(),
-            ..Default::default()
-        }
+        CategoryReport { name: name.to_owned(), ..Default::default() }
     }
 
     /// Records one case with the failures of its checks.
@@ -90,13 +87,7 @@ impl Report {
         for c in &self.categories {
             let _ = writeln!(s, "{:<12} {:>8} {:>8}", c.name, c.passed, c.failed);
         }
-        let _ = writeln!(
-            s,
-            "{:<12} {:>8} {:>8}",
-            "total",
-            self.passed(),
-            self.failed()
-        );
+        let _ = writeln!(s, "{:<12} {:>8} {:>8}", "total", self.passed(), self.failed());
         s
     }
 
@@ -121,10 +112,7 @@ impl Report {
 
 /// Offset of the first differing byte (the shorter length if one is a prefix).
 pub fn first_difference(a: &[u8], b: &[u8]) -> usize {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()))
+    a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()))
 }
 
 /// Bytes as printable ASCII: `\n`, `\t`, `\\`, `\xNN` for the rest.
@@ -179,16 +167,8 @@ mod tests {
     fn a_failure_fails_the_report() {
         let mut c = CategoryReport::new("x");
         c.record(vec![]);
-        c.record(vec![Failure {
-            case: "c".into(),
-            check: "k".into(),
-            expected: b"1".to_vec(),
-            actual: b"2".to_vec(),
-        }]);
-        let r = Report {
-            categories: vec![c],
-            ..Default::default()
-        };
+        c.record(vec![Failure { case: "c".into(), check: "k".into(), expected: b"1".to_vec(), actual: b"2".to_vec() }]);
+        let r = Report { categories: vec![c], ..Default::default() };
         assert_eq!((r.passed(), r.failed(), r.ok()), (1, 1, false));
         assert!(r.failure_details(5).contains("FAIL c [k]"));
     }

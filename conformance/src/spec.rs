@@ -2,9 +2,7 @@
 //! into a [`Message`].
 
 use base64::Engine as _;
-use beehive_model::{
-    Content, Message, MessageHeader, MessageRoute, ModuleExchange, Number, RawJson, Value,
-};
+use beehive_model::{Content, Message, MessageHeader, MessageRoute, ModuleExchange, Number, RawJson, Value};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -88,42 +86,26 @@ impl MessageSpec {
     }
 
     fn content_text(&self) -> Result<&str, LoadError> {
-        self.content
-            .as_deref()
-            .map(RawValue::get)
-            .ok_or_else(|| bad("content missing"))
+        self.content.as_deref().map(RawValue::get).ok_or_else(|| bad("content missing"))
     }
 
     /// The content, built the way the Go generator built it.
     pub fn content(&self) -> Result<Content, LoadError> {
         Ok(match self.content_kind.as_str() {
             "null" => Content::Null,
-            "string" => Content::String(
-                serde_json::from_str(self.content_text()?).map_err(|e| bad(&e.to_string()))?,
-            ),
-            "bytes" => match self
-                .content_b64
-                .as_ref()
-                .ok_or_else(|| bad("content_b64 missing"))?
-            {
+            "string" => Content::String(serde_json::from_str(self.content_text()?).map_err(|e| bad(&e.to_string()))?),
+            "bytes" => match self.content_b64.as_ref().ok_or_else(|| bad("content_b64 missing"))? {
                 None => Content::Bytes(None),
                 Some(b64) => Content::from(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|e| bad(&e.to_string()))?,
+                    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| bad(&e.to_string()))?,
                 ),
             },
             // Go: json.Unmarshal of the text into interface{}; we use our own
             // Go-parity decoder, which the decode category checks separately.
             "json" => Content::from(
-                beehive_model::decode_value(self.content_text()?.as_bytes())
-                    .map_err(|e| bad(&e.to_string()))?,
+                beehive_model::decode_value(self.content_text()?.as_bytes()).map_err(|e| bad(&e.to_string()))?,
             ),
-            "raw" => match self
-                .content_raw
-                .as_ref()
-                .ok_or_else(|| bad("content_raw missing"))?
-            {
+            "raw" => match self.content_raw.as_ref().ok_or_else(|| bad("content_raw missing"))? {
                 // A nil json.RawMessage encodes as null, exactly like nil.
                 None => Content::Null,
                 Some(text) => Content::Raw(RawJson::new(text.clone().into_bytes())),
@@ -135,12 +117,8 @@ impl MessageSpec {
                 serde_json::from_str(self.content_text()?).map_err(|e| bad(&e.to_string()))?,
             ))),
             "float" => {
-                let bits = self
-                    .content_f64_bits
-                    .as_deref()
-                    .ok_or_else(|| bad("content_f64_bits missing"))?;
-                let bits = u64::from_str_radix(bits.trim_start_matches("0x"), 16)
-                    .map_err(|e| bad(&e.to_string()))?;
+                let bits = self.content_f64_bits.as_deref().ok_or_else(|| bad("content_f64_bits missing"))?;
+                let bits = u64::from_str_radix(bits.trim_start_matches("0x"), 16).map_err(|e| bad(&e.to_string()))?;
                 Content::Value(Value::Number(Number::Float(f64::from_bits(bits))))
             }
             "module_exchange" => {
@@ -150,12 +128,8 @@ impl MessageSpec {
                     // A nil *ModuleExchange encodes as null.
                     Content::Null
                 } else {
-                    let m: ExchangeSpec =
-                        serde_json::from_value(v).map_err(|e| bad(&e.to_string()))?;
-                    Content::ModuleExchange(ModuleExchange {
-                        modules: m.modules,
-                        groups: m.groups,
-                    })
+                    let m: ExchangeSpec = serde_json::from_value(v).map_err(|e| bad(&e.to_string()))?;
+                    Content::ModuleExchange(ModuleExchange { modules: m.modules, groups: m.groups })
                 }
             }
             other => return Err(bad(&format!("unknown content_kind {other:?}"))),
@@ -164,11 +138,7 @@ impl MessageSpec {
 
     /// The whole message.
     pub fn message(&self) -> Result<Message, LoadError> {
-        Ok(Message::from_parts(
-            self.header(),
-            self.route(),
-            self.content()?,
-        ))
+        Ok(Message::from_parts(self.header(), self.route(), self.content()?))
     }
 }
 

@@ -1,9 +1,7 @@
 //! The full conformance run over the vendored Go captures, one test per
 //! category, plus checks that the runner really detects differences.
 
-use beehive_conformance::{
-    decode, default_captures_dir, encode, malformed, read_jsonl, run_category,
-};
+use beehive_conformance::{decode, default_captures_dir, encode, malformed, read_jsonl, run_category};
 
 fn assert_category(name: &str) {
     let report = run_category(&default_captures_dir(), name).expect("captures load");
@@ -22,11 +20,7 @@ fn assert_category(name: &str) {
             )
         })
         .collect();
-    assert_eq!(
-        report.failed, 0,
-        "{name}: {} failing cases, first: {details:#?}",
-        report.failed
-    );
+    assert_eq!(report.failed, 0, "{name}: {} failing cases, first: {details:#?}", report.failed);
 }
 
 #[test]
@@ -62,30 +56,23 @@ fn whole_run_passes_and_counts_every_manifest_line() {
             "malformed" => "frames/malformed.jsonl".to_owned(),
             other => format!("{other}.jsonl"),
         };
-        let want = manifest["counts"][&file]
-            .as_u64()
-            .expect("count in manifest") as usize;
+        let want = manifest["counts"][&file].as_u64().expect("count in manifest") as usize;
         assert_eq!(cat.passed + cat.failed, want, "{file}");
     }
 }
 
 #[test]
 fn a_changed_go_json_is_reported() {
-    let mut cases: Vec<encode::EncodeCase> =
-        read_jsonl(&default_captures_dir().join("encode.jsonl")).unwrap();
+    let mut cases: Vec<encode::EncodeCase> = read_jsonl(&default_captures_dir().join("encode.jsonl")).unwrap();
     let case = cases.iter_mut().find(|c| c.go_ok).unwrap();
     case.go_json.push(' ');
     let failures = encode::check_case(case);
-    assert!(
-        failures.iter().any(|f| f.check == "go_json"),
-        "{failures:?}"
-    );
+    assert!(failures.iter().any(|f| f.check == "go_json"), "{failures:?}");
 }
 
 #[test]
 fn a_flipped_go_ok_is_reported() {
-    let mut cases: Vec<decode::DecodeCase> =
-        read_jsonl(&default_captures_dir().join("decode.jsonl")).unwrap();
+    let mut cases: Vec<decode::DecodeCase> = read_jsonl(&default_captures_dir().join("decode.jsonl")).unwrap();
     let case = cases.iter_mut().find(|c| c.go_ok).unwrap();
     case.go_ok = false;
     let failures = decode::check_case(case);
@@ -97,10 +84,7 @@ fn a_frame_where_go_returns_none_is_reported() {
     let cases: Vec<malformed::MalformedCase> =
         read_jsonl(&default_captures_dir().join("frames/malformed.jsonl")).unwrap();
     // Pretend Go returned one more token than it did: our frames must differ.
-    let mut case = cases
-        .into_iter()
-        .find(|c| c.go_end == "error" && !c.go_tokens_b64.is_empty())
-        .unwrap();
+    let mut case = cases.into_iter().find(|c| c.go_end == "error" && !c.go_tokens_b64.is_empty()).unwrap();
     case.go_tokens_b64.push("eHl6".into());
     assert!(!malformed::check_case(&case).is_empty());
 }

@@ -16,10 +16,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => assert!(e.offset() <= data.len()),
         Ok(msg) => {
             let once = beehive_model::to_vec(&msg).expect("decoded messages always encode");
-            assert_eq!(
-                beehive_model::to_vec(&lazy.expect("same")).expect("encode"),
-                once
-            );
+            assert_eq!(beehive_model::to_vec(&lazy.expect("same")).expect("encode"), once);
             let back = beehive_model::from_slice(&once).expect("our output decodes");
             assert_eq!(beehive_model::to_vec(&back).expect("encode"), once);
         }

@@ -34,11 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        assert!(
-            buf.capacity() <= 2 * (fed + max) + 64,
-            "buffer grew to {}",
-            buf.capacity()
-        );
+        assert!(buf.capacity() <= 2 * (fed + max) + 64, "buffer grew to {}", buf.capacity());
     }
     if !failed {
         while let Ok(Some(f)) = codec.decode_frame_eof(&mut buf) {
@@ -48,19 +44,14 @@ fuzz_target!(|data: &[u8]| {
     let mut again = BytesMut::new();
     for f in &frames {
         assert!(f.len() + HEADER_LEN <= max);
-        PackageCodec::new()
-            .encode_frame(f, &mut again)
-            .expect("re-encode");
+        PackageCodec::new().encode_frame(f, &mut again).expect("re-encode");
     }
     // Only the reserved bytes may differ (Go accepts anything there).
     let consumed = &input[..again.len()];
     let mut pos = 0;
     for f in &frames {
         assert_eq!(&consumed[pos..pos + 6], b"beehv1");
-        assert_eq!(
-            &consumed[pos + 8..pos + HEADER_LEN + f.len()],
-            &again[pos + 8..pos + HEADER_LEN + f.len()]
-        );
+        assert_eq!(&consumed[pos + 8..pos + HEADER_LEN + f.len()], &again[pos + 8..pos + HEADER_LEN + f.len()]);
         pos += HEADER_LEN + f.len();
     }
 });

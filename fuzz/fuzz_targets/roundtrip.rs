@@ -31,16 +31,8 @@ fn value(v: V, depth: usize) -> Value {
         V::Float(_) => Value::Null,
         V::Int(i) => Value::Number(Number::Float(i as f64)),
         V::Str(s) => Value::String(s),
-        V::Arr(a) if depth < 64 => Value::Array(
-            a.into_iter()
-                .map(|v| value(v, depth + 1))
-                .collect::<Array>(),
-        ),
-        V::Obj(o) if depth < 64 => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (k, value(v, depth + 1)))
-                .collect::<Map>(),
-        ),
+        V::Arr(a) if depth < 64 => Value::Array(a.into_iter().map(|v| value(v, depth + 1)).collect::<Array>()),
+        V::Obj(o) if depth < 64 => Value::Object(o.into_iter().map(|(k, v)| (k, value(v, depth + 1))).collect::<Map>()),
         _ => Value::Null,
     }
 }
@@ -68,13 +60,7 @@ fuzz_target!(|input: Input| {
             sync: input.sync,
             message_type: input.ty,
         },
-        MessageRoute {
-            source,
-            destination,
-            group,
-            operation,
-            resource,
-        },
+        MessageRoute { source, destination, group, operation, resource },
         Content::from(value(input.content, 0)),
     );
     let bytes = beehive_model::to_vec(&msg).expect("finite messages encode");
@@ -88,14 +74,8 @@ fuzz_target!(|input: Input| {
     let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
     pkg.encode(&msg, &mut a).expect("package frame");
     raw.encode(&msg, &mut b).expect("raw line");
-    let from_pkg = pkg
-        .decode_eof(&mut a)
-        .expect("package decode")
-        .expect("one frame");
-    let from_raw = raw
-        .decode_eof(&mut b)
-        .expect("raw decode")
-        .expect("one line");
+    let from_pkg = pkg.decode_eof(&mut a).expect("package decode").expect("one frame");
+    let from_raw = raw.decode_eof(&mut b).expect("raw decode").expect("one line");
     assert_eq!(beehive_model::to_vec(&from_pkg).expect("encode"), bytes);
     assert_eq!(beehive_model::to_vec(&from_raw).expect("encode"), bytes);
 });

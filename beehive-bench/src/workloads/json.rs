@@ -32,8 +32,7 @@ fn pod_message(raw: bool) -> Result<Message, String> {
     if raw {
         // A message as a forwarding module holds it: decoded lazily, so the
         // content is kept as the canonical bytes it arrived in.
-        let bytes =
-            beehive_model::Bytes::from(beehive_model::to_vec(&msg).map_err(|e| e.to_string())?);
+        let bytes = beehive_model::Bytes::from(beehive_model::to_vec(&msg).map_err(|e| e.to_string())?);
         let lazy = beehive_model::json::from_bytes_lazy(&bytes).map_err(|e| e.to_string())?;
         if !matches!(lazy.content(), Content::Raw(r) if r.is_canonical()) {
             return Err("pod content did not stay raw".to_owned());

@@ -1,5 +1,6 @@
 //! The workloads. Each returns one [`RunResult`].
 
+mod bus;
 mod json;
 mod socket;
 
@@ -9,8 +10,11 @@ use crate::output::RunResult;
 /// A workload id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// A workload of WORKLOADS.md that this binary does not run yet (W1–W3, W8).
+    /// A workload of WORKLOADS.md that this binary does not run yet (W8).
     Pending(u8),
+    W1,
+    W2,
+    W3,
     W4,
     W5,
     W6,
@@ -23,11 +27,15 @@ pub enum Workload {
 
 impl Workload {
     /// The workloads `all` runs: every one of W1–W8 implemented so far.
-    pub const ALL: [Workload; 4] = [Workload::W4, Workload::W5, Workload::W6, Workload::W7];
+    pub const ALL: [Workload; 7] =
+        [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7];
 
     pub fn parse(s: &str) -> Option<Workload> {
         match s.to_ascii_uppercase().as_str() {
-            "W1" | "W2" | "W3" | "W8" => Some(Workload::Pending(s.as_bytes()[1] - b'0')),
+            "W8" => Some(Workload::Pending(8)),
+            "W1" => Some(Workload::W1),
+            "W2" => Some(Workload::W2),
+            "W3" => Some(Workload::W3),
             "W4" => Some(Workload::W4),
             "W5" => Some(Workload::W5),
             "W6" => Some(Workload::W6),
@@ -40,10 +48,10 @@ impl Workload {
 
     pub fn id(&self) -> &'static str {
         match self {
-            Workload::Pending(1) => "W1",
-            Workload::Pending(2) => "W2",
-            Workload::Pending(3) => "W3",
             Workload::Pending(_) => "W8",
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
@@ -56,7 +64,10 @@ impl Workload {
 
 pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
-        Workload::Pending(_) => Err("not implemented yet in beehive-rs (W4 to W7 are)".to_owned()),
+        Workload::Pending(_) => Err("not implemented yet in beehive-rs (W1 to W7 are)".to_owned()),
+        Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
+        Workload::W2 => bus::w2(opts.n.unwrap_or(200_000), opts.sync_timeout),
+        Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),
         Workload::W6 => socket::w6(opts.n.unwrap_or(200_000)),
         Workload::W7 => socket::w7(opts.n.unwrap_or(200_000)),
         Workload::W4 => json::w4(opts.n.unwrap_or(100_000), false),

@@ -19,12 +19,7 @@ const READER_GRACE: Duration = Duration::from_secs(10);
 /// The "small" message of WORKLOADS.md §1.4 (268 bytes encoded).
 pub fn small_message() -> Message {
     Message::new("")
-        .build_router(
-            "bench-src",
-            "",
-            constants::RESOURCE_TYPE_POD,
-            constants::UPDATE_OPERATION,
-        )
+        .build_router("bench-src", "", constants::RESOURCE_TYPE_POD, constants::UPDATE_OPERATION)
         .fill_body("x".repeat(100))
 }
 
@@ -100,16 +95,7 @@ pub fn w6(n: u64) -> Result<RunResult, String> {
         }
         Ok(())
     })?;
-    Ok(RunResult {
-        workload: "W6".into(),
-        n,
-        ops: n,
-        secs,
-        bytes: None,
-        lat: None,
-        errors,
-        err_secs: 0.0,
-    })
+    Ok(RunResult { workload: "W6".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }
 
 /// A connected SOCK_SEQPACKET pair through a listener at `path`.
@@ -148,14 +134,5 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
         }
         Ok(())
     })?;
-    Ok(RunResult {
-        workload: "W7".into(),
-        n,
-        ops: n,
-        secs,
-        bytes: None,
-        lat: None,
-        errors,
-        err_secs: 0.0,
-    })
+    Ok(RunResult { workload: "W7".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }

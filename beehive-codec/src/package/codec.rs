@@ -88,10 +88,7 @@ impl PackageCodec {
                 "max_frame_len {max_frame_len} is smaller than the {HEADER_LEN}-byte header"
             )));
         }
-        Ok(PackageCodec {
-            max_frame_len,
-            ..PackageCodec::new()
-        })
+        Ok(PackageCodec { max_frame_len, ..PackageCodec::new() })
     }
 
     /// The maximum frame size, header included.
@@ -143,11 +140,7 @@ impl PackageCodec {
             State::Head => HEADER_LEN,
             State::Data(len) => HEADER_LEN + len,
         };
-        Err(CodecError::Truncated {
-            offset: self.offset,
-            needed: needed as u64,
-            available: src.len() as u64,
-        })
+        Err(CodecError::Truncated { offset: self.offset, needed: needed as u64, available: src.len() as u64 })
     }
 
     /// Appends a frame carrying `payload` to `dst`.
@@ -277,17 +270,10 @@ mod tests {
 
     #[test]
     fn read_truncated_body_at_eof_is_an_error_with_offset() {
-        let (f, end) = frames(
-            b"beehv1rv\x00\x00\x00\x02okbeehv1rv\x00\x00\x00\x05hel",
-            1024,
-        );
+        let (f, end) = frames(b"beehv1rv\x00\x00\x00\x02okbeehv1rv\x00\x00\x00\x05hel", 1024);
         assert_eq!(f, vec![Bytes::from_static(b"ok")]);
         match end {
-            Err(CodecError::Truncated {
-                offset: 14,
-                needed: 17,
-                available: 15,
-            }) => {}
+            Err(CodecError::Truncated { offset: 14, needed: 17, available: 15 }) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -297,41 +283,26 @@ mod tests {
         let mut codec = PackageCodec::with_max_frame_len(64).unwrap();
         let mut buf = BytesMut::from(&b"beehv1rv\x7f\xff\xff\xff"[..]);
         let cap = buf.capacity();
-        assert!(matches!(
-            codec.decode_frame(&mut buf),
-            Err(CodecError::FrameTooLarge { max: 64, .. })
-        ));
+        assert!(matches!(codec.decode_frame(&mut buf), Err(CodecError::FrameTooLarge { max: 64, .. })));
         assert_eq!(buf.capacity(), cap);
     }
 
     #[test]
     fn read_negative_length_is_an_error() {
         let (_, end) = frames(b"beehv1rv\xff\xff\xff\xffhello", 1024);
-        assert!(matches!(
-            end,
-            Err(CodecError::NegativeLength {
-                length: -1,
-                offset: 0
-            })
-        ));
+        assert!(matches!(end, Err(CodecError::NegativeLength { length: -1, offset: 0 })));
     }
 
     #[test]
     fn read_bad_magic_fails_on_the_first_bad_byte() {
         let mut codec = PackageCodec::new();
         let mut buf = BytesMut::from(&b"bX"[..]);
-        assert!(matches!(
-            codec.decode_frame(&mut buf),
-            Err(CodecError::BadMagic { .. })
-        ));
+        assert!(matches!(codec.decode_frame(&mut buf), Err(CodecError::BadMagic { .. })));
     }
 
     #[test]
     fn config_rejects_a_maximum_below_the_header() {
-        assert!(matches!(
-            PackageCodec::with_max_frame_len(11),
-            Err(CodecError::InvalidConfig(_))
-        ));
+        assert!(matches!(PackageCodec::with_max_frame_len(11), Err(CodecError::InvalidConfig(_))));
         assert!(PackageCodec::with_max_frame_len(12).is_ok());
     }
 
@@ -340,10 +311,7 @@ mod tests {
         let mut codec = PackageCodec::with_max_frame_len(16).unwrap();
         let mut buf = BytesMut::new();
         assert!(codec.encode_frame(b"1234", &mut buf).is_ok());
-        assert!(matches!(
-            codec.encode_frame(b"12345", &mut buf),
-            Err(CodecError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(codec.encode_frame(b"12345", &mut buf), Err(CodecError::FrameTooLarge { .. })));
         assert_eq!(buf.len(), 16);
     }
 }

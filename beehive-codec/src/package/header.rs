@@ -37,12 +37,7 @@ pub struct PackageHeader {
 impl PackageHeader {
     /// The header Go writes for a payload of `length` bytes.
     pub fn for_payload(length: i32) -> Self {
-        PackageHeader {
-            magic: MAGIC,
-            version: VERSION,
-            reserved: RESERVED,
-            length,
-        }
+        PackageHeader { magic: MAGIC, version: VERSION, reserved: RESERVED, length }
     }
 
     /// Reads the fields of a 12-byte header without checking them.
@@ -59,9 +54,7 @@ impl PackageHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let l = self.length.to_be_bytes();
         let (m, v, r) = (self.magic, self.version, self.reserved);
-        [
-            m[0], m[1], m[2], m[3], v[0], v[1], r[0], r[1], l[0], l[1], l[2], l[3],
-        ]
+        [m[0], m[1], m[2], m[3], v[0], v[1], r[0], r[1], l[0], l[1], l[2], l[3]]
     }
 
     /// Checks magic, version and length for a frame starting at stream
@@ -69,27 +62,15 @@ impl PackageHeader {
     /// header plus payload.
     pub fn validate(&self, offset: u64, max_frame_len: usize) -> Result<usize, CodecError> {
         if self.magic != MAGIC {
-            return Err(CodecError::BadMagic {
-                offset,
-                found: self.magic.to_vec(),
-            });
+            return Err(CodecError::BadMagic { offset, found: self.magic.to_vec() });
         }
         if self.version != VERSION {
-            return Err(CodecError::UnsupportedVersion {
-                offset,
-                found: self.version.to_vec(),
-            });
+            return Err(CodecError::UnsupportedVersion { offset, found: self.version.to_vec() });
         }
-        let len = usize::try_from(self.length).map_err(|_| CodecError::NegativeLength {
-            offset,
-            length: self.length,
-        })?;
+        let len =
+            usize::try_from(self.length).map_err(|_| CodecError::NegativeLength { offset, length: self.length })?;
         if len > max_frame_len.saturating_sub(HEADER_LEN) {
-            return Err(CodecError::FrameTooLarge {
-                offset,
-                frame_len: (len + HEADER_LEN) as u64,
-                max: max_frame_len,
-            });
+            return Err(CodecError::FrameTooLarge { offset, frame_len: (len + HEADER_LEN) as u64, max: max_frame_len });
         }
         Ok(len)
     }
@@ -101,18 +82,12 @@ impl PackageHeader {
 pub(crate) fn check_prefix(prefix: &[u8], offset: u64) -> Result<(), CodecError> {
     let magic_len = prefix.len().min(4);
     if prefix[..magic_len] != MAGIC[..magic_len] {
-        return Err(CodecError::BadMagic {
-            offset,
-            found: prefix[..magic_len].to_vec(),
-        });
+        return Err(CodecError::BadMagic { offset, found: prefix[..magic_len].to_vec() });
     }
     if prefix.len() > 4 {
         let v = &prefix[4..prefix.len().min(6)];
         if v != &VERSION[..v.len()] {
-            return Err(CodecError::UnsupportedVersion {
-                offset,
-                found: v.to_vec(),
-            });
+            return Err(CodecError::UnsupportedVersion { offset, found: v.to_vec() });
         }
     }
     Ok(())
@@ -133,44 +108,16 @@ mod tests {
     fn validation_names_each_cause() {
         let ok = PackageHeader::for_payload(5);
         assert_eq!(ok.validate(0, 1024).unwrap(), 5);
-        let bad = PackageHeader {
-            magic: *b"BEEH",
-            ..ok
-        };
-        assert!(matches!(
-            bad.validate(7, 1024),
-            Err(CodecError::BadMagic { offset: 7, .. })
-        ));
-        let bad = PackageHeader {
-            version: *b"v2",
-            ..ok
-        };
-        assert!(matches!(
-            bad.validate(0, 1024),
-            Err(CodecError::UnsupportedVersion { .. })
-        ));
+        let bad = PackageHeader { magic: *b"BEEH", ..ok };
+        assert!(matches!(bad.validate(7, 1024), Err(CodecError::BadMagic { offset: 7, .. })));
+        let bad = PackageHeader { version: *b"v2", ..ok };
+        assert!(matches!(bad.validate(0, 1024), Err(CodecError::UnsupportedVersion { .. })));
         let bad = PackageHeader::for_payload(-1);
-        assert!(matches!(
-            bad.validate(0, 1024),
-            Err(CodecError::NegativeLength { length: -1, .. })
-        ));
+        assert!(matches!(bad.validate(0, 1024), Err(CodecError::NegativeLength { length: -1, .. })));
         let big = PackageHeader::for_payload(1013);
-        assert!(matches!(
-            big.validate(0, 1024),
-            Err(CodecError::FrameTooLarge {
-                frame_len: 1025,
-                max: 1024,
-                ..
-            })
-        ));
-        assert_eq!(
-            PackageHeader::for_payload(1012).validate(0, 1024).unwrap(),
-            1012
-        );
-        let reserved = PackageHeader {
-            reserved: *b"\xff\x00",
-            ..ok
-        };
+        assert!(matches!(big.validate(0, 1024), Err(CodecError::FrameTooLarge { frame_len: 1025, max: 1024, .. })));
+        assert_eq!(PackageHeader::for_payload(1012).validate(0, 1024).unwrap(), 1012);
+        let reserved = PackageHeader { reserved: *b"\xff\x00", ..ok };
         assert!(reserved.validate(0, 1024).is_ok());
     }
 
@@ -178,14 +125,8 @@ mod tests {
     fn prefixes_are_checked_byte_by_byte() {
         assert!(check_prefix(b"bee", 0).is_ok());
         assert!(check_prefix(b"beehv", 0).is_ok());
-        assert!(matches!(
-            check_prefix(b"bx", 0),
-            Err(CodecError::BadMagic { .. })
-        ));
-        assert!(matches!(
-            check_prefix(b"beehV", 0),
-            Err(CodecError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(check_prefix(b"bx", 0), Err(CodecError::BadMagic { .. })));
+        assert!(matches!(check_prefix(b"beehV", 0), Err(CodecError::UnsupportedVersion { .. })));
         assert!(check_prefix(b"beehv1\xff\xff\xff", 0).is_ok());
     }
 }

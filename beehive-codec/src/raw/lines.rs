@@ -53,26 +53,15 @@ fn is_blank(b: &[u8]) -> bool {
 impl RawCodec {
     /// A codec with the default maximum line length.
     pub fn new() -> Self {
-        RawCodec {
-            max_line_len: DEFAULT_MAX_LINE_LEN,
-            searched: 0,
-            offset: 0,
-            frame_offset: 0,
-            scratch: Vec::new(),
-        }
+        RawCodec { max_line_len: DEFAULT_MAX_LINE_LEN, searched: 0, offset: 0, frame_offset: 0, scratch: Vec::new() }
     }
 
     /// A codec accepting lines of at most `max_line_len` bytes (line feed excluded).
     pub fn with_max_line_len(max_line_len: usize) -> Result<Self, CodecError> {
         if max_line_len == 0 {
-            return Err(CodecError::InvalidConfig(
-                "max_line_len must be at least 1".to_owned(),
-            ));
+            return Err(CodecError::InvalidConfig("max_line_len must be at least 1".to_owned()));
         }
-        Ok(RawCodec {
-            max_line_len,
-            ..RawCodec::new()
-        })
+        Ok(RawCodec { max_line_len, ..RawCodec::new() })
     }
 
     /// The maximum line length.
@@ -97,10 +86,7 @@ impl RawCodec {
                 Some(i) => {
                     let len = start + i;
                     if len > self.max_line_len {
-                        return Err(CodecError::LineTooLong {
-                            offset: self.offset,
-                            max: self.max_line_len,
-                        });
+                        return Err(CodecError::LineTooLong { offset: self.offset, max: self.max_line_len });
                     }
                     let line = self.take(src, len, len + 1);
                     if !is_blank(&line) {
@@ -109,10 +95,7 @@ impl RawCodec {
                 }
                 None => {
                     if src.len() > self.max_line_len {
-                        return Err(CodecError::LineTooLong {
-                            offset: self.offset,
-                            max: self.max_line_len,
-                        });
+                        return Err(CodecError::LineTooLong { offset: self.offset, max: self.max_line_len });
                     }
                     self.searched = src.len();
                     return Ok(None);
@@ -234,10 +217,7 @@ mod tests {
     fn an_overlong_line_is_an_error_without_a_line_feed_too() {
         let mut codec = RawCodec::with_max_line_len(4).unwrap();
         let mut buf = BytesMut::from(&b"12345"[..]);
-        assert!(matches!(
-            codec.decode_frame(&mut buf),
-            Err(CodecError::LineTooLong { max: 4, .. })
-        ));
+        assert!(matches!(codec.decode_frame(&mut buf), Err(CodecError::LineTooLong { max: 4, .. })));
         let mut codec = RawCodec::with_max_line_len(4).unwrap();
         let mut buf = BytesMut::from(&b"1234\n"[..]);
         assert_eq!(codec.decode_frame(&mut buf).unwrap().unwrap(), "1234");
@@ -248,9 +228,6 @@ mod tests {
         let msg = beehive_model::Message::raw().build_header("i", "", 1);
         let mut buf = BytesMut::new();
         RawCodec::new().encode_message(&msg, &mut buf).unwrap();
-        assert_eq!(
-            &buf[..],
-            b"{\"header\":{\"msg_id\":\"i\",\"timestamp\":1},\"route\":{},\"content\":null}\n"
-        );
+        assert_eq!(&buf[..], b"{\"header\":{\"msg_id\":\"i\",\"timestamp\":1},\"route\":{},\"content\":null}\n");
     }
 }

@@ -22,8 +22,7 @@ pub fn decode(packet: &[u8]) -> Result<Message, CodecError> {
 /// Decodes one packet held in a shared buffer, keeping canonical content as
 /// a slice of it (see [`beehive_model::json::from_bytes_lazy`]).
 pub fn decode_lazy(packet: &Bytes) -> Result<Message, CodecError> {
-    beehive_model::json::from_bytes_lazy(packet)
-        .map_err(|source| CodecError::Json { offset: 0, source })
+    beehive_model::json::from_bytes_lazy(packet).map_err(|source| CodecError::Json { offset: 0, source })
 }
 
 /// Appends the packet for `msg` to `dst`: Go's JSON and a line feed.

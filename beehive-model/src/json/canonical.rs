@@ -20,20 +20,14 @@ pub(crate) fn is_canonical(src: &[u8], known_utf8: bool) -> bool {
     // Per open container: for objects, the previous key and whether a key comes next.
     enum Level {
         Array,
-        Object {
-            prev: Option<(usize, usize)>,
-            expect_key: bool,
-        },
+        Object { prev: Option<(usize, usize)>, expect_key: bool },
     }
     let mut stack: Vec<Level> = Vec::new();
     let mut i = 0;
     while i < src.len() {
         match src[i] {
             b'{' => {
-                stack.push(Level::Object {
-                    prev: None,
-                    expect_key: true,
-                });
+                stack.push(Level::Object { prev: None, expect_key: true });
                 i += 1;
             }
             b'[' => {
@@ -74,9 +68,7 @@ pub(crate) fn is_canonical(src: &[u8], known_utf8: bool) -> bool {
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < src.len()
-                    && matches!(src[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
+                while i < src.len() && matches!(src[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
                     i += 1;
                 }
                 if !number_is_canonical(&src[start..i]) {
@@ -101,9 +93,7 @@ fn string_end(src: &[u8], start: usize) -> Option<usize> {
         match c {
             b'"' => return Some(i + 1),
             b'<' | b'>' | b'&' => return None,
-            0xE2 if i + 2 < src.len() && src[i + 1] == 0x80 && (src[i + 2] & !1) == 0xA8 => {
-                return None
-            }
+            0xE2 if i + 2 < src.len() && src[i + 1] == 0x80 && (src[i + 2] & !1) == 0xA8 => return None,
             b'\\' => match *src.get(i + 1)? {
                 b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f' => i += 2,
                 b'u' => {
@@ -133,10 +123,7 @@ fn number_is_canonical(lit: &[u8]) -> bool {
         // The grammar already excludes leading zeros; these are exact in f64.
         return true;
     }
-    let Some(f) = std::str::from_utf8(lit)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-    else {
+    let Some(f) = std::str::from_utf8(lit).ok().and_then(|s| s.parse::<f64>().ok()) else {
         return false;
     };
     let mut out = Vec::with_capacity(24);

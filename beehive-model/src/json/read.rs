@@ -18,14 +18,7 @@ use crate::value::{Array, Map, Number, Value};
 /// Go's `maxNestingDepth`: the top-level value counts as one level.
 pub const MAX_DEPTH: usize = 10_000;
 
-const HEADER_FIELDS: [&str; 6] = [
-    "msg_id",
-    "parent_msg_id",
-    "timestamp",
-    "resourceversion",
-    "sync",
-    "type",
-];
+const HEADER_FIELDS: [&str; 6] = ["msg_id", "parent_msg_id", "timestamp", "resourceversion", "sync", "type"];
 const ROUTE_FIELDS: [&str; 5] = ["source", "destination", "group", "operation", "resource"];
 const MESSAGE_FIELDS: [&str; 3] = ["header", "route", "content"];
 
@@ -99,10 +92,7 @@ impl<'a> Parser<'a> {
 
     /// A parser that keeps canonical content as a slice of `buf`.
     pub(crate) fn lazy(buf: &'a bytes::Bytes) -> Self {
-        Parser {
-            lazy: Some(buf),
-            ..Parser::new(buf)
-        }
+        Parser { lazy: Some(buf), ..Parser::new(buf) }
     }
 
     // ----- low-level helpers -----
@@ -120,30 +110,21 @@ impl<'a> Parser<'a> {
     }
 
     fn eof(&self) -> DecodeError {
-        DecodeError::UnexpectedEnd {
-            offset: self.src.len(),
-        }
+        DecodeError::UnexpectedEnd { offset: self.src.len() }
     }
 
     /// The error for the byte at `pos` (or end of input) in `context`.
     fn invalid(&self, context: SyntaxContext) -> DecodeError {
         match self.peek() {
             None => self.eof(),
-            Some(byte) => DecodeError::InvalidCharacter {
-                offset: self.pos,
-                byte,
-                context,
-            },
+            Some(byte) => DecodeError::InvalidCharacter { offset: self.pos, byte, context },
         }
     }
 
     fn enter(&mut self) -> Result<(), DecodeError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(DecodeError::DepthLimit {
-                offset: self.pos,
-                limit: MAX_DEPTH,
-            });
+            return Err(DecodeError::DepthLimit { offset: self.pos, limit: MAX_DEPTH });
         }
         self.pos += 1;
         Ok(())
@@ -159,10 +140,7 @@ impl<'a> Parser<'a> {
         for &expected in &lit.as_bytes()[1..] {
             self.pos += 1;
             if self.peek() != Some(expected) {
-                return Err(self.invalid(SyntaxContext::InLiteral {
-                    literal: lit,
-                    expected,
-                }));
+                return Err(self.invalid(SyntaxContext::InLiteral { literal: lit, expected }));
             }
         }
         self.pos += 1;
@@ -314,18 +292,13 @@ impl<'a> Parser<'a> {
         if !(0xD800..0xE000).contains(&first) {
             return Ok(char::from_u32(u32::from(first)).unwrap_or('\u{FFFD}'));
         }
-        if first < 0xDC00
-            && self.src.get(self.pos) == Some(&b'\\')
-            && self.src.get(self.pos + 1) == Some(&b'u')
-        {
+        if first < 0xDC00 && self.src.get(self.pos) == Some(&b'\\') && self.src.get(self.pos + 1) == Some(&b'u') {
             // Look ahead without committing: only a valid low surrogate is consumed.
             let save = self.pos;
             self.pos += 2;
             match self.hex4() {
                 Ok(second) if (0xDC00..0xE000).contains(&second) => {
-                    let c = 0x10000
-                        + ((u32::from(first) - 0xD800) << 10)
-                        + (u32::from(second) - 0xDC00);
+                    let c = 0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00);
                     return Ok(char::from_u32(c).unwrap_or('\u{FFFD}'));
                 }
                 Ok(_) => self.pos = save,
@@ -437,11 +410,7 @@ impl<'a> Parser<'a> {
                         self.depth -= 1;
                         Value::Array(Array::new())
                     } else {
-                        stack.push(if build {
-                            Frame::Array(Vec::new())
-                        } else {
-                            Frame::SkipArray
-                        });
+                        stack.push(if build { Frame::Array(Vec::new()) } else { Frame::SkipArray });
                         continue;
                     }
                 }
@@ -538,17 +507,8 @@ impl<'a> Parser<'a> {
 
     /// A value of the wrong type for a field: remember the error, check and
     /// skip the value.
-    fn wrong_type(
-        &mut self,
-        field: &'static str,
-        expected: &'static str,
-    ) -> Result<(), DecodeError> {
-        let e = DecodeError::WrongType {
-            offset: self.pos,
-            field,
-            expected,
-            found: self.kind_at(),
-        };
+    fn wrong_type(&mut self, field: &'static str, expected: &'static str) -> Result<(), DecodeError> {
+        let e = DecodeError::WrongType { offset: self.pos, field, expected, found: self.kind_at() };
         self.value(false)?;
         self.save_type_error(e);
         Ok(())
@@ -582,10 +542,7 @@ impl<'a> Parser<'a> {
                 let lit = self.number()?;
                 // Go: strconv.ParseInt(literal, 10, 64); fractions, exponents and
                 // out-of-range values are type errors that leave the field alone.
-                match std::str::from_utf8(lit)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-                {
+                match std::str::from_utf8(lit).ok().and_then(|s| s.parse::<i64>().ok()) {
                     Some(v) => *dst = v,
                     None => self.save_type_error(DecodeError::NumberOutOfRange {
                         offset: start,
@@ -688,20 +645,8 @@ impl<'a> Parser<'a> {
 
     fn message_member(&mut self, m: &mut Parts, i: usize) -> Result<(), DecodeError> {
         match i {
-            0 => self.struct_object(
-                &mut m.header,
-                &HEADER_FIELDS,
-                "header",
-                "MessageHeader",
-                Self::header_member,
-            ),
-            1 => self.struct_object(
-                &mut m.route,
-                &ROUTE_FIELDS,
-                "route",
-                "MessageRoute",
-                Self::route_member,
-            ),
+            0 => self.struct_object(&mut m.header, &HEADER_FIELDS, "header", "MessageHeader", Self::header_member),
+            1 => self.struct_object(&mut m.route, &ROUTE_FIELDS, "route", "MessageRoute", Self::route_member),
             _ => {
                 if let (Some(buf), Some(b'{' | b'[')) = (self.lazy, self.peek()) {
                     let start = self.pos;
@@ -727,13 +672,7 @@ impl<'a> Parser<'a> {
         if self.peek().is_none() {
             return Err(self.eof());
         }
-        self.struct_object(
-            target,
-            &MESSAGE_FIELDS,
-            "message",
-            "Message",
-            Self::message_member,
-        )?;
+        self.struct_object(target, &MESSAGE_FIELDS, "message", "Message", Self::message_member)?;
         self.finish()
     }
 

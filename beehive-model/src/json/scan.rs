@@ -37,11 +37,7 @@ fn scan(s: &[u8], mask: impl Fn(u64) -> u64, stop: impl Fn(u8) -> bool) -> usize
 /// JSON string), or `s.len()`.
 #[inline]
 pub(crate) fn string_stop(s: &[u8]) -> usize {
-    scan(
-        s,
-        |w| eq_mask(w, b'"') | eq_mask(w, b'\\') | lt_mask(w, 0x20),
-        |b| b == b'"' || b == b'\\' || b < 0x20,
-    )
+    scan(s, |w| eq_mask(w, b'"') | eq_mask(w, b'\\') | lt_mask(w, 0x20), |b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
 /// Offset of the first byte Go's writer would not copy as is inside a string
@@ -92,15 +88,10 @@ mod tests {
                         }
                     })
                     .collect();
-                assert_eq!(
-                    string_stop(&s),
-                    naive(&s, |b| b == b'"' || b == b'\\' || b < 0x20),
-                    "{s:?}"
-                );
+                assert_eq!(string_stop(&s), naive(&s, |b| b == b'"' || b == b'\\' || b < 0x20), "{s:?}");
                 assert_eq!(
                     canonical_stop(&s),
-                    naive(&s, |b| matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
-                        || !(0x20..0x80).contains(&b)),
+                    naive(&s, |b| matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || !(0x20..0x80).contains(&b)),
                     "{s:?}"
                 );
             }

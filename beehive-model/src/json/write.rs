@@ -45,11 +45,7 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
             // U+2028 is E2 80 A8, U+2029 is E2 80 A9.
             if i + 2 < b.len() && b[i + 1] == 0x80 && (b[i + 2] & !1) == 0xA8 {
                 out.extend_from_slice(&b[start..i]);
-                out.extend_from_slice(if b[i + 2] == 0xA8 {
-                    b"\\u2028"
-                } else {
-                    b"\\u2029"
-                });
+                out.extend_from_slice(if b[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
                 i += 3;
                 start = i;
             } else {
@@ -66,14 +62,7 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
             b'\t' => out.extend_from_slice(b"\\t"),
             0x08 => out.extend_from_slice(b"\\b"),
             0x0C => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 0xF) as usize],
-            ]),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 0xF) as usize]]),
         }
         i += 1;
         start = i;
@@ -280,15 +269,8 @@ pub(crate) fn raw(out: &mut Vec<u8>, raw: &RawJson) -> Result<(), EncodeError> {
                         HEX[(c >> 4) as usize],
                         HEX[(c & 0xF) as usize],
                     ]),
-                    0xE2 if i + 2 < src.len()
-                        && src[i + 1] == 0x80
-                        && (src[i + 2] & !1) == 0xA8 =>
-                    {
-                        out.extend_from_slice(if src[i + 2] == 0xA8 {
-                            b"\\u2028"
-                        } else {
-                            b"\\u2029"
-                        });
+                    0xE2 if i + 2 < src.len() && src[i + 1] == 0x80 && (src[i + 2] & !1) == 0xA8 => {
+                        out.extend_from_slice(if src[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
                         i += 2;
                     }
                     _ => out.push(c),
@@ -320,9 +302,7 @@ pub(crate) fn content(out: &mut Vec<u8>, c: &Content) -> Result<(), EncodeError>
             let start = out.len();
             let len = base64::encoded_len(b.len(), true).unwrap_or(0);
             out.resize(start + len, 0);
-            let written = base64::engine::general_purpose::STANDARD
-                .encode_slice(b, &mut out[start..])
-                .unwrap_or(0);
+            let written = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[start..]).unwrap_or(0);
             out.truncate(start + written);
             out.push(b'"');
         }

@@ -1,0 +1,106 @@
+//! W1 (send/receive), W2 (send_sync round trips) and W3 (group fan-out)
+//! through the public bus API of `beehive-context`.
+
+use std::time::{Duration, Instant};
+
+use beehive_context::Hive;
+use beehive_model::{constants, Message};
+
+use crate::output::{Latency, RunResult};
+use crate::workloads::socket::small_message;
+
+fn is_small(m: &Message) -> bool {
+    m.content().as_str().is_some_and(|s| s.len() == 100)
+}
+
+/// W1: one sender, one receiver, N sends of the same message to `dst`.
+pub fn w1(n: u64) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    hive.add_module("dst", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+    hive.add_module_group("dst", "g").map_err(|e| e.to_string())?;
+    let msg = small_message();
+    let rx = hive.clone();
+    let receiver = std::thread::spawn(move || {
+        let mut errors = 0u64;
+        for _ in 0..n {
+            match rx.receive("dst") {
+                Ok(m) if is_small(&m) => {}
+                _ => errors += 1,
+            }
+        }
+        errors
+    });
+    let t0 = Instant::now();
+    for _ in 0..n {
+        hive.send("dst", msg.clone()).map_err(|e| e.to_string())?;
+    }
+    let errors = receiver.join().map_err(|_| "receiver panicked")?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(RunResult { workload: "W1".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+}
+
+/// W2: N send_sync round trips to an echo module answering with
+/// `new_response(m, "ok")`; a fresh request each time.
+pub fn w2(n: u64, timeout: Duration) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    hive.add_module("echo", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+    hive.add_module_group("echo", "echo-group").map_err(|e| e.to_string())?;
+    let echo = hive.clone();
+    std::thread::spawn(move || {
+        while let Ok(m) = echo.receive("echo") {
+            let _ = echo.send_resp(m.new_response("ok"));
+        }
+    });
+    let mut lat = Vec::with_capacity(n as usize);
+    let (mut errors, mut err_secs) = (0u64, 0.0f64);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let req = small_message();
+        let ts = Instant::now();
+        let r = hive.send_sync("echo", req.clone(), timeout);
+        let took = ts.elapsed().as_secs_f64();
+        match r {
+            Ok(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
+            _ => {
+                errors += 1;
+                err_secs += took;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = hive.cleanup("echo");
+    Ok(RunResult { workload: "W2".into(), n, ops: n, secs, bytes: None, lat: Latency::of(&mut lat), errors, err_secs })
+}
+
+/// W3: N broadcasts of the same message to a group of four receivers.
+pub fn w3(n: u64) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    let mut receivers = Vec::new();
+    for i in 0..4 {
+        let name = format!("fan{i}");
+        hive.add_module(&name, constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+        hive.add_module_group(&name, "fan").map_err(|e| e.to_string())?;
+        let rx = hive.clone();
+        receivers.push(std::thread::spawn(move || {
+            let mut errors = 0u64;
+            for _ in 0..n {
+                match rx.receive(&name) {
+                    Ok(m) if is_small(&m) => {}
+                    _ => errors += 1,
+                }
+            }
+            errors
+        }));
+    }
+    let msg = small_message();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        hive.send_to_group("fan", msg.clone()).map_err(|e| e.to_string())?;
+    }
+    let mut errors = 0;
+    for r in receivers {
+        errors += r.join().map_err(|_| "receiver panicked")?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(RunResult { workload: "W3".into(), n, ops: 4 * n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+}
