@@ -18,9 +18,9 @@ bin=target/release/beehive-bench
 out=$(mktemp)
 for _ in $(seq "$PASSES"); do
   for w in "${workloads[@]}"; do
-    /usr/bin/time -v "$bin" --sync-timeout "$SYNC_TIMEOUT" "$w" 2>"$out.time" | while read -r line; do
-      echo "$line $(awk '/Maximum resident/ {print $6}' "$out.time")"
-    done >>"$out"
+    /usr/bin/time -v "$bin" --sync-timeout "$SYNC_TIMEOUT" "$w" >"$out.run" 2>"$out.time"
+    rss=$(awk '/Maximum resident/ {print $6}' "$out.time")
+    while read -r line; do echo "$line $rss"; done <"$out.run" >>"$out"
   done
 done
 python3 - "$out" "$GO_SUMMARY" <<'PY'
@@ -46,4 +46,4 @@ for w, rs in runs.items():
     fmt = lambda v, p: '-' if v is None else f"{v:.{p}f}"
     print(f"{w:<9} {len(rs):>4} {med:>14.0f} {min(ops):>12.0f} {max(ops):>12.0f} {fmt(mb,1):>8} {fmt(p50,2):>7} {fmt(p99,2):>7} {err:>4} {max(r['rss_kb'] for r in rs):>7} {ratio:>7}")
 PY
-rm -f "$out" "$out.time"
+rm -f "$out" "$out.time" "$out.run"

@@ -16,6 +16,37 @@ use crate::ContextError;
 /// How long an idle receiver polls before it parks.
 pub(crate) const SPIN: Duration = Duration::from_micros(20);
 
+/// Polling before parking: a few microseconds of busy-waiting, then
+/// `yield_now` so that a producer sharing this core gets to run, until the
+/// budget is spent.
+pub(crate) struct Spin {
+    round: u32,
+    started: Option<Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new() -> Self {
+        Spin { round: 0, started: None }
+    }
+
+    /// Waits a little; false once `budget` has been spent.
+    pub(crate) fn wait(&mut self, budget: Duration) -> bool {
+        self.round += 1;
+        if self.round <= 64 {
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            return true;
+        }
+        let t0 = *self.started.get_or_insert_with(Instant::now);
+        if t0.elapsed() >= budget {
+            return false;
+        }
+        std::thread::yield_now();
+        true
+    }
+}
+
 pub(crate) enum Envelope {
     Msg(Message),
     /// Wakes receivers after the inbox is sealed; each passes it on.
@@ -189,8 +220,7 @@ impl Inbox {
     /// sender. Once the inbox is sealed, the messages already in it are still
     /// returned, then [`ContextError::Closed`].
     pub(crate) fn recv(&self) -> Result<Message, ContextError> {
-        let mut started: Option<Instant> = None;
-        let mut round = 0u32;
+        let mut spin = Spin::new();
         loop {
             match self.rx.try_recv() {
                 Ok(env) => return self.taken(env),
@@ -198,15 +228,8 @@ impl Inbox {
                 Err(TryRecvError::Empty) => {}
                 Err(TryRecvError::Disconnected) => return Err(self.closed_error()),
             }
-            round += 1;
-            if round % 16 == 0 {
-                let t0 = *started.get_or_insert_with(Instant::now);
-                if t0.elapsed() >= SPIN {
-                    break;
-                }
-            }
-            for _ in 0..32 {
-                std::hint::spin_loop();
+            if !spin.wait(SPIN) {
+                break;
             }
         }
         match self.rx.recv() {

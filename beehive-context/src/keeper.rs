@@ -78,17 +78,8 @@ impl Slot {
     /// arrives within microseconds, faster than a park/unpark round trip),
     /// then parks. Returns what arrived.
     pub(crate) fn wait(&self, deadline: Instant) -> Vec<Message> {
-        let spin_until = Instant::now() + SPIN;
-        let mut round = 0u32;
-        while !self.complete() {
-            round += 1;
-            if round % 16 == 0 && Instant::now() >= spin_until.min(deadline) {
-                break;
-            }
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-        }
+        let mut spin = crate::inbox::Spin::new();
+        while !self.complete() && Instant::now() < deadline && spin.wait(SPIN) {}
         if self.complete() {
             return self.take();
         }
