@@ -38,3 +38,8 @@ pub use module::{
     next_interval, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleModule,
     DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,
 };
+
+/// The crate README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
