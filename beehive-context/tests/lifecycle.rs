@@ -92,6 +92,13 @@ fn always_restarts_a_module_that_returns_successfully() {
 }
 
 #[test]
+fn always_restarts_a_panicking_module_too() {
+    let (starts, handled) = policy_run(RestartPolicy::new(RestartType::Always).retries(2), true);
+    assert_eq!(starts, 3);
+    assert!(handled.len() == 1 && handled[0].as_deref().is_some_and(|e| e.contains("panic")), "{handled:?}");
+}
+
+#[test]
 fn on_failure_does_not_restart_a_successful_module() {
     let hive = Hive::new();
     let starts = counter();
