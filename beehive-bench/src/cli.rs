@@ -94,7 +94,8 @@ mod tests {
     fn rejects_bad_input() {
         assert!(parse(&args("")).is_err());
         assert!(parse(&args("W9")).is_err());
-        assert_eq!(parse(&args("w1")).unwrap().workloads, vec![Workload::Pending(1)]);
+        assert_eq!(parse(&args("w8")).unwrap().workloads, vec![Workload::Pending(8)]);
+        assert_eq!(parse(&args("w1 W3")).unwrap().workloads, vec![Workload::W1, Workload::W3]);
         assert!(parse(&args("--repeat x W4")).is_err());
         assert!(parse(&args("--sync-timeout 5parsecs W4")).is_err());
     }

@@ -20,6 +20,97 @@ pub trait Framing {
     fn encode_message(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError>;
 }
 
+/// Implements [`Framing`] (by delegating to the inherent methods of the same
+/// names) and the `tokio_util` decoder and encoders for a framing codec.
+/// `$offset` gives the stream offset of the last frame's payload.
+macro_rules! framing_codec {
+    ($codec:ty, |$c:ident| $offset:expr) => {
+        impl $crate::framing::Framing for $codec {
+            fn decode_frame(
+                &mut self,
+                src: &mut ::bytes::BytesMut,
+            ) -> Result<Option<::bytes::Bytes>, $crate::CodecError> {
+                <$codec>::decode_frame(self, src)
+            }
+            fn decode_frame_eof(
+                &mut self,
+                src: &mut ::bytes::BytesMut,
+            ) -> Result<Option<::bytes::Bytes>, $crate::CodecError> {
+                <$codec>::decode_frame_eof(self, src)
+            }
+            fn last_frame_offset(&self) -> u64 {
+                let $c = self;
+                $offset
+            }
+            fn encode_frame(&mut self, payload: &[u8], dst: &mut ::bytes::BytesMut) -> Result<(), $crate::CodecError> {
+                <$codec>::encode_frame(self, payload, dst)
+            }
+            fn encode_message(
+                &mut self,
+                msg: &::beehive_model::Message,
+                dst: &mut ::bytes::BytesMut,
+            ) -> Result<(), $crate::CodecError> {
+                <$codec>::encode_message(self, msg, dst)
+            }
+        }
+
+        impl ::tokio_util::codec::Decoder for $codec {
+            type Item = ::bytes::Bytes;
+            type Error = $crate::CodecError;
+            fn decode(&mut self, src: &mut ::bytes::BytesMut) -> Result<Option<::bytes::Bytes>, $crate::CodecError> {
+                self.decode_frame(src)
+            }
+            fn decode_eof(
+                &mut self,
+                src: &mut ::bytes::BytesMut,
+            ) -> Result<Option<::bytes::Bytes>, $crate::CodecError> {
+                self.decode_frame_eof(src)
+            }
+        }
+
+        impl ::tokio_util::codec::Encoder<::bytes::Bytes> for $codec {
+            type Error = $crate::CodecError;
+            fn encode(
+                &mut self,
+                payload: ::bytes::Bytes,
+                dst: &mut ::bytes::BytesMut,
+            ) -> Result<(), $crate::CodecError> {
+                self.encode_frame(&payload, dst)
+            }
+        }
+
+        impl ::tokio_util::codec::Encoder<&[u8]> for $codec {
+            type Error = $crate::CodecError;
+            fn encode(&mut self, payload: &[u8], dst: &mut ::bytes::BytesMut) -> Result<(), $crate::CodecError> {
+                self.encode_frame(payload, dst)
+            }
+        }
+
+        impl ::tokio_util::codec::Encoder<&::beehive_model::Message> for $codec {
+            type Error = $crate::CodecError;
+            fn encode(
+                &mut self,
+                msg: &::beehive_model::Message,
+                dst: &mut ::bytes::BytesMut,
+            ) -> Result<(), $crate::CodecError> {
+                self.encode_message(msg, dst)
+            }
+        }
+
+        impl ::tokio_util::codec::Encoder<::beehive_model::Message> for $codec {
+            type Error = $crate::CodecError;
+            fn encode(
+                &mut self,
+                msg: ::beehive_model::Message,
+                dst: &mut ::bytes::BytesMut,
+            ) -> Result<(), $crate::CodecError> {
+                self.encode_message(&msg, dst)
+            }
+        }
+    };
+}
+pub(crate) use framing_codec;
+
 /// Messages over a framing: decodes each payload with Go's rules
 /// ([`beehive_model::from_slice`], or the lazy decoder) and encodes messages
 /// as Go's `WriteJSON` does.

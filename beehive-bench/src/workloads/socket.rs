@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use beehive_codec::{PackageCodec, PackageReader, PackageWriter, PacketWriter, SeqpacketReader};
+use beehive_codec::{CodecError, PackageCodec, PackageReader, PackageWriter, PacketWriter, SeqpacketReader};
 use beehive_model::{constants, Message};
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -25,6 +25,19 @@ pub fn small_message() -> Message {
 
 fn is_small(m: &Message) -> bool {
     m.content().as_str().is_some_and(|s| s.len() == 100)
+}
+
+/// Reads up to `n` messages; counts those with the small message's content.
+fn count_small(n: u64, mut read: impl FnMut() -> Result<Option<Message>, CodecError>) -> u64 {
+    let mut ok = 0;
+    for _ in 0..n {
+        match read() {
+            Ok(Some(m)) if is_small(&m) => ok += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    ok
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -78,15 +91,7 @@ pub fn w6(n: u64) -> Result<RunResult, String> {
     let msg = small_message();
     let reader = move |done: mpsc::Sender<u64>| {
         let mut r = PackageReader::with_read_size(server, PackageCodec::new(), 1 << 20);
-        let mut ok = 0;
-        for _ in 0..n {
-            match r.read_message() {
-                Ok(Some(m)) if is_small(&m) => ok += 1,
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        let _ = done.send(ok);
+        let _ = done.send(count_small(n, || r.read_message()));
     };
     let mut w = PackageWriter::package(client);
     let (secs, errors) = run_pair(n, reader, || {
@@ -117,15 +122,7 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
     let msg = small_message();
     let reader = move |done: mpsc::Sender<u64>| {
         let mut r = SeqpacketReader::new(server, 10_240);
-        let mut ok = 0;
-        for _ in 0..n {
-            match r.read_message() {
-                Ok(Some(m)) if is_small(&m) => ok += 1,
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        let _ = done.send(ok);
+        let _ = done.send(count_small(n, || r.read_message()));
     };
     let mut w = PacketWriter::new(client);
     let (secs, errors) = run_pair(n, reader, || {

@@ -2,10 +2,8 @@
 
 use beehive_model::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
 
 use super::header::{check_prefix, PackageHeader, HEADER_LEN};
-use crate::framing::Framing;
 use crate::CodecError;
 
 /// Default maximum frame size, header included: 1 MiB, the buffer size Go's
@@ -175,64 +173,7 @@ impl PackageCodec {
     }
 }
 
-impl Framing for PackageCodec {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        PackageCodec::decode_frame(self, src)
-    }
-    fn decode_frame_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        PackageCodec::decode_frame_eof(self, src)
-    }
-    fn last_frame_offset(&self) -> u64 {
-        self.frame_offset + HEADER_LEN as u64
-    }
-    fn encode_frame(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        PackageCodec::encode_frame(self, payload, dst)
-    }
-    fn encode_message(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        PackageCodec::encode_message(self, msg, dst)
-    }
-}
-
-impl Decoder for PackageCodec {
-    type Item = Bytes;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        self.decode_frame(src)
-    }
-
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        self.decode_frame_eof(src)
-    }
-}
-
-impl Encoder<Bytes> for PackageCodec {
-    type Error = CodecError;
-    fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_frame(&payload, dst)
-    }
-}
-
-impl Encoder<&[u8]> for PackageCodec {
-    type Error = CodecError;
-    fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_frame(payload, dst)
-    }
-}
-
-impl Encoder<&Message> for PackageCodec {
-    type Error = CodecError;
-    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_message(msg, dst)
-    }
-}
-
-impl Encoder<Message> for PackageCodec {
-    type Error = CodecError;
-    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_message(&msg, dst)
-    }
-}
+crate::framing::framing_codec!(PackageCodec, |c| c.frame_offset + HEADER_LEN as u64);
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,7 @@
 
 use beehive_model::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
 
-use crate::framing::Framing;
 use crate::CodecError;
 
 /// Default maximum line length (without the line feed): 1 MiB.
@@ -140,62 +138,7 @@ impl RawCodec {
     }
 }
 
-impl Framing for RawCodec {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        RawCodec::decode_frame(self, src)
-    }
-    fn decode_frame_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        RawCodec::decode_frame_eof(self, src)
-    }
-    fn last_frame_offset(&self) -> u64 {
-        self.frame_offset
-    }
-    fn encode_frame(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        RawCodec::encode_frame(self, payload, dst)
-    }
-    fn encode_message(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        RawCodec::encode_message(self, msg, dst)
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = CodecError;
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        self.decode_frame(src)
-    }
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        self.decode_frame_eof(src)
-    }
-}
-
-impl Encoder<Bytes> for RawCodec {
-    type Error = CodecError;
-    fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_frame(&payload, dst)
-    }
-}
-
-impl Encoder<&[u8]> for RawCodec {
-    type Error = CodecError;
-    fn encode(&mut self, payload: &[u8], dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_frame(payload, dst)
-    }
-}
-
-impl Encoder<&Message> for RawCodec {
-    type Error = CodecError;
-    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_message(msg, dst)
-    }
-}
-
-impl Encoder<Message> for RawCodec {
-    type Error = CodecError;
-    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
-        self.encode_message(&msg, dst)
-    }
-}
+crate::framing::framing_codec!(RawCodec, |c| c.frame_offset);
 
 #[cfg(test)]
 mod tests {
