@@ -335,6 +335,16 @@ impl Hive {
         lock(&self.inner.registry).modules.iter().map(|r| r.module.name().to_owned()).collect()
     }
 
+    /// Registered (enabled) modules with their groups, in registration
+    /// order: what a socket server answers a module handshake with.
+    pub fn module_groups(&self) -> Vec<(String, String)> {
+        lock(&self.inner.registry)
+            .modules
+            .iter()
+            .map(|r| (r.module.name().to_owned(), r.module.group().to_owned()))
+            .collect()
+    }
+
     /// Registered but disabled modules.
     pub fn disabled_modules(&self) -> Vec<String> {
         lock(&self.inner.registry).disabled.clone()

@@ -23,6 +23,27 @@ use crate::ContextError;
 /// tens of microseconds on a small VM).
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
+impl std::fmt::Debug for SyncKeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncKeeper").field("pending", &self.pending()).finish()
+    }
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("expected", &self.expected)
+            .field("received", &self.count.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Registration<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration").field("id", &self.id).finish()
+    }
+}
+
 enum Waiter {
     None,
     Thread(Thread),
@@ -35,7 +56,7 @@ struct SlotState {
 }
 
 /// Where the responses to one request are collected.
-pub(crate) struct Slot {
+pub struct Slot {
     /// How many responses complete the request.
     expected: usize,
     /// Responses delivered so far (read without the lock while spinning).
@@ -77,7 +98,7 @@ impl Slot {
     /// Blocks until complete or `deadline`: spins briefly (a response often
     /// arrives within microseconds, faster than a park/unpark round trip),
     /// then parks. Returns what arrived.
-    pub(crate) fn wait(&self, deadline: Instant) -> Vec<Message> {
+    pub fn wait(&self, deadline: Instant) -> Vec<Message> {
         let mut spin = crate::inbox::Spin::new();
         while !self.complete() && Instant::now() < deadline && spin.wait(SPIN) {}
         if self.complete() {
@@ -102,12 +123,14 @@ impl Slot {
     }
 
     /// Waits asynchronously until complete (the caller adds the deadline).
-    pub(crate) fn wait_async(self: &Arc<Self>) -> SlotFuture {
+    pub fn wait_async(self: &Arc<Self>) -> SlotFuture {
         SlotFuture { slot: Arc::clone(self) }
     }
 }
 
-pub(crate) struct SlotFuture {
+/// Completes when a [`Slot`] has all its responses.
+#[derive(Debug)]
+pub struct SlotFuture {
     slot: Arc<Slot>,
 }
 
@@ -123,17 +146,20 @@ impl Future for SlotFuture {
     }
 }
 
-/// Pending requests by message id.
+/// Pending requests by message id: a waiter is registered before its
+/// request is sent and keeps every response that arrives for it, so no
+/// response is lost for arriving early. Shared by every backend.
 #[derive(Default)]
-pub(crate) struct SyncKeeper {
+pub struct SyncKeeper {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
 /// Unregisters its request when dropped (on success, timeout or error).
-pub(crate) struct Registration<'a> {
+pub struct Registration<'a> {
     keeper: &'a SyncKeeper,
     id: String,
-    pub(crate) slot: Arc<Slot>,
+    /// Where the responses arrive.
+    pub slot: Arc<Slot>,
 }
 
 impl Drop for Registration<'_> {
@@ -144,14 +170,14 @@ impl Drop for Registration<'_> {
 
 impl Registration<'_> {
     /// The responses that have arrived, without waiting.
-    pub(crate) fn take(&self) -> Vec<Message> {
+    pub fn take(&self) -> Vec<Message> {
         self.slot.take()
     }
 }
 
 impl SyncKeeper {
     /// Registers a waiter for `expected` responses to request `id`.
-    pub(crate) fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
+    pub fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
         let slot = Arc::new(Slot {
             expected: expected.max(1),
             count: AtomicUsize::new(0),
@@ -166,7 +192,7 @@ impl SyncKeeper {
     }
 
     /// Hands a response to the request named by its parent id.
-    pub(crate) fn deliver(&self, resp: Message) -> Result<(), ContextError> {
+    pub fn deliver(&self, resp: Message) -> Result<(), ContextError> {
         let slot = lock(&self.slots).get(resp.parent_id()).cloned();
         match slot {
             Some(slot) => {
@@ -177,8 +203,13 @@ impl SyncKeeper {
         }
     }
 
+    /// True when a request with this id is waiting.
+    pub fn is_waiting(&self, id: &str) -> bool {
+        lock(&self.slots).contains_key(id)
+    }
+
     /// Number of requests waiting.
-    pub(crate) fn pending(&self) -> usize {
+    pub fn pending(&self) -> usize {
         lock(&self.slots).len()
     }
 }

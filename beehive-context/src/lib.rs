@@ -34,6 +34,7 @@ pub use backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleC
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::ContextError;
 pub use hive::{global, Hive, ShutdownReport};
+pub use keeper::{Registration, Slot, SlotFuture, SyncKeeper};
 pub use module::{
     next_interval, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleModule,
     DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,

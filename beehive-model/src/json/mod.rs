@@ -19,6 +19,13 @@ use crate::value::Value;
 
 pub use read::MAX_DEPTH;
 
+/// True when a JSON object key matches a lower-case ASCII field name the
+/// way Go's `encoding/json` matches keys to struct fields (case-insensitive,
+/// with Go's Unicode folding).
+pub fn key_matches(key: &str, field: &str) -> bool {
+    fold::key_matches(key, field)
+}
+
 /// Appends the Go JSON encoding of `msg` to `out`. On error `out` is left
 /// as it was.
 pub fn encode_into(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {

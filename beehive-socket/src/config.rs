@@ -1,0 +1,211 @@
+//! The socket module configuration: the YAML file Go's beehive reads.
+//!
+//! ```yaml
+//! - module: socketserver
+//!   server: true
+//!   address: /var/lib/kubeedge/beehive.sock
+//!   sockettype: unixpacket
+//!   connmax: 4
+//!   buffersize: 4096
+//! - module: edgeclient
+//!   server: false
+//!   address: /var/lib/kubeedge/beehive.sock
+//!   sockettype: unixpacket
+//!   buffersize: 4096
+//! ```
+//!
+//! Go reads it with `sigs.k8s.io/yaml` (YAML to JSON, then `encoding/json`),
+//! so keys match case-insensitively and unknown keys are ignored; so here.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "SOCKET_MODULE_CONFIG";
+/// Where Go looks when the variable is not set.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/kubeedge/config/socket_module.yaml";
+/// Go's socket type for SOCK_SEQPACKET unix sockets (the default).
+pub const UNIXPACKET: &str = "unixpacket";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read socket config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The text is not YAML of the expected shape.
+    #[error("bad socket config {path}: {message}")]
+    Invalid {
+        /// The file (or `<string>`).
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// One entry of the configuration (Go `config.SocketConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketConfig {
+    /// The module name.
+    pub module: String,
+    /// True for the server entry.
+    pub server: bool,
+    /// Socket path (or host:port for TCP).
+    pub address: String,
+    /// `unixpacket` (default), `unix` or `tcp`.
+    pub socket_type: String,
+    /// Maximum concurrent connections of a server.
+    pub conn_max: usize,
+    /// Read buffer size: the largest packet accepted.
+    pub buffer_size: usize,
+    /// CA certificate file (TLS).
+    pub ca: String,
+    /// Certificate file (TLS).
+    pub cert: String,
+    /// Private key file (TLS).
+    pub key: String,
+}
+
+/// The whole file: a list of entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketModuleConfig {
+    /// The entries, in file order.
+    pub entries: Vec<SocketConfig>,
+}
+
+fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    // Go: the last matching key wins.
+    obj.iter().filter(|(k, _)| beehive_model::json::key_matches(k, name)).map(|(_, v)| v).next_back()
+}
+
+fn text(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result<String, String> {
+    match field(obj, name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("entry {at}: {name} must be a string, found {other}")),
+    }
+}
+
+fn number(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result<usize, String> {
+    match field(obj, name) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| format!("entry {at}: {name} must be a non-negative integer, found {n}")),
+        Some(other) => Err(format!("entry {at}: {name} must be a number, found {other}")),
+    }
+}
+
+impl SocketModuleConfig {
+    /// Parses the YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, Path::new("<string>"))
+    }
+
+    fn parse(yaml: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| invalid(e.to_string()))?;
+        let list = match doc {
+            Value::Null => return Ok(SocketModuleConfig::default()),
+            Value::Array(list) => list,
+            other => return Err(invalid(format!("expected a list of entries, found {other}"))),
+        };
+        let mut entries = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let Value::Object(obj) = item else {
+                return Err(invalid(format!("entry {i} is not a mapping")));
+            };
+            let server = match field(obj, "server") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => return Err(invalid(format!("entry {i}: server must be true or false, found {other}"))),
+            };
+            let mut socket_type = text(obj, "sockettype", i).map_err(invalid)?;
+            if socket_type.is_empty() {
+                socket_type = UNIXPACKET.to_owned();
+            }
+            entries.push(SocketConfig {
+                module: text(obj, "module", i).map_err(invalid)?,
+                server,
+                address: text(obj, "address", i).map_err(invalid)?,
+                socket_type,
+                conn_max: number(obj, "connmax", i).map_err(invalid)?,
+                buffer_size: number(obj, "buffersize", i).map_err(invalid)?,
+                ca: text(obj, "ca", i).map_err(invalid)?,
+                cert: text(obj, "cert", i).map_err(invalid)?,
+                key: text(obj, "key", i).map_err(invalid)?,
+            });
+        }
+        Ok(SocketModuleConfig { entries })
+    }
+
+    /// Reads the file at `path`.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Reads the file named by `SOCKET_MODULE_CONFIG`, else the default path.
+    pub fn load() -> Result<Self, ConfigError> {
+        match std::env::var_os(CONFIG_ENV) {
+            Some(p) if !p.is_empty() => Self::from_path(PathBuf::from(p)),
+            _ => Self::from_path(DEFAULT_CONFIG_PATH),
+        }
+    }
+
+    /// The client entry of `module` (Go `GetClientSocketConfig`).
+    pub fn client(&self, module: &str) -> Option<&SocketConfig> {
+        self.entries.iter().find(|e| !e.server && e.module == module)
+    }
+
+    /// The server entries (Go `GetServerSocketConfig`).
+    pub fn servers(&self) -> impl Iterator<Item = &SocketConfig> {
+        self.entries.iter().filter(|e| e.server)
+    }
+
+    /// True when `module` may connect as a remote module (Go
+    /// `IsModuleEnabled`: it has a client entry).
+    pub fn is_remote_module(&self, module: &str) -> bool {
+        self.client(module).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_go_style_entries_case_insensitively() {
+        let cfg = SocketModuleConfig::from_yaml(
+            "- module: socketserver\n  Server: true\n  ADDRESS: /tmp/s.sock\n  connmax: 4\n  buffersize: 4096\n  extra: 1\n- module: edgeclient\n  address: /tmp/s.sock\n  sockettype: unixpacket\n",
+        )
+        .unwrap();
+        let server = cfg.servers().next().unwrap();
+        assert_eq!(
+            (server.module.as_str(), server.address.as_str(), server.conn_max, server.buffer_size),
+            ("socketserver", "/tmp/s.sock", 4, 4096)
+        );
+        assert_eq!(server.socket_type, UNIXPACKET);
+        assert!(cfg.is_remote_module("edgeclient"));
+        assert!(!cfg.is_remote_module("socketserver"));
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        for bad in ["module: x", "- module: [1]", "- server: maybe", "- connmax: -1", "- [a"] {
+            let e = SocketModuleConfig::from_yaml(bad).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{bad}: {e}");
+        }
+        assert!(matches!(SocketModuleConfig::from_path("/nonexistent/x.yaml"), Err(ConfigError::Io { .. })));
+        assert_eq!(SocketModuleConfig::from_yaml("").unwrap().entries.len(), 0);
+    }
+}

@@ -1,0 +1,38 @@
+//! # beehive-socket
+//!
+//! Remote beehive modules over unix SOCK_SEQPACKET sockets (Go's
+//! `unixpacket`), wire-compatible with KubeEdge's Go socket mode: one JSON
+//! message plus a line feed per packet, the module handshake (`resource:
+//! module`, `operation: add`, answered with the module exchange), and Go's
+//! routing rules. [`SocketContext`] is the hive backend of context type
+//! `unixpacket`; [`SocketServer`] accepts remote modules; [`SocketClient`]
+//! is a remote module that connects, registers and reconnects.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use beehive_context::Hive;
+//! use beehive_socket::{SocketContext, SocketModuleConfig, SocketServer};
+//!
+//! let config = SocketModuleConfig::load()?;
+//! let hive = Hive::new();
+//! let ctx = Arc::new(SocketContext::new());
+//! hive.add_backend(ctx.clone());
+//! let server = config.servers().next().expect("a server entry");
+//! let _server = SocketServer::start(&hive, &ctx, &config, server)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod client;
+pub mod config;
+mod conn;
+mod context;
+mod error;
+mod server;
+
+pub use client::{handshake_request, ClientOptions, SocketClient};
+pub use config::{ConfigError, SocketConfig, SocketModuleConfig};
+pub use conn::Connection;
+pub use context::SocketContext;
+pub use error::SocketError;
+pub use server::{module_exchange, SocketServer, DEFAULT_BUFFER_SIZE};

@@ -1,0 +1,190 @@
+//! The socket server module: accepts remote modules and relays their messages.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use beehive_context::{ContextError, Hive};
+use beehive_model::{constants, Message, ModuleExchange};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::config::{SocketConfig, SocketModuleConfig, UNIXPACKET};
+use crate::conn::Connection;
+use crate::context::SocketContext;
+use crate::SocketError;
+
+/// Default largest packet when the configuration gives no `buffersize`.
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+
+/// A running socket server (Go's `socketserver` module).
+///
+/// For each connection it answers the module handshake (`resource: module`,
+/// `operation: add`) with the hive's modules and groups, routes the remote
+/// module to that connection, and forwards every other message to its
+/// destination through the hive. Responses to the server's own `send_sync`
+/// are handed to the waiting caller. Messages from modules without a client
+/// entry in the configuration close the connection, as in Go.
+#[derive(Debug)]
+pub struct SocketServer {
+    path: PathBuf,
+    listener: Arc<Socket>,
+    conns: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The hive's registered modules and groups, as the handshake answer lists them.
+pub fn module_exchange(hive: &Hive) -> ModuleExchange {
+    let mut modules = Vec::new();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, group) in hive.module_groups() {
+        modules.push(name.clone());
+        groups.entry(group).or_default().push(name);
+    }
+    ModuleExchange { modules: if modules.is_empty() { None } else { Some(modules) }, groups: Some(groups) }
+}
+
+fn is_handshake(msg: &Message) -> bool {
+    msg.resource() == constants::RESOURCE_TYPE_MODULE && msg.operation() == constants::OPERATION_TYPE_MODULE
+}
+
+fn bind(path: &Path, backlog: i32) -> Result<Socket, SocketError> {
+    if path.exists() {
+        // A stale socket from an earlier run (Go removes it unconditionally).
+        std::fs::remove_file(path)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+impl SocketServer {
+    /// Listens on the server entry `entry` and serves remote modules into
+    /// `hive` through `ctx` (which must be the hive's `unixpacket` backend).
+    pub fn start(
+        hive: &Hive,
+        ctx: &Arc<SocketContext>,
+        config: &SocketModuleConfig,
+        entry: &SocketConfig,
+    ) -> Result<Self, SocketError> {
+        if entry.socket_type != UNIXPACKET {
+            return Err(SocketError::UnsupportedSocketType(entry.socket_type.clone()));
+        }
+        let path = PathBuf::from(&entry.address);
+        let listener = Arc::new(bind(&path, 128)?);
+        let conns: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>> = Arc::default();
+        let max_packet = if entry.buffer_size == 0 { DEFAULT_BUFFER_SIZE } else { entry.buffer_size };
+        let conn_max = entry.conn_max;
+        let active = Arc::new(AtomicUsize::new(0));
+        let (l, c, hive, ctx, config) =
+            (Arc::clone(&listener), Arc::clone(&conns), hive.clone(), Arc::clone(ctx), config.clone());
+        let accept = std::thread::Builder::new().name("socket-accept".into()).spawn(move || loop {
+            let socket = match l.accept() {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::info!(error = %e, "socket server stopped accepting");
+                    return;
+                }
+            };
+            if conn_max > 0 && active.load(Ordering::SeqCst) >= conn_max {
+                // Refuse at once; the accept loop is not stalled (Go sleeps 5 s here).
+                tracing::warn!(conn_max, "refusing connection: too many connections");
+                drop(socket);
+                continue;
+            }
+            active.fetch_add(1, Ordering::SeqCst);
+            let conn = Connection::new(socket, max_packet);
+            c.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.id(), Arc::clone(&conn));
+            let (hive, ctx, config, c, active) =
+                (hive.clone(), Arc::clone(&ctx), config.clone(), Arc::clone(&c), Arc::clone(&active));
+            let spawned = std::thread::Builder::new().name(format!("socket-conn-{}", conn.id())).spawn(move || {
+                let reason = conn.read_loop(|msg| serve(&hive, &ctx, &config, &conn, msg));
+                tracing::info!(connection = conn.id(), %reason, "connection ended");
+                ctx.remove_connection(conn.id());
+                c.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn.id());
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot spawn a connection thread");
+            }
+        })?;
+        Ok(SocketServer { path, listener, conns, accept: Some(accept) })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Connections currently served.
+    pub fn connections(&self) -> usize {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn stop(&mut self) {
+        let _ = self.listener.shutdown(std::net::Shutdown::Both);
+        // Wake a blocked accept by connecting once.
+        if let Ok(s) = Socket::new(Domain::UNIX, Type::SEQPACKET, None) {
+            if let Ok(addr) = SockAddr::unix(&self.path) {
+                let _ = s.connect(&addr);
+            }
+        }
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        for conn in self.conns.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            conn.close();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for SocketServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Handles one message read from a client connection.
+fn serve(
+    hive: &Hive,
+    ctx: &SocketContext,
+    config: &SocketModuleConfig,
+    conn: &Arc<Connection>,
+    msg: Message,
+) -> Result<(), String> {
+    let Some(msg) = ctx.offer_response(msg) else { return Ok(()) };
+    let source = msg.source().to_owned();
+    if is_handshake(&msg) {
+        if !config.is_remote_module(&source) {
+            return Err(format!("handshake from module {source:?}, which has no client entry in the configuration"));
+        }
+        ctx.register_pipe(&source, conn);
+        match hive.add_module(&source, UNIXPACKET) {
+            Ok(()) | Err(ContextError::DuplicateModule { .. }) => {}
+            Err(e) => return Err(format!("cannot add remote module {source:?}: {e}")),
+        }
+        hive.add_module_group(&source, &source).map_err(|e| e.to_string())?;
+        // Go answers through SendResp, which only reaches the socket context
+        // when the request carried type "unixpacket"; we always answer.
+        let resp = msg.new_response(module_exchange(hive)).set_destination(source.as_str());
+        conn.send(&resp).map_err(|e| format!("cannot answer the handshake: {e}"))?;
+        tracing::info!(module = %source, connection = conn.id(), "remote module registered");
+        return Ok(());
+    }
+    if !config.is_remote_module(&source) {
+        return Err(format!(
+            "message {} from module {source:?}, which has no client entry in the configuration",
+            msg.id()
+        ));
+    }
+    let dest = msg.destination().to_owned();
+    if let Err(e) = hive.send(&dest, msg) {
+        tracing::warn!(destination = %dest, error = %e, "cannot forward a remote message");
+    }
+    Ok(())
+}
