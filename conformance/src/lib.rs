@@ -10,6 +10,7 @@
 //! | `decode` | `decode.jsonl` | accept/reject as Go, the re-encoding (also of partial results), the content's Go type |
 //! | `frames` | `frames/index.jsonl`, `frames/*.bin` | writer bytes, `WriteJSON` payloads, package decoding (whole, split, with Go's buffer size), raw line decoding |
 //! | `malformed` | `frames/malformed.jsonl` | Go's frames on bad streams, and a typed error wherever Go panics, hangs or drops data |
+//! | `sessions` | `sessions/*.jsonl` | our socket server answering the Go client's packets, and our client sending the Go client's packets, compared by shape |
 //!
 //! The runner never depends on particular case ids or counts: any capture
 //! directory of the same format (another seed) can be checked.
@@ -20,6 +21,7 @@ pub mod encode;
 pub mod frames;
 pub mod malformed;
 pub mod report;
+pub mod sessions;
 pub mod spec;
 
 use std::path::{Path, PathBuf};
@@ -77,7 +79,7 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError>
 }
 
 /// The categories this runner knows, in run order.
-pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed"];
+pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed", "sessions"];
 
 /// Runs one category over the capture directory `dir`.
 pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError> {
@@ -86,6 +88,7 @@ pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError>
         "decode" => decode::run(&dir.join("decode.jsonl")),
         "frames" => frames::run(&dir.join("frames")),
         "malformed" => malformed::run(&dir.join("frames")),
+        "sessions" => sessions::run(&dir.join("sessions")),
         other => Err(LoadError::Format(format!("unknown category {other:?}"))),
     }
 }

@@ -44,6 +44,11 @@ fn malformed_streams_handled() {
 }
 
 #[test]
+fn sessions_match_go() {
+    assert_category("sessions");
+}
+
+#[test]
 fn whole_run_passes_and_counts_every_manifest_line() {
     let dir = default_captures_dir();
     let report = beehive_conformance::run(&dir).expect("run");
@@ -54,6 +59,7 @@ fn whole_run_passes_and_counts_every_manifest_line() {
         let file = match cat.name.as_str() {
             "frames" => "frames/index.jsonl".to_owned(),
             "malformed" => "frames/malformed.jsonl".to_owned(),
+            "sessions" => "sessions/index.jsonl".to_owned(),
             other => format!("{other}.jsonl"),
         };
         let want = manifest["counts"][&file].as_u64().expect("count in manifest") as usize;

@@ -1,0 +1,456 @@
+//! The `sessions` category: real socket-mode sessions between a Go server
+//! and a Go client (`sessions/*.jsonl`).
+//!
+//! Each transcript is replayed twice:
+//!
+//! * **server side**: the client's packets are written into our
+//!   [`SocketServer`] through a raw SOCK_SEQPACKET socket, and every packet
+//!   our server writes back must match the recorded server packet; packets
+//!   the Go server sent on its own (a server-side `Send`, `SendSync` or
+//!   `SendToGroup`) are produced by making the same call on our hive;
+//! * **client side**: a raw listener plays the recorded server packets to
+//!   our [`SocketClient`], and every packet our client writes must match the
+//!   recorded client packet; the scenario's client code (sending, answering
+//!   sync requests) is played through our hive's API.
+//!
+//! Packets are compared byte for byte after the nondeterministic fields are
+//! replaced: version-4 UUIDs (which must map one to one between the two
+//! sessions, so parent links are checked) and 13-digit header timestamps.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use beehive_context::{Hive, SimpleModule};
+use beehive_model::Message;
+use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
+use serde::Deserialize;
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::report::{CategoryReport, Failure};
+use crate::{read_jsonl, LoadError};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+/// One line of `sessions/index.jsonl`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Session {
+    /// Scenario name.
+    pub name: String,
+    /// Transcript file.
+    pub file: String,
+    /// `unixpacket`.
+    pub socket_type: String,
+    /// Configured buffer size.
+    pub buffer_size: usize,
+    /// The server module.
+    pub server_module: String,
+    /// The remote module.
+    pub client_module: String,
+    /// What the server side saw (includes which side closed first).
+    #[serde(default)]
+    pub server_observed: Vec<String>,
+}
+
+/// One packet of a transcript.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Packet {
+    /// Order.
+    pub seq: u64,
+    /// `client_to_server` or `server_to_client`.
+    pub dir: String,
+    /// The bytes as text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The bytes as base64.
+    #[serde(default)]
+    pub text_b64: Option<String>,
+}
+
+impl Packet {
+    fn bytes(&self) -> Vec<u8> {
+        match (&self.text, &self.text_b64) {
+            (Some(t), _) => t.as_bytes().to_vec(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn from_client(&self) -> bool {
+        self.dir == "client_to_server"
+    }
+
+    fn message(&self) -> Option<Message> {
+        beehive_model::from_slice(&self.bytes()).ok()
+    }
+}
+
+fn is_hex(b: &[u8]) -> bool {
+    b.iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+/// Positions of lower-case version-4 UUIDs in `s`.
+fn uuids(s: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 36 <= s.len() {
+        let w = &s[i..i + 36];
+        let shaped = w[8] == b'-' && w[13] == b'-' && w[18] == b'-' && w[23] == b'-';
+        if shaped
+            && is_hex(&w[..8])
+            && is_hex(&w[9..13])
+            && w[14] == b'4'
+            && is_hex(&w[14..18])
+            && matches!(w[19], b'8' | b'9' | b'a' | b'b')
+            && is_hex(&w[19..23])
+            && is_hex(&w[24..])
+        {
+            out.push((i, i + 36));
+            i += 36;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Replaces UUIDs with `<uuid>` and 13-digit header timestamps with `<ts>`.
+fn mask(s: &[u8]) -> (Vec<u8>, Vec<String>) {
+    let mut out = Vec::with_capacity(s.len());
+    let mut found = Vec::new();
+    let mut last = 0;
+    for (a, b) in uuids(s) {
+        out.extend_from_slice(&s[last..a]);
+        out.extend_from_slice(b"<uuid>");
+        found.push(String::from_utf8_lossy(&s[a..b]).into_owned());
+        last = b;
+    }
+    out.extend_from_slice(&s[last..]);
+    let key = b"\"timestamp\":";
+    let mut masked = Vec::with_capacity(out.len());
+    let mut i = 0;
+    while i < out.len() {
+        if out[i..].starts_with(key) {
+            masked.extend_from_slice(key);
+            i += key.len();
+            let digits = out[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 13 {
+                masked.extend_from_slice(b"<ts>");
+            } else {
+                masked.extend_from_slice(&out[i..i + digits]);
+            }
+            i += digits;
+        } else {
+            masked.push(out[i]);
+            i += 1;
+        }
+    }
+    (masked, found)
+}
+
+/// Compares a recorded packet with ours by shape, extending the UUID map.
+fn same_shape(recorded: &[u8], actual: &[u8], map: &mut HashMap<String, String>) -> Result<(), String> {
+    let (r, ru) = mask(recorded);
+    let (a, au) = mask(actual);
+    if r != a {
+        return Err("bytes differ".into());
+    }
+    for (x, y) in ru.iter().zip(&au) {
+        match map.get(x) {
+            Some(prev) if prev != y => return Err(format!("uuid {x} was {prev}, now {y}")),
+            Some(_) => {}
+            None => {
+                if map.values().any(|v| v == y) {
+                    return Err(format!("uuid {y} stands for two recorded uuids"));
+                }
+                map.insert(x.clone(), y.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into<Vec<u8>>) -> Failure {
+    Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let base = std::env::temp_dir();
+    for i in 0..1000 {
+        let p = base.join(format!("beehive-sessions-{}-{tag}-{i}", std::process::id()));
+        if std::fs::create_dir(&p).is_ok() {
+            return p;
+        }
+    }
+    base
+}
+
+fn config(s: &Session, path: &Path) -> Result<SocketModuleConfig, String> {
+    SocketModuleConfig::from_yaml(&format!(
+        "- module: {srv}\n  server: true\n  address: {p}\n  sockettype: {ty}\n  connmax: 4\n  buffersize: {buf}\n- module: {cli}\n  server: false\n  address: {p}\n  sockettype: {ty}\n  buffersize: {buf}\n",
+        srv = s.server_module,
+        cli = s.client_module,
+        p = path.display(),
+        ty = s.socket_type,
+        buf = s.buffer_size
+    ))
+    .map_err(|e| e.to_string())
+}
+
+fn recv(sock: &Socket) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; 1 << 20];
+    match (&*sock).read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+    }
+}
+
+fn send(sock: &Socket, bytes: &[u8]) -> bool {
+    use std::io::Write as _;
+    (&*sock).write(bytes).map(|n| n == bytes.len()).unwrap_or(false)
+}
+
+/// The message a server-side or client-side caller passed to the API: the
+/// recorded packet without what `Send` fills in.
+fn as_call(m: &Message) -> Message {
+    let mut m = m.clone();
+    m.route_mut().destination.clear();
+    m.header_mut().message_type.clear();
+    m.header_mut().sync = false;
+    m
+}
+
+/// Replays the client's packets into our server.
+fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
+    let case = format!("{} (server side)", s.name);
+    let dir = temp_dir("srv");
+    let path = dir.join("server.sock");
+    let cfg = match config(s, &path) {
+        Ok(c) => c,
+        Err(e) => return vec![fail(&case, "config", "a config", e)],
+    };
+    let hive = Hive::new();
+    let ctx = Arc::new(SocketContext::new());
+    hive.add_backend(ctx.clone());
+    // The server module itself is what the handshake answer lists.
+    let _ = hive.register(SimpleModule::new(s.server_module.clone(), s.server_module.clone(), |h: &Hive| {
+        h.wait_cancelled(Duration::from_secs(3600));
+        Ok(())
+    }));
+    let _ = hive.start();
+    let Some(entry) = cfg.servers().next() else { return vec![fail(&case, "config", "a server entry", "none")] };
+    let mut server = match SocketServer::start(&hive, &ctx, &cfg, entry) {
+        Ok(srv) => srv,
+        Err(e) => return vec![fail(&case, "server start", "listening", e.to_string())],
+    };
+    let mut failures = Vec::new();
+    let raw = Socket::new(Domain::UNIX, Type::SEQPACKET, None).and_then(|r| {
+        r.connect(&SockAddr::unix(&path)?)?;
+        r.set_read_timeout(Some(WAIT))?;
+        Ok(r)
+    });
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => return vec![fail(&case, "connect", "connected", e.to_string())],
+    };
+    let mut map = HashMap::new();
+    let mut client_ids = HashSet::new();
+    for p in packets {
+        let bytes = p.bytes();
+        if p.from_client() {
+            if let Some(m) = p.message() {
+                client_ids.insert(m.id().to_owned());
+            }
+            if !send(&raw, &bytes) {
+                failures.push(fail(&case, &format!("seq {} sent", p.seq), "sent", "write failed"));
+                break;
+            }
+            continue;
+        }
+        // A packet the Go server sent on its own: make the same call.
+        if let Some(m) = p.message() {
+            if !client_ids.contains(m.id()) && !client_ids.contains(m.parent_id()) {
+                let (h, module, call) = (hive.clone(), s.client_module.clone(), as_call(&m));
+                let name = s.name.clone();
+                std::thread::spawn(move || {
+                    let _ = if name.contains("sendtogroup") {
+                        h.send_to_group(&module, call)
+                    } else if name.contains("sendsync") {
+                        h.send_sync(&module, call, Duration::from_millis(500)).map(drop)
+                    } else {
+                        h.send(&module, call)
+                    };
+                });
+            }
+        }
+        match recv(&raw) {
+            Some(actual) => {
+                if let Err(why) = same_shape(&bytes, &actual, &mut map) {
+                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, actual));
+                }
+            }
+            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        }
+    }
+    if s.server_observed.iter().any(|o| o.contains("first closed by: server")) {
+        let _ = raw.set_read_timeout(Some(WAIT));
+        if let Some(extra) = recv(&raw) {
+            failures.push(fail(&case, "server closes the connection", b"end of stream".to_vec(), extra));
+        }
+    }
+    server.stop();
+    hive.request_shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    failures
+}
+
+/// Plays the recorded server packets to our client.
+fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
+    let case = format!("{} (client side)", s.name);
+    let dir = temp_dir("cli");
+    let path = dir.join("server.sock");
+    let cfg = match config(s, &path) {
+        Ok(c) => c,
+        Err(e) => return vec![fail(&case, "config", "a config", e)],
+    };
+    let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None).and_then(|l| {
+        l.bind(&SockAddr::unix(&path)?)?;
+        l.listen(1)?;
+        Ok(l)
+    });
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => return vec![fail(&case, "listen", "listening", e.to_string())],
+    };
+    let hive = Hive::new();
+    let ctx = Arc::new(SocketContext::new());
+    hive.add_backend(ctx.clone());
+    let Some(entry) = cfg.client(&s.client_module) else {
+        return vec![fail(&case, "config", "a client entry", "none")];
+    };
+    if let Err(e) = SocketClient::start(&hive, &ctx, entry, ClientOptions::default()) {
+        return vec![fail(&case, "client start", "started", e.to_string())];
+    }
+    let conn = match listener.accept() {
+        Ok((c, _)) => c,
+        Err(e) => return vec![fail(&case, "accept", "a connection", e.to_string())],
+    };
+    let _ = conn.set_read_timeout(Some(WAIT));
+    // The scenario's client code: receive; answer sync requests with the
+    // content the Go client answered with.
+    let answers: HashMap<String, Message> = packets
+        .iter()
+        .filter(|p| p.from_client())
+        .filter_map(Packet::message)
+        .filter(|m| !m.parent_id().is_empty())
+        .map(|m| (m.parent_id().to_owned(), m))
+        .collect();
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (h, module, received) = (hive.clone(), s.client_module.clone(), Arc::clone(&received));
+        std::thread::spawn(move || {
+            while let Ok(Some(m)) = h.receive_timeout(&module, Duration::from_secs(10)) {
+                if m.is_sync() {
+                    if let Some(a) = answers.get(m.id()) {
+                        let _ = h.send_resp(m.new_response(a.content().clone()));
+                    }
+                }
+                received.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+            }
+        });
+    }
+    let mut failures = Vec::new();
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut server_ids = HashSet::new();
+    let mut sync_calls = Vec::new();
+    for (i, p) in packets.iter().enumerate() {
+        let bytes = p.bytes();
+        if !p.from_client() {
+            // Put our ids in place of the recorded ones the client chose.
+            let mut text = bytes.clone();
+            for (recorded, ours) in &map {
+                text = String::from_utf8_lossy(&text).replace(recorded.as_str(), ours).into_bytes();
+            }
+            if let Some(m) = p.message() {
+                server_ids.insert(m.id().to_owned());
+            }
+            if !send(&conn, &text) {
+                failures.push(fail(&case, &format!("seq {} sent", p.seq), "sent", "write failed"));
+            }
+            continue;
+        }
+        // A packet the client code sent on its own (not the handshake, not
+        // an answer): make the same call on our hive.
+        if let Some(m) = p.message() {
+            let own = i > 0 && m.parent_id().is_empty() && !server_ids.contains(m.id());
+            if own {
+                let (h, module, call) = (hive.clone(), s.client_module.clone(), as_call(&m));
+                if m.is_sync() {
+                    sync_calls.push(std::thread::spawn(move || h.send_sync(&module, call, Duration::from_secs(5))));
+                } else {
+                    let _ = h.send(&module, call);
+                }
+            }
+        }
+        match recv(&conn) {
+            Some(actual) => {
+                if let Err(why) = same_shape(&bytes, &actual, &mut map) {
+                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, actual));
+                }
+            }
+            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        }
+    }
+    for call in sync_calls {
+        match call.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => failures.push(fail(&case, "client send_sync", "a response", e.to_string())),
+            Err(_) => failures.push(fail(&case, "client send_sync", "a response", "panicked")),
+        }
+    }
+    hive.request_shutdown();
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+    failures
+}
+
+/// Runs both replays of one scenario.
+pub fn check(dir: &Path, s: &Session) -> Result<Vec<Failure>, LoadError> {
+    let packets: Vec<Packet> = read_jsonl(&dir.join(&s.file))?;
+    let mut failures = server_side(s, &packets);
+    failures.extend(client_side(s, &packets));
+    Ok(failures)
+}
+
+/// Runs the category over `sessions/index.jsonl`.
+pub fn run(dir: &Path) -> Result<CategoryReport, LoadError> {
+    let sessions: Vec<Session> = read_jsonl(&dir.join("index.jsonl"))?;
+    let mut report = CategoryReport::new("sessions");
+    for s in &sessions {
+        report.record(check(dir, s)?);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_mask_ids_and_times_but_keep_links() {
+        let mut map = HashMap::new();
+        let rec = br#"{"header":{"msg_id":"00000000-0000-4000-8000-000000000001","timestamp":1600000000001}}"#;
+        let ours = br#"{"header":{"msg_id":"3f2b1c4d-1111-4abc-9def-0123456789ab","timestamp":1795706658148}}"#;
+        assert!(same_shape(rec, ours, &mut map).is_ok());
+        let rec2 = br#"{"parent_msg_id":"00000000-0000-4000-8000-000000000001"}"#;
+        let bad = br#"{"parent_msg_id":"aaaaaaaa-1111-4abc-9def-0123456789ab"}"#;
+        assert!(same_shape(rec2, bad, &mut map).is_err());
+        assert!(same_shape(b"{"a":1}", b"{"a":2}", &mut map).is_err());
+    }
+}
