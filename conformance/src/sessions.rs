@@ -451,6 +451,6 @@ mod tests {
         let rec2 = br#"{"parent_msg_id":"00000000-0000-4000-8000-000000000001"}"#;
         let bad = br#"{"parent_msg_id":"aaaaaaaa-1111-4abc-9def-0123456789ab"}"#;
         assert!(same_shape(rec2, bad, &mut map).is_err());
-        assert!(same_shape(b"{"a":1}", b"{"a":2}", &mut map).is_err());
+        assert!(same_shape(br#"{"a":1}"#, br#"{"a":2}"#, &mut map).is_err());
     }
 }
