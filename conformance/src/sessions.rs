@@ -78,7 +78,7 @@ impl Packet {
         }
     }
 
-    fn from_client(&self) -> bool {
+    fn is_client_packet(&self) -> bool {
         self.dir == "client_to_server"
     }
 
@@ -263,7 +263,7 @@ fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let mut client_ids = HashSet::new();
     for p in packets {
         let bytes = p.bytes();
-        if p.from_client() {
+        if p.is_client_packet() {
             if let Some(m) = p.message() {
                 client_ids.insert(m.id().to_owned());
             }
@@ -346,7 +346,7 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     // content the Go client answered with.
     let answers: HashMap<String, Message> = packets
         .iter()
-        .filter(|p| p.from_client())
+        .filter(|p| p.is_client_packet())
         .filter_map(Packet::message)
         .filter(|m| !m.parent_id().is_empty())
         .map(|m| (m.parent_id().to_owned(), m))
@@ -371,7 +371,7 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let mut sync_calls = Vec::new();
     for (i, p) in packets.iter().enumerate() {
         let bytes = p.bytes();
-        if !p.from_client() {
+        if !p.is_client_packet() {
             // Put our ids in place of the recorded ones the client chose.
             let mut text = bytes.clone();
             for (recorded, ours) in &map {
