@@ -10,8 +10,6 @@ use crate::output::RunResult;
 /// A workload id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// A workload of WORKLOADS.md that this binary does not run yet (W8).
-    Pending(u8),
     W1,
     W2,
     W3,
@@ -19,6 +17,7 @@ pub enum Workload {
     W5,
     W6,
     W7,
+    W8,
     /// Extra, not in `all`: W4 with the content already held as raw JSON.
     W4Raw,
     /// Extra, not in `all`: W5 without materialising the content.
@@ -26,13 +25,21 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The workloads `all` runs: every one of W1–W8 implemented so far.
-    pub const ALL: [Workload; 7] =
-        [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7];
+    /// The workloads `all` runs: W1 to W8.
+    pub const ALL: [Workload; 8] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+        Workload::W6,
+        Workload::W7,
+        Workload::W8,
+    ];
 
     pub fn parse(s: &str) -> Option<Workload> {
         match s.to_ascii_uppercase().as_str() {
-            "W8" => Some(Workload::Pending(8)),
+            "W8" => Some(Workload::W8),
             "W1" => Some(Workload::W1),
             "W2" => Some(Workload::W2),
             "W3" => Some(Workload::W3),
@@ -48,7 +55,6 @@ impl Workload {
 
     pub fn id(&self) -> &'static str {
         match self {
-            Workload::Pending(_) => "W8",
             Workload::W1 => "W1",
             Workload::W2 => "W2",
             Workload::W3 => "W3",
@@ -56,6 +62,7 @@ impl Workload {
             Workload::W5 => "W5",
             Workload::W6 => "W6",
             Workload::W7 => "W7",
+            Workload::W8 => "W8",
             Workload::W4Raw => "W4-raw",
             Workload::W5Lazy => "W5-lazy",
         }
@@ -64,7 +71,7 @@ impl Workload {
 
 pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
-        Workload::Pending(_) => Err("not implemented yet in beehive-rs (W1 to W7 are)".to_owned()),
+        Workload::W8 => socket::w8(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
         Workload::W2 => bus::w2(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),

@@ -133,3 +133,61 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
     })?;
     Ok(RunResult { workload: "W7".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }
+
+/// W8: send_sync round trips between two brokers over SOCK_SEQPACKET, raw
+/// framing, 10,240-byte read buffers on both ends.
+pub fn w8(n: u64, timeout: Duration) -> Result<RunResult, String> {
+    use std::sync::Arc;
+
+    use beehive_socket::{Connection, SocketContext};
+
+    let dir = TempDir::new()?;
+    let (client, server) = seqpacket_pair(&dir.0.join("w8.sock"))?;
+    let server = Connection::new(server, 10_240);
+    let echo = Arc::clone(&server);
+    std::thread::spawn(move || {
+        echo.read_loop(|m| echo.send(&m.new_response("ok")).map_err(|e| e.to_string()));
+    });
+    let conn = Connection::new(client, 10_240);
+    let ctx = Arc::new(SocketContext::new());
+    {
+        let (conn, ctx) = (Arc::clone(&conn), Arc::clone(&ctx));
+        // The client receive actor: responses go to their waiters, anything
+        // else is returned to it (and ignored here).
+        std::thread::spawn(move || {
+            conn.read_loop(|m| {
+                let _ = ctx.offer_response(m);
+                Ok(())
+            });
+        });
+    }
+    let mut lat = Vec::with_capacity(n as usize);
+    let (mut errors, mut err_secs) = (0u64, 0.0f64);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let req = small_message();
+        let ts = Instant::now();
+        let r = ctx.request(&conn, req.clone(), timeout);
+        let took = ts.elapsed().as_secs_f64();
+        match r {
+            Ok(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
+            _ => {
+                errors += 1;
+                err_secs += took;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    conn.close();
+    server.close();
+    Ok(RunResult {
+        workload: "W8".into(),
+        n,
+        ops: n,
+        secs,
+        bytes: None,
+        lat: crate::output::Latency::of(&mut lat),
+        errors,
+        err_secs,
+    })
+}
