@@ -56,9 +56,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--n" => opts.n = Some(val(flag)?.parse().map_err(|_| "--n needs a positive integer")?),
             "-h" | "--help" => return Err("help".to_owned()),
             f if f.starts_with('-') => return Err(format!("unknown option {arg}")),
-            "all" => {
-                opts.workloads.extend(Workload::ALL)
-            }
+            "all" => opts.workloads.extend(Workload::ALL),
             w => opts.workloads.push(Workload::parse(w).ok_or_else(|| format!("unknown workload {arg}"))?),
         }
     }
