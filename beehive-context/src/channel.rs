@@ -284,28 +284,14 @@ impl MessageContext for ChannelContext {
 
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {
         let timeout = effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
         let members = self.members(group)?;
         let msg = Self::sync_request(msg);
-        let id = msg.id().to_owned();
-        let reg = self.keeper.register(&id, members.len())?;
-        let mut undelivered = Vec::new();
-        for (name, inbox) in members.iter() {
-            if inbox.send_deadline(msg.clone(), deadline, timeout).is_err() {
-                undelivered.push(name.clone());
-            }
-        }
-        let responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { reg.take() };
-        if responses.len() == members.len() {
-            return Ok(responses);
-        }
-        Err(ContextError::GroupSyncIncomplete {
-            group: group.to_owned(),
-            msg_id: id,
-            expected: members.len(),
-            received: responses.len(),
-            undelivered,
-            timeout,
+        let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+        self.keeper.group_sync(group, msg.id(), &names, timeout, |name, deadline| {
+            members
+                .iter()
+                .find(|(n, _)| n == name)
+                .is_some_and(|(_, inbox)| inbox.send_deadline(msg.clone(), deadline, timeout).is_ok())
         })
     }
 }

@@ -203,6 +203,35 @@ impl SyncKeeper {
         }
     }
 
+    /// A synchronous broadcast (Go `SendToGroupSync`): registers a waiter for
+    /// one response per member of `group`, calls `deliver(member, deadline)`
+    /// for each (false: not delivered), then waits until every response has
+    /// arrived or `timeout` has passed.
+    pub fn group_sync(
+        &self,
+        group: &str,
+        msg_id: &str,
+        members: &[String],
+        timeout: std::time::Duration,
+        mut deliver: impl FnMut(&str, Instant) -> bool,
+    ) -> Result<Vec<Message>, ContextError> {
+        let deadline = Instant::now() + timeout;
+        let reg = self.register(msg_id, members.len())?;
+        let undelivered: Vec<String> = members.iter().filter(|m| !deliver(m, deadline)).cloned().collect();
+        let responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { reg.take() };
+        if responses.len() == members.len() {
+            return Ok(responses);
+        }
+        Err(ContextError::GroupSyncIncomplete {
+            group: group.to_owned(),
+            msg_id: msg_id.to_owned(),
+            expected: members.len(),
+            received: responses.len(),
+            undelivered,
+            timeout,
+        })
+    }
+
     /// True when a request with this id is waiting.
     pub fn is_waiting(&self, id: &str) -> bool {
         lock(&self.slots).contains_key(id)

@@ -299,27 +299,13 @@ impl MessageContext for SocketContext {
             return Err(unknown(group));
         }
         let timeout = effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
         let msg = msg.set_sync(true);
-        let id = msg.id().to_owned();
-        let reg = self.keeper.register(&id, members.len())?;
-        let mut undelivered = Vec::new();
-        for (module, conn) in &members {
-            if conn.send(&msg.clone().set_destination(module.as_str())).is_err() {
-                undelivered.push(module.clone());
-            }
-        }
-        let responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { reg.take() };
-        if responses.len() == members.len() {
-            return Ok(responses);
-        }
-        Err(ContextError::GroupSyncIncomplete {
-            group: group.to_owned(),
-            msg_id: id,
-            expected: members.len(),
-            received: responses.len(),
-            undelivered,
-            timeout,
+        let names: Vec<String> = members.iter().map(|(m, _)| m.clone()).collect();
+        self.keeper.group_sync(group, msg.id(), &names, timeout, |name, _| {
+            members
+                .iter()
+                .find(|(m, _)| m == name)
+                .is_some_and(|(m, conn)| conn.send(&msg.clone().set_destination(m.as_str())).is_ok())
         })
     }
 }

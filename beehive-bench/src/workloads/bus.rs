@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use beehive_context::Hive;
 use beehive_model::{constants, Message};
 
-use crate::output::{Latency, RunResult};
+use crate::output::RunResult;
 use crate::workloads::socket::small_message;
 
 fn is_small(m: &Message) -> bool {
@@ -51,25 +51,9 @@ pub fn w2(n: u64, timeout: Duration) -> Result<RunResult, String> {
             let _ = echo.send_resp(m.new_response("ok"));
         }
     });
-    let mut lat = Vec::with_capacity(n as usize);
-    let (mut errors, mut err_secs) = (0u64, 0.0f64);
-    let t0 = Instant::now();
-    for _ in 0..n {
-        let req = small_message();
-        let ts = Instant::now();
-        let r = hive.send_sync("echo", req.clone(), timeout);
-        let took = ts.elapsed().as_secs_f64();
-        match r {
-            Ok(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
-            _ => {
-                errors += 1;
-                err_secs += took;
-            }
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
+    let result = super::round_trips("W2", n, |req| hive.send_sync("echo", req, timeout).ok());
     let _ = hive.cleanup("echo");
-    Ok(RunResult { workload: "W2".into(), n, ops: n, secs, bytes: None, lat: Latency::of(&mut lat), errors, err_secs })
+    Ok(result)
 }
 
 /// W3: N broadcasts of the same message to a group of four receivers.

@@ -5,7 +5,44 @@ mod json;
 mod socket;
 
 use crate::cli::Options;
-use crate::output::RunResult;
+use std::time::Instant;
+
+use beehive_model::Message;
+
+use crate::output::{Latency, RunResult};
+
+/// The timed loop of W2 and W8: N fresh small requests through `call`
+/// (timeout handling inside it); a call succeeds when the response answers
+/// the request with "ok". Failed calls count in `errors`/`err_secs`.
+pub(crate) fn round_trips(workload: &str, n: u64, mut call: impl FnMut(Message) -> Option<Message>) -> RunResult {
+    let mut lat = Vec::with_capacity(n as usize);
+    let (mut errors, mut err_secs) = (0u64, 0.0f64);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let req = socket::small_message();
+        let ts = Instant::now();
+        let resp = call(req.clone());
+        let took = ts.elapsed().as_secs_f64();
+        match resp {
+            Some(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
+            _ => {
+                errors += 1;
+                err_secs += took;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    RunResult {
+        workload: workload.to_owned(),
+        n,
+        ops: n,
+        secs,
+        bytes: None,
+        lat: Latency::of(&mut lat),
+        errors,
+        err_secs,
+    }
+}
 
 /// A workload id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

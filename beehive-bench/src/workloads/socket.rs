@@ -161,33 +161,8 @@ pub fn w8(n: u64, timeout: Duration) -> Result<RunResult, String> {
             });
         });
     }
-    let mut lat = Vec::with_capacity(n as usize);
-    let (mut errors, mut err_secs) = (0u64, 0.0f64);
-    let t0 = Instant::now();
-    for _ in 0..n {
-        let req = small_message();
-        let ts = Instant::now();
-        let r = ctx.request(&conn, req.clone(), timeout);
-        let took = ts.elapsed().as_secs_f64();
-        match r {
-            Ok(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
-            _ => {
-                errors += 1;
-                err_secs += took;
-            }
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
+    let result = super::round_trips("W8", n, |req| ctx.request(&conn, req, timeout).ok());
     conn.close();
     server.close();
-    Ok(RunResult {
-        workload: "W8".into(),
-        n,
-        ops: n,
-        secs,
-        bytes: None,
-        lat: crate::output::Latency::of(&mut lat),
-        errors,
-        err_secs,
-    })
+    Ok(result)
 }
