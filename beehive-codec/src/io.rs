@@ -94,6 +94,12 @@ impl<R: Read, F: Framing> FrameReader<R, F> {
         }
     }
 
+    /// Bytes received but not yet returned as a frame: a partial frame when
+    /// non-zero after a read error or timeout.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The underlying reader.
     pub fn get_ref(&self) -> &R {
         &self.inner

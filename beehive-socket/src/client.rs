@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use beehive_context::{ContextError, Hive};
 use beehive_model::{constants, Message, ModuleExchange};
-use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::{SocketConfig, UNIXPACKET};
-use crate::conn::Connection;
+use crate::conn::{Connection, StreamFraming};
 use crate::context::SocketContext;
 use crate::server::DEFAULT_BUFFER_SIZE;
 use crate::SocketError;
@@ -23,6 +22,10 @@ pub struct ClientOptions {
     pub max_retry_interval: Duration,
     /// Handshake timeout (Go: 10 s).
     pub handshake_timeout: Duration,
+    /// Framing on stream sockets (`unix`, `tcp`); Go's wrapper always uses Raw.
+    pub stream_framing: StreamFraming,
+    /// How long a partial frame on a stream socket may stall.
+    pub stall_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -31,6 +34,8 @@ impl Default for ClientOptions {
             retry_interval: Duration::from_millis(500),
             max_retry_interval: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            stream_framing: StreamFraming::Raw,
+            stall_timeout: crate::net::DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -60,12 +65,6 @@ impl std::fmt::Debug for SocketClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketClient").field("module", &self.module).finish()
     }
-}
-
-fn connect(entry: &SocketConfig) -> Result<Socket, SocketError> {
-    let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
-    socket.connect(&SockAddr::unix(&entry.address)?)?;
-    Ok(socket)
 }
 
 fn handshake(
@@ -114,10 +113,11 @@ impl SocketClient {
         entry: &SocketConfig,
         options: ClientOptions,
     ) -> Result<Self, SocketError> {
-        if entry.socket_type != UNIXPACKET {
+        if ![UNIXPACKET, crate::net::UNIX, crate::net::TCP].contains(&entry.socket_type.as_str()) {
             return Err(SocketError::UnsupportedSocketType(entry.socket_type.clone()));
         }
         let module = entry.module.clone();
+        let transport = crate::net::transport(entry, options.stream_framing, options.stall_timeout);
         match hive.add_module(&module, UNIXPACKET) {
             Ok(()) | Err(ContextError::DuplicateModule { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -128,7 +128,7 @@ impl SocketClient {
         std::thread::Builder::new().name(format!("socket-client-{module}")).spawn(move || {
             let mut wait = options.retry_interval;
             while !hive.is_cancelled() {
-                let socket = match connect(&entry) {
+                let socket = match crate::net::dial(&entry) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(module = %module, error = %e, "cannot connect, retrying");
@@ -137,7 +137,7 @@ impl SocketClient {
                         continue;
                     }
                 };
-                let conn = Connection::new(socket, max_packet);
+                let conn = Connection::with_transport(socket, transport, max_packet);
                 ctx.register_pipe(&module, &conn);
                 ctx.set_default_pipe(Some(&conn));
                 let reader = {

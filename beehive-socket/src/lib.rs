@@ -1,7 +1,7 @@
 //! # beehive-socket
 //!
 //! Remote beehive modules over unix SOCK_SEQPACKET sockets (Go's
-//! `unixpacket`), wire-compatible with KubeEdge's Go socket mode: one JSON
+//! `unixpacket`, the default), unix stream and TCP sockets, wire-compatible with KubeEdge's Go socket mode: one JSON
 //! message plus a line feed per packet, the module handshake (`resource:
 //! module`, `operation: add`, answered with the module exchange), and Go's
 //! routing rules. [`SocketContext`] is the hive backend of context type
@@ -28,11 +28,13 @@ pub mod config;
 mod conn;
 mod context;
 mod error;
+mod net;
 mod server;
 
 pub use client::{handshake_request, ClientOptions, SocketClient};
 pub use config::{ConfigError, SocketConfig, SocketModuleConfig};
-pub use conn::Connection;
+pub use conn::{Connection, StreamFraming, Transport};
 pub use context::SocketContext;
 pub use error::SocketError;
-pub use server::{module_exchange, SocketServer, DEFAULT_BUFFER_SIZE};
+pub use net::{DEFAULT_STALL_TIMEOUT, TCP, UNIX};
+pub use server::{module_exchange, ServerOptions, SocketServer, DEFAULT_BUFFER_SIZE};

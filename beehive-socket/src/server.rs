@@ -1,18 +1,19 @@
 //! The socket server module: accepts remote modules and relays their messages.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use beehive_context::{ContextError, Hive};
 use beehive_model::{constants, Message, ModuleExchange};
-use socket2::{Domain, SockAddr, Socket, Type};
+use socket2::Socket;
 
 use crate::config::{SocketConfig, SocketModuleConfig, UNIXPACKET};
-use crate::conn::Connection;
+use crate::conn::{Connection, StreamFraming};
 use crate::context::SocketContext;
+use crate::net::{self, DEFAULT_STALL_TIMEOUT};
 use crate::SocketError;
 
 /// Default largest packet when the configuration gives no `buffersize`.
@@ -32,6 +33,8 @@ pub struct SocketServer {
     listener: Arc<Socket>,
     conns: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
     accept: Option<std::thread::JoinHandle<()>>,
+    entry: SocketConfig,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The hive's registered modules and groups, as the handshake answer lists them.
@@ -49,16 +52,19 @@ fn is_handshake(msg: &Message) -> bool {
     msg.resource() == constants::RESOURCE_TYPE_MODULE && msg.operation() == constants::OPERATION_TYPE_MODULE
 }
 
-fn bind(path: &Path, backlog: i32) -> Result<Socket, SocketError> {
-    if path.exists() {
-        // A stale socket from an earlier run (Go removes it unconditionally).
-        std::fs::remove_file(path)?;
+/// Server settings beyond the configuration file.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOptions {
+    /// Framing on stream sockets (`unix`, `tcp`); Go's wrapper always uses Raw.
+    pub stream_framing: StreamFraming,
+    /// How long a partial frame on a stream socket may stall.
+    pub stall_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { stream_framing: StreamFraming::Raw, stall_timeout: DEFAULT_STALL_TIMEOUT }
     }
-    let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
-    socket.bind(&SockAddr::unix(path)?)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    socket.listen(backlog)?;
-    Ok(socket)
 }
 
 impl SocketServer {
@@ -70,19 +76,37 @@ impl SocketServer {
         config: &SocketModuleConfig,
         entry: &SocketConfig,
     ) -> Result<Self, SocketError> {
-        if entry.socket_type != UNIXPACKET {
-            return Err(SocketError::UnsupportedSocketType(entry.socket_type.clone()));
-        }
+        SocketServer::start_with(hive, ctx, config, entry, ServerOptions::default())
+    }
+
+    /// [`start`](Self::start) with explicit options.
+    pub fn start_with(
+        hive: &Hive,
+        ctx: &Arc<SocketContext>,
+        config: &SocketModuleConfig,
+        entry: &SocketConfig,
+        options: ServerOptions,
+    ) -> Result<Self, SocketError> {
         let path = PathBuf::from(&entry.address);
-        let listener = Arc::new(bind(&path, 128)?);
+        let listener = Arc::new(net::listen(entry, 128)?);
+        let transport = net::transport(entry, options.stream_framing, options.stall_timeout);
+        let entry = entry.clone();
         let conns: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>> = Arc::default();
         let max_packet = if entry.buffer_size == 0 { DEFAULT_BUFFER_SIZE } else { entry.buffer_size };
         let conn_max = entry.conn_max;
         let active = Arc::new(AtomicUsize::new(0));
-        let (l, c, hive, ctx, config) =
-            (Arc::clone(&listener), Arc::clone(&conns), hive.clone(), Arc::clone(ctx), config.clone());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, c, hive, ctx, config, stop) = (
+            Arc::clone(&listener),
+            Arc::clone(&conns),
+            hive.clone(),
+            Arc::clone(ctx),
+            config.clone(),
+            Arc::clone(&stopping),
+        );
         let accept = std::thread::Builder::new().name("socket-accept".into()).spawn(move || loop {
             let socket = match l.accept() {
+                Ok(_) if stop.load(Ordering::SeqCst) => return,
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::info!(error = %e, "socket server stopped accepting");
@@ -96,7 +120,7 @@ impl SocketServer {
                 continue;
             }
             active.fetch_add(1, Ordering::SeqCst);
-            let conn = Connection::new(socket, max_packet);
+            let conn = Connection::with_transport(socket, transport, max_packet);
             c.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.id(), Arc::clone(&conn));
             let (hive, ctx, config, c, active) =
                 (hive.clone(), Arc::clone(&ctx), config.clone(), Arc::clone(&c), Arc::clone(&active));
@@ -111,10 +135,10 @@ impl SocketServer {
                 tracing::error!(error = %e, "cannot spawn a connection thread");
             }
         })?;
-        Ok(SocketServer { path, listener, conns, accept: Some(accept) })
+        Ok(SocketServer { path, listener, conns, accept: Some(accept), entry, stopping })
     }
 
-    /// The socket path.
+    /// The socket path (or TCP address).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -126,20 +150,19 @@ impl SocketServer {
 
     /// Stops accepting and closes every connection.
     pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         let _ = self.listener.shutdown(std::net::Shutdown::Both);
         // Wake a blocked accept by connecting once.
-        if let Ok(s) = Socket::new(Domain::UNIX, Type::SEQPACKET, None) {
-            if let Ok(addr) = SockAddr::unix(&self.path) {
-                let _ = s.connect(&addr);
-            }
-        }
+        let _ = net::dial(&self.entry);
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
         for conn in self.conns.lock().unwrap_or_else(|e| e.into_inner()).values() {
             conn.close();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if self.entry.socket_type != net::TCP {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
