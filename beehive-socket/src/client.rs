@@ -118,6 +118,7 @@ impl SocketClient {
         }
         let module = entry.module.clone();
         let transport = crate::net::transport(entry, options.stream_framing, options.stall_timeout);
+        let tls = crate::tls::client_config(entry)?;
         match hive.add_module(&module, UNIXPACKET) {
             Ok(()) | Err(ContextError::DuplicateModule { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -137,7 +138,27 @@ impl SocketClient {
                         continue;
                     }
                 };
-                let conn = Connection::with_transport(socket, transport, max_packet);
+                let conn = match &tls {
+                    None => Connection::with_transport(socket, transport, max_packet),
+                    Some((cfg, name)) => {
+                        let session = rustls::ClientConnection::new(Arc::clone(cfg), name.clone())
+                            .map(rustls::Connection::Client)
+                            .map_err(|e| e.to_string())
+                            .and_then(|s| {
+                                Connection::with_tls(socket, transport, max_packet, s, options.handshake_timeout)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match session {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                tracing::warn!(module = %module, error = %e, "TLS handshake failed, retrying");
+                                hive.wait_cancelled(wait);
+                                wait = (wait * 2).min(options.max_retry_interval);
+                                continue;
+                            }
+                        }
+                    }
+                };
                 ctx.register_pipe(&module, &conn);
                 ctx.set_default_pipe(Some(&conn));
                 let reader = {

@@ -43,7 +43,6 @@ pub enum Transport {
 
 /// One connected socket. Writes are serialised (one write per message);
 /// a single reader thread owns the receiving side.
-#[derive(Debug)]
 pub struct Connection {
     id: u64,
     socket: Socket,
@@ -51,9 +50,43 @@ pub struct Connection {
     write_buf: Mutex<BytesMut>,
     closed: AtomicBool,
     max_frame_len: usize,
+    /// The TLS session of a TLS connection (reads and writes take it in turn).
+    tls: Option<Mutex<rustls::Connection>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls.is_some())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
 }
 
 impl Connection {
+    /// Wraps a connected stream socket in TLS: runs the handshake (up to
+    /// `handshake_timeout`), then reads and writes through the session.
+    pub fn with_tls(
+        socket: Socket,
+        transport: Transport,
+        max_frame_len: usize,
+        mut tls: rustls::Connection,
+        handshake_timeout: Duration,
+    ) -> Result<Arc<Self>, SocketError> {
+        crate::tls::handshake(&mut tls, &socket, handshake_timeout)?;
+        Ok(Arc::new(Connection {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            socket,
+            transport,
+            write_buf: Mutex::new(BytesMut::with_capacity(512)),
+            closed: AtomicBool::new(false),
+            max_frame_len: max_frame_len.max(beehive_codec::HEADER_LEN + 1),
+            tls: Some(Mutex::new(tls)),
+        }))
+    }
+
     /// Wraps a connected SOCK_SEQPACKET socket; packets longer than
     /// `max_packet_len` are refused (Go's `buffersize`).
     pub fn new(socket: Socket, max_packet_len: usize) -> Arc<Self> {
@@ -70,6 +103,7 @@ impl Connection {
             write_buf: Mutex::new(BytesMut::with_capacity(512)),
             closed: AtomicBool::new(false),
             max_frame_len: max_frame_len.max(beehive_codec::HEADER_LEN + 1),
+            tls: None,
         })
     }
 
@@ -93,7 +127,9 @@ impl Connection {
         let result = match self.transport {
             Transport::Packet | Transport::Stream { framing: StreamFraming::Raw, .. } => {
                 RawCodec::new().encode_message(msg, &mut buf).map_err(SocketError::from)?;
-                if matches!(self.transport, Transport::Packet) {
+                if let Some(tls) = &self.tls {
+                    crate::tls::write_all(&mut tls.lock().unwrap_or_else(|e| e.into_inner()), &self.socket, &buf)
+                } else if matches!(self.transport, Transport::Packet) {
                     self.socket.send(&buf).and_then(|n| {
                         if n == buf.len() {
                             Ok(())
@@ -109,7 +145,12 @@ impl Connection {
                 PackageCodec::with_max_frame_len(self.max_frame_len)
                     .and_then(|mut c| c.encode_message(msg, &mut buf))
                     .map_err(SocketError::from)?;
-                (&self.socket).write_all(&buf)
+                match &self.tls {
+                    Some(tls) => {
+                        crate::tls::write_all(&mut tls.lock().unwrap_or_else(|e| e.into_inner()), &self.socket, &buf)
+                    }
+                    None => (&self.socket).write_all(&buf),
+                }
             }
         };
         result.map_err(|e| {
@@ -131,6 +172,9 @@ impl Connection {
     pub fn read_loop(&self, handle: impl FnMut(Message) -> Result<(), String>) -> String {
         let reason = match self.transport {
             Transport::Packet => self.read_packets(handle),
+            Transport::Stream { framing, stall_timeout } if self.tls.is_some() => {
+                self.read_tls(framing, stall_timeout, handle)
+            }
             Transport::Stream { framing, stall_timeout } => self.read_stream(framing, stall_timeout, handle),
         };
         if !self.is_closed() {
@@ -150,6 +194,64 @@ impl Connection {
                     }
                 }
                 Ok(None) => return "peer closed the connection".to_owned(),
+                Err(e) => return format!("read failed: {e}"),
+            }
+        }
+    }
+
+    fn read_tls(
+        &self,
+        framing: StreamFraming,
+        stall_timeout: Duration,
+        mut handle: impl FnMut(Message) -> Result<(), String>,
+    ) -> String {
+        let Some(tls) = &self.tls else { return "not a TLS connection".to_owned() };
+        let mut codec: Box<dyn beehive_codec::Framing> = match framing {
+            StreamFraming::Raw => Box::new(RawCodec::with_max_line_len(self.max_frame_len).unwrap_or_default()),
+            StreamFraming::Package => {
+                Box::new(PackageCodec::with_max_frame_len(self.max_frame_len).unwrap_or_default())
+            }
+        };
+        let mut plain = BytesMut::new();
+        let mut chunk = Vec::new();
+        loop {
+            // Take what the session has: the handshake may already hold the
+            // peer's first records, so this comes before waiting.
+            chunk.clear();
+            let open = match crate::tls::read_available(
+                &mut tls.lock().unwrap_or_else(|e| e.into_inner()),
+                &self.socket,
+                &mut chunk,
+            ) {
+                Ok(open) => open,
+                Err(e) => return format!("TLS read failed: {e}"),
+            };
+            plain.extend_from_slice(&chunk);
+            loop {
+                let next = if open { codec.decode_frame(&mut plain) } else { codec.decode_frame_eof(&mut plain) };
+                match next {
+                    Ok(Some(payload)) => match beehive_model::from_slice(&payload) {
+                        Ok(msg) => {
+                            if let Err(e) = handle(msg) {
+                                return e;
+                            }
+                        }
+                        Err(e) => return format!("frame is not a valid message: {e}"),
+                    },
+                    Ok(None) => break,
+                    Err(e) => return format!("read failed: {e}"),
+                }
+            }
+            if !open {
+                return "peer closed the connection".to_owned();
+            }
+            match crate::tls::wait(&self.socket, false, stall_timeout) {
+                Ok(true) => {}
+                Ok(false) if !plain.is_empty() => {
+                    return format!("peer stalled for {stall_timeout:?} in the middle of a frame");
+                }
+                Ok(false) if self.is_closed() => return "closed".to_owned(),
+                Ok(false) => {}
                 Err(e) => return format!("read failed: {e}"),
             }
         }

@@ -30,6 +30,7 @@ mod context;
 mod error;
 mod net;
 mod server;
+pub mod tls;
 
 pub use client::{handshake_request, ClientOptions, SocketClient};
 pub use config::{ConfigError, SocketConfig, SocketModuleConfig};

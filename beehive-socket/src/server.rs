@@ -16,6 +16,9 @@ use crate::context::SocketContext;
 use crate::net::{self, DEFAULT_STALL_TIMEOUT};
 use crate::SocketError;
 
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default largest packet when the configuration gives no `buffersize`.
 pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 
@@ -90,6 +93,7 @@ impl SocketServer {
         let path = PathBuf::from(&entry.address);
         let listener = Arc::new(net::listen(entry, 128)?);
         let transport = net::transport(entry, options.stream_framing, options.stall_timeout);
+        let tls = crate::tls::server_config(entry)?;
         let entry = entry.clone();
         let conns: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>> = Arc::default();
         let max_packet = if entry.buffer_size == 0 { DEFAULT_BUFFER_SIZE } else { entry.buffer_size };
@@ -120,11 +124,27 @@ impl SocketServer {
                 continue;
             }
             active.fetch_add(1, Ordering::SeqCst);
-            let conn = Connection::with_transport(socket, transport, max_packet);
-            c.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.id(), Arc::clone(&conn));
-            let (hive, ctx, config, c, active) =
-                (hive.clone(), Arc::clone(&ctx), config.clone(), Arc::clone(&c), Arc::clone(&active));
-            let spawned = std::thread::Builder::new().name(format!("socket-conn-{}", conn.id())).spawn(move || {
+            let (hive, ctx, config, c, active, tls) =
+                (hive.clone(), Arc::clone(&ctx), config.clone(), Arc::clone(&c), Arc::clone(&active), tls.clone());
+            let spawned = std::thread::Builder::new().name("socket-conn".into()).spawn(move || {
+                let conn = match tls {
+                    None => Connection::with_transport(socket, transport, max_packet),
+                    Some(cfg) => {
+                        let session = rustls::ServerConnection::new(cfg).map(rustls::Connection::Server);
+                        match session.map_err(|e| e.to_string()).and_then(|tls| {
+                            Connection::with_tls(socket, transport, max_packet, tls, HANDSHAKE_TIMEOUT)
+                                .map_err(|e| e.to_string())
+                        }) {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "TLS handshake failed, closing");
+                                active.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                };
+                c.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.id(), Arc::clone(&conn));
                 let reason = conn.read_loop(|msg| serve(&hive, &ctx, &config, &conn, msg));
                 tracing::info!(connection = conn.id(), %reason, "connection ended");
                 ctx.remove_connection(conn.id());
