@@ -38,7 +38,7 @@ pub use io::{
 pub use package::{PackageCodec, PackageHeader, DEFAULT_MAX_FRAME_LEN, HEADER_LEN};
 pub use raw::RawCodec;
 #[cfg(target_os = "linux")]
-pub use seqpacket::{SeqpacketReader, DEFAULT_BATCH};
+pub use seqpacket::{Received, SeqpacketReader, DEFAULT_BATCH};
 
 /// The crate README's example, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -12,6 +12,17 @@ use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders};
 use crate::raw::packet;
 use crate::CodecError;
 
+/// What a non-blocking read found.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// A packet.
+    Packet(&'a [u8]),
+    /// Nothing queued now.
+    Empty,
+    /// The peer closed the connection.
+    Closed,
+}
+
 /// Default number of packets taken per system call.
 pub const DEFAULT_BATCH: usize = 16;
 
@@ -48,35 +59,46 @@ impl<S: AsFd> SeqpacketReader<S> {
     }
 
     /// One `recvmmsg` call into the batch buffers.
-    fn receive(&mut self) -> Result<(), Errno> {
+    fn receive(&mut self, flags: MsgFlags) -> Result<(), Errno> {
         let fd = self.sock.as_fd().as_raw_fd();
         let mut headers = MultiHeaders::<()>::preallocate(self.bufs.len(), None);
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-        let results = recvmmsg(fd, &mut headers, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None)?;
+        let results = recvmmsg(fd, &mut headers, slices.iter_mut(), flags, None)?;
         for r in results {
             self.got.push((r.bytes, r.flags.contains(MsgFlags::MSG_TRUNC)));
         }
         Ok(())
     }
 
-    fn refill(&mut self) -> Result<(), CodecError> {
+    /// Refills the batch; with `wait` false returns `Ok(false)` at once
+    /// when nothing is queued.
+    fn refill(&mut self, wait: bool) -> Result<bool, CodecError> {
         self.next = 0;
+        let flags = if wait { MsgFlags::MSG_WAITFORONE } else { MsgFlags::MSG_WAITFORONE | MsgFlags::MSG_DONTWAIT };
         loop {
             self.got.clear();
-            match self.receive() {
-                Ok(()) => return Ok(()),
+            match self.receive(flags) {
+                Ok(()) => return Ok(true),
                 Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) if !wait => return Ok(false),
                 Err(e) => return Err(CodecError::Io(io::Error::from(e))),
             }
         }
     }
 
-    /// The next packet, borrowed until the next read; `Ok(None)` when the
-    /// peer has closed the connection.
-    pub fn read_packet(&mut self) -> Result<Option<&[u8]>, CodecError> {
-        if self.next >= self.got.len() {
-            self.refill()?;
+    /// Like [`read_packet`](Self::read_packet) without blocking:
+    /// `Ok(Received::Empty)` when no packet is queued.
+    pub fn try_read_packet(&mut self) -> Result<Received<'_>, CodecError> {
+        if self.next >= self.got.len() && !self.refill(false)? {
+            return Ok(Received::Empty);
         }
+        Ok(match self.take()? {
+            Some(p) => Received::Packet(p),
+            None => Received::Closed,
+        })
+    }
+
+    fn take(&mut self) -> Result<Option<&[u8]>, CodecError> {
         let i = self.next;
         let Some(&(len, truncated)) = self.got.get(i) else {
             return Ok(None);
@@ -90,6 +112,15 @@ impl<S: AsFd> SeqpacketReader<S> {
             return Err(CodecError::PacketTooLarge { max: self.max_packet_len });
         }
         Ok(Some(&self.bufs[i][..len]))
+    }
+
+    /// The next packet, borrowed until the next read; `Ok(None)` when the
+    /// peer has closed the connection.
+    pub fn read_packet(&mut self) -> Result<Option<&[u8]>, CodecError> {
+        if self.next >= self.got.len() {
+            self.refill(true)?;
+        }
+        self.take()
     }
 
     /// The next message; `Ok(None)` when the peer has closed the connection.

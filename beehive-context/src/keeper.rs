@@ -69,6 +69,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
+    /// True once every expected response has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.complete()
+    }
+
     fn complete(&self) -> bool {
         self.count.load(Ordering::Acquire) >= self.expected
     }

@@ -164,9 +164,11 @@ impl SocketClient {
                 let reader = {
                     let (ctx, conn, module) = (Arc::clone(&ctx), Arc::clone(&conn), module.clone());
                     std::thread::spawn(move || {
-                        conn.read_loop(|msg| {
+                        let (c2, m2) = (Arc::clone(&ctx), module.clone());
+                        conn.read_loop(move |msg| {
+                            let (ctx, module) = (&c2, &m2);
                             if let Some(msg) = ctx.offer_response(msg) {
-                                ctx.deliver_local(&module, msg).map_err(|e| e.to_string())?;
+                                ctx.deliver_local(module, msg).map_err(|e| e.to_string())?;
                             }
                             Ok(())
                         })

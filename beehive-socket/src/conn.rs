@@ -4,9 +4,10 @@
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use beehive_codec::{CodecError, FrameReader, PackageCodec, RawCodec, SeqpacketReader};
+use beehive_codec::{CodecError, FrameReader, PackageCodec, RawCodec, Received, SeqpacketReader};
+use beehive_context::Slot;
 use beehive_model::Message;
 use bytes::BytesMut;
 use socket2::Socket;
@@ -14,6 +15,15 @@ use socket2::Socket;
 use crate::SocketError;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a connection does with each message it reads.
+pub type Handler = Arc<dyn Fn(Message) -> Result<(), String> + Send + Sync>;
+
+/// How long a connection's reader polls after a burst before sleeping.
+const READER_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a requester reads the socket itself before it parks.
+const REQUESTER_SPIN: Duration = Duration::from_micros(150);
 
 /// How messages are delimited on a stream socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +62,13 @@ pub struct Connection {
     max_frame_len: usize,
     /// The TLS session of a TLS connection (reads and writes take it in turn).
     tls: Option<Mutex<rustls::Connection>>,
+    /// The receiving side of a packet connection, shared by the reader
+    /// thread and requesters waiting for a response (whoever holds it reads).
+    packets: Option<Mutex<SeqpacketReader<Socket>>>,
+    handler: Mutex<Option<Handler>>,
+    /// Requesters currently reading their own responses; the reader thread
+    /// stays out of their way (no wake-up per response).
+    requesters: (Mutex<usize>, std::sync::Condvar),
 }
 
 impl std::fmt::Debug for Connection {
@@ -84,6 +101,9 @@ impl Connection {
             closed: AtomicBool::new(false),
             max_frame_len: max_frame_len.max(beehive_codec::HEADER_LEN + 1),
             tls: Some(Mutex::new(tls)),
+            packets: None,
+            handler: Mutex::new(None),
+            requesters: (Mutex::new(0), std::sync::Condvar::new()),
         }))
     }
 
@@ -96,14 +116,24 @@ impl Connection {
     /// Wraps a connected socket with the given transport; frames longer than
     /// `max_frame_len` are refused.
     pub fn with_transport(socket: Socket, transport: Transport, max_frame_len: usize) -> Arc<Self> {
+        let max_frame_len = max_frame_len.max(beehive_codec::HEADER_LEN + 1);
+        let packets = match transport {
+            Transport::Packet => {
+                socket.try_clone().ok().map(|dup| Mutex::new(SeqpacketReader::with_batch(dup, max_frame_len, 8)))
+            }
+            Transport::Stream { .. } => None,
+        };
         Arc::new(Connection {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             socket,
             transport,
             write_buf: Mutex::new(BytesMut::with_capacity(512)),
             closed: AtomicBool::new(false),
-            max_frame_len: max_frame_len.max(beehive_codec::HEADER_LEN + 1),
+            max_frame_len,
             tls: None,
+            packets,
+            handler: Mutex::new(None),
+            requesters: (Mutex::new(0), std::sync::Condvar::new()),
         })
     }
 
@@ -169,8 +199,15 @@ impl Connection {
     /// Reads messages until the peer closes, a read fails, a partial frame
     /// stalls or `handle` returns an error; then closes the connection.
     /// Returns why it ended.
-    pub fn read_loop(&self, handle: impl FnMut(Message) -> Result<(), String>) -> String {
+    pub fn read_loop(&self, handle: impl Fn(Message) -> Result<(), String> + Send + Sync + 'static) -> String {
         let reason = match self.transport {
+            Transport::Packet if self.packets.is_some() => {
+                *self.handler.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handle));
+                let reason = self.read_packets_shared();
+                // Drop the handler: it may hold this connection.
+                self.handler.lock().unwrap_or_else(|e| e.into_inner()).take();
+                reason
+            }
             Transport::Packet => self.read_packets(handle),
             Transport::Stream { framing, stall_timeout } if self.tls.is_some() => {
                 self.read_tls(framing, stall_timeout, handle)
@@ -184,7 +221,102 @@ impl Connection {
         reason
     }
 
-    fn read_packets(&self, mut handle: impl FnMut(Message) -> Result<(), String>) -> String {
+    /// Reads and dispatches every queued packet while holding the shared
+    /// reader (waiting for it when `wait_for_lock`, giving up otherwise).
+    /// `Some(reason)` when the connection must end.
+    fn drain(&self, wait_for_lock: bool) -> Option<String> {
+        let packets = self.packets.as_ref()?;
+        // Without a handler (the reader thread has not started yet) nothing
+        // may be read: it would be dropped.
+        let handler = self.handler.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let mut reader = if wait_for_lock {
+            packets.lock().unwrap_or_else(|e| e.into_inner())
+        } else {
+            match packets.try_lock() {
+                Ok(g) => g,
+                Err(_) => return None,
+            }
+        };
+        loop {
+            let msg = match reader.try_read_packet() {
+                Ok(Received::Packet(p)) => match beehive_codec::raw::packet::decode(p) {
+                    Ok(m) => m,
+                    Err(e) => return Some(format!("read failed: {e}")),
+                },
+                Ok(Received::Empty) => return None,
+                Ok(Received::Closed) => return Some("peer closed the connection".to_owned()),
+                Err(e) => return Some(format!("read failed: {e}")),
+            };
+            if let Err(e) = handler(msg) {
+                return Some(e);
+            }
+        }
+    }
+
+    fn read_packets_shared(&self) -> String {
+        loop {
+            if self.is_closed() {
+                return "closed".to_owned();
+            }
+            {
+                let (m, cv) = &self.requesters;
+                let n = m.lock().unwrap_or_else(|e| e.into_inner());
+                if *n > 0 {
+                    let _ = cv.wait_timeout(n, Duration::from_millis(5));
+                    continue;
+                }
+            }
+            match crate::tls::wait(&self.socket, false, Duration::from_secs(1)) {
+                Ok(true) => {
+                    if let Some(reason) = self.drain(true) {
+                        return reason;
+                    }
+                    // Traffic tends to come in bursts: poll a little before
+                    // going back to sleep in the kernel.
+                    let until = Instant::now() + READER_SPIN;
+                    while Instant::now() < until {
+                        if let Some(reason) = self.drain(false) {
+                            return reason;
+                        }
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => return format!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Waits for `slot`'s responses until `deadline`. On a packet connection
+    /// the waiting requester first reads the socket itself for a short
+    /// while, so its response reaches it without waking another thread.
+    pub fn await_responses(&self, slot: &Slot, deadline: Instant) -> Vec<Message> {
+        if self.packets.is_some() {
+            *self.requesters.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let spin_until = (Instant::now() + REQUESTER_SPIN).min(deadline);
+            while !slot.is_complete() && !self.is_closed() {
+                if let Some(reason) = self.drain(false) {
+                    tracing::warn!(connection = self.id, %reason, "closing connection");
+                    self.close();
+                    break;
+                }
+                if slot.is_complete() || Instant::now() >= spin_until {
+                    break;
+                }
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+            }
+            let (m, cv) = &self.requesters;
+            *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            cv.notify_all();
+        }
+        slot.wait(deadline)
+    }
+
+    fn read_packets(&self, handle: impl Fn(Message) -> Result<(), String>) -> String {
         let mut reader = SeqpacketReader::with_batch(&self.socket, self.max_frame_len, 8);
         loop {
             match reader.read_message() {
@@ -203,7 +335,7 @@ impl Connection {
         &self,
         framing: StreamFraming,
         stall_timeout: Duration,
-        mut handle: impl FnMut(Message) -> Result<(), String>,
+        handle: impl Fn(Message) -> Result<(), String>,
     ) -> String {
         let Some(tls) = &self.tls else { return "not a TLS connection".to_owned() };
         let mut codec: Box<dyn beehive_codec::Framing> = match framing {
@@ -261,7 +393,7 @@ impl Connection {
         &self,
         framing: StreamFraming,
         stall_timeout: Duration,
-        mut handle: impl FnMut(Message) -> Result<(), String>,
+        handle: impl Fn(Message) -> Result<(), String>,
     ) -> String {
         let _ = self.socket.set_read_timeout(Some(stall_timeout));
         let read_size = 64 * 1024;
@@ -280,7 +412,7 @@ impl Connection {
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         };
-        let mut run = |read: &mut dyn FnMut() -> Result<Option<Message>, CodecError>, buffered: &dyn Fn() -> usize| loop {
+        let run = |read: &mut dyn FnMut() -> Result<Option<Message>, CodecError>, buffered: &dyn Fn() -> usize| loop {
             match next(read, buffered) {
                 Ok(Some(msg)) => {
                     if let Err(e) = handle(msg) {

@@ -141,7 +141,9 @@ impl SocketContext {
         let id = msg.id().to_owned();
         let reg = self.keeper.register(&id, 1)?;
         conn.send(&msg)?;
-        reg.slot.wait(deadline).pop().ok_or_else(|| ContextError::ResponseTimeout { msg_id: id, timeout }.into())
+        conn.await_responses(&reg.slot, deadline)
+            .pop()
+            .ok_or_else(|| ContextError::ResponseTimeout { msg_id: id, timeout }.into())
     }
 
     fn is_remote(&self, module: &str) -> bool {
@@ -240,7 +242,7 @@ impl MessageContext for SocketContext {
         let id = msg.id().to_owned();
         let reg = self.keeper.register(&id, 1)?;
         conn.send(&msg).map_err(|e| send_error(module, e))?;
-        reg.slot.wait(deadline).pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
+        conn.await_responses(&reg.slot, deadline).pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
     }
 
     fn send_sync_async<'a>(

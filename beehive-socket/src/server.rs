@@ -145,7 +145,10 @@ impl SocketServer {
                     }
                 };
                 c.lock().unwrap_or_else(|e| e.into_inner()).insert(conn.id(), Arc::clone(&conn));
-                let reason = conn.read_loop(|msg| serve(&hive, &ctx, &config, &conn, msg));
+                let reason = {
+                    let (hive, ctx, config, me) = (hive.clone(), Arc::clone(&ctx), config.clone(), Arc::clone(&conn));
+                    conn.read_loop(move |msg| serve(&hive, &ctx, &config, &me, msg))
+                };
                 tracing::info!(connection = conn.id(), %reason, "connection ended");
                 ctx.remove_connection(conn.id());
                 c.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn.id());

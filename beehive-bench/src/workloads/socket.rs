@@ -146,7 +146,8 @@ pub fn w8(n: u64, timeout: Duration) -> Result<RunResult, String> {
     let server = Connection::new(server, 10_240);
     let echo = Arc::clone(&server);
     std::thread::spawn(move || {
-        echo.read_loop(|m| echo.send(&m.new_response("ok")).map_err(|e| e.to_string()));
+        let me = Arc::clone(&echo);
+        echo.read_loop(move |m| me.send(&m.new_response("ok")).map_err(|e| e.to_string()));
     });
     let conn = Connection::new(client, 10_240);
     let ctx = Arc::new(SocketContext::new());
@@ -155,7 +156,7 @@ pub fn w8(n: u64, timeout: Duration) -> Result<RunResult, String> {
         // The client receive actor: responses go to their waiters, anything
         // else is returned to it (and ignored here).
         std::thread::spawn(move || {
-            conn.read_loop(|m| {
+            conn.read_loop(move |m| {
                 let _ = ctx.offer_response(m);
                 Ok(())
             });
