@@ -301,7 +301,9 @@ impl MessageContext for SocketContext {
             return Err(unknown(group));
         }
         let timeout = effective_timeout(timeout);
-        let msg = msg.set_sync(true);
+        // Unlike a plain broadcast (Go leaves the type alone), a synchronous
+        // one carries the type, so the members' answers route back here.
+        let msg = msg.set_sync(true).set_type(UNIXPACKET);
         let names: Vec<String> = members.iter().map(|(m, _)| m.clone()).collect();
         self.keeper.group_sync(group, msg.id(), &names, timeout, |name, _| {
             members

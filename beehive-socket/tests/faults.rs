@@ -107,3 +107,16 @@ fn modules_without_a_client_entry_are_refused() {
     (&s).write_all(&beehive_model::to_vec_line(&msg).unwrap()).unwrap();
     assert!(read(&s).is_none(), "a message from an unconfigured module closes the connection, as in Go");
 }
+
+#[test]
+fn a_handshake_without_a_type_is_answered_too() {
+    // Go registers such a module but never answers (its answer is routed by type).
+    let dir = temp_dir("notype");
+    let (_hive, _srv, path) = server(&dir, 4);
+    let s = raw(&path);
+    let mut req = handshake_request("edgeclient").set_sync(true);
+    req.header_mut().message_type.clear();
+    (&s).write_all(&beehive_model::to_vec_line(&req).unwrap()).unwrap();
+    let answer = beehive_model::from_slice(&read(&s).expect("an answer")).unwrap();
+    assert_eq!(answer.parent_id(), req.id());
+}

@@ -155,3 +155,20 @@ fn a_send_on_a_dead_connection_is_an_error() {
     p.client_hive.request_shutdown();
     let _ = p.client;
 }
+
+#[test]
+fn group_sync_reaches_remote_members_and_collects_their_answers() {
+    // Go's socket context answers "not supported now".
+    let p = pair("groupsync");
+    let ch = p.client_hive.clone();
+    std::thread::spawn(move || {
+        while let Ok(Some(m)) = ch.receive_timeout("edgeclient", T) {
+            if m.is_sync() {
+                ch.send_resp(m.new_response("edge says yes")).unwrap();
+            }
+        }
+    });
+    let answers = p.server_hive.send_to_group_sync("edgeclient", msg("srvmod", "all of you?"), T).unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].content().as_str(), Some("edge says yes"));
+}
