@@ -12,7 +12,9 @@ PASSES=${PASSES:-5}
 SYNC_TIMEOUT=${SYNC_TIMEOUT:-100ms}
 GO_SUMMARY=${GO_SUMMARY:-../shared/bench/results/go-beehive_summary.json}
 workloads=("$@")
-[ ${#workloads[@]} -eq 0 ] && workloads=(all)
+if [ ${#workloads[@]} -eq 0 ] || [ "${workloads[*],,}" = "all" ]; then
+  workloads=(W1 W2 W3 W4 W5 W6 W7 W8) # one process per run, as §1.6 requires
+fi
 cargo build --release -q -p beehive-bench
 bin=target/release/beehive-bench
 out=$(mktemp)
