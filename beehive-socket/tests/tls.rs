@@ -110,6 +110,8 @@ fn mutual_tls_round_trips_both_ways() {
     assert_eq!(resp.content().as_str(), Some("secure pong"));
     server_hive.send("edgeclient", Message::new("").set_route("srvmod", "").fill_body("down")).unwrap();
     assert_eq!(client_hive.receive_timeout("edgeclient", T).unwrap().unwrap().content().as_str(), Some("down"));
+    server_hive.send_to_group("edgeclient", Message::new("").set_route("srvmod", "").fill_body("group")).unwrap();
+    assert_eq!(client_hive.receive_timeout("edgeclient", T).unwrap().unwrap().content().as_str(), Some("group"));
     client_hive.request_shutdown();
 }
 
