@@ -24,6 +24,26 @@ pub fn effective_timeout(timeout: Duration) -> Duration {
     }
 }
 
+/// Delivers a broadcast to every member with `send` (each member in turn,
+/// so successive broadcasts keep their order per member); the members it
+/// could not reach make a [`ContextError::GroupDelivery`].
+pub fn broadcast<T, E: std::fmt::Display>(
+    group: &str,
+    msg_id: &str,
+    members: &[(String, T)],
+    mut send: impl FnMut(&str, &T) -> Result<(), E>,
+) -> Result<(), ContextError> {
+    let failed: Vec<(String, String)> = members
+        .iter()
+        .filter_map(|(name, target)| send(name, target).err().map(|e| (name.clone(), e.to_string())))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ContextError::GroupDelivery { group: group.to_owned(), msg_id: msg_id.to_owned(), failed })
+    }
+}
+
 /// Module management (Go `ModuleContext`).
 pub trait ModuleContext: Send + Sync {
     /// Registers a module (creates its inbox).

@@ -269,17 +269,7 @@ impl MessageContext for ChannelContext {
 
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
         let members = self.members(group)?;
-        let mut failed = Vec::new();
-        for (name, inbox) in members.iter() {
-            if let Err(e) = inbox.send(msg.clone()) {
-                failed.push((name.clone(), e.to_string()));
-            }
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(ContextError::GroupDelivery { group: group.to_owned(), msg_id: msg.id().to_owned(), failed })
-        }
+        crate::backend::broadcast(group, msg.id(), &members, |_, inbox| inbox.send(msg.clone()))
     }
 
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {

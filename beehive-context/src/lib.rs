@@ -30,7 +30,9 @@ mod inbox;
 mod keeper;
 mod module;
 
-pub use backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT};
+pub use backend::{
+    broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT,
+};
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::ContextError;
 pub use hive::{global, Hive, ShutdownReport};

@@ -281,17 +281,9 @@ impl MessageContext for SocketContext {
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
         let members = self.groups.read().unwrap_or_else(|e| e.into_inner()).get(group).cloned();
         let Some(members) = members else { return self.local.send_to_group(group, msg) };
-        let mut failed = Vec::new();
-        for (module, conn) in &members {
-            if let Err(e) = conn.send(&msg.clone().set_destination(module.as_str())) {
-                failed.push((module.clone(), e.to_string()));
-            }
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(ContextError::GroupDelivery { group: group.to_owned(), msg_id: msg.id().to_owned(), failed })
-        }
+        beehive_context::broadcast(group, msg.id(), &members, |module, conn| {
+            conn.send(&msg.clone().set_destination(module))
+        })
     }
 
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {
