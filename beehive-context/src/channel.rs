@@ -231,14 +231,13 @@ impl MessageContext for ChannelContext {
     }
 
     fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError> {
-        let timeout = effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
         let inbox = self.inbox(module)?;
-        let msg = Self::sync_request(msg);
-        let id = msg.id().to_owned();
-        let reg = self.keeper.register(&id, 1)?;
-        inbox.send_deadline(msg, deadline, timeout)?;
-        reg.slot.wait(deadline).pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
+        self.keeper.request(
+            msg,
+            timeout,
+            |msg, deadline, timeout| inbox.send_deadline(msg, deadline, timeout),
+            |slot, deadline| slot.wait(deadline),
+        )
     }
 
     fn send_sync_async<'a>(

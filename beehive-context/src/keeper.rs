@@ -208,6 +208,26 @@ impl SyncKeeper {
         }
     }
 
+    /// A synchronous request (Go `SendSync`): sets `sync`, registers the
+    /// waiter before `send(request, deadline, timeout)` delivers the request,
+    /// then `wait(slot, deadline)`s for the response. A zero timeout means the
+    /// default (30 s).
+    pub fn request<E: From<ContextError>>(
+        &self,
+        msg: Message,
+        timeout: std::time::Duration,
+        send: impl FnOnce(Message, Instant, std::time::Duration) -> Result<(), E>,
+        wait: impl FnOnce(&Slot, Instant) -> Vec<Message>,
+    ) -> Result<Message, E> {
+        let timeout = crate::backend::effective_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let msg = msg.set_sync(true);
+        let id = msg.id().to_owned();
+        let reg = self.register(&id, 1)?;
+        send(msg, deadline, timeout)?;
+        wait(&reg.slot, deadline).pop().ok_or_else(|| ContextError::ResponseTimeout { msg_id: id, timeout }.into())
+    }
+
     /// A synchronous broadcast (Go `SendToGroupSync`): registers a waiter for
     /// one response per member of `group`, calls `deliver(member, deadline)`
     /// for each (false: not delivered), then waits until every response has

@@ -397,42 +397,43 @@ impl Connection {
     ) -> String {
         let _ = self.socket.set_read_timeout(Some(stall_timeout));
         let read_size = 64 * 1024;
-        let next = |r: &mut dyn FnMut() -> Result<Option<Message>, CodecError>, buffered: &dyn Fn() -> usize| loop {
-            match r() {
-                Ok(Some(msg)) => return Ok(Some(msg)),
-                Ok(None) => return Ok(None),
-                Err(CodecError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    if buffered() > 0 {
-                        return Err(format!("peer stalled for {stall_timeout:?} in the middle of a frame"));
-                    }
-                    if self.is_closed() {
-                        return Ok(None);
-                    }
-                }
-                Err(e) => return Err(format!("read failed: {e}")),
+        match framing {
+            StreamFraming::Raw => {
+                let codec = RawCodec::with_max_line_len(self.max_frame_len).unwrap_or_default();
+                self.read_frames(FrameReader::with_read_size(&self.socket, codec, read_size), stall_timeout, handle)
             }
-        };
-        let run = |read: &mut dyn FnMut() -> Result<Option<Message>, CodecError>, buffered: &dyn Fn() -> usize| loop {
-            match next(read, buffered) {
+            StreamFraming::Package => {
+                let codec = PackageCodec::with_max_frame_len(self.max_frame_len).unwrap_or_default();
+                self.read_frames(FrameReader::with_read_size(&self.socket, codec, read_size), stall_timeout, handle)
+            }
+        }
+    }
+
+    /// The read loop of a plain stream socket whose read timeout is
+    /// `stall_timeout`: a timeout with part of a frame buffered cuts the peer.
+    fn read_frames<F: beehive_codec::Framing>(
+        &self,
+        mut reader: FrameReader<&Socket, F>,
+        stall_timeout: Duration,
+        handle: impl Fn(Message) -> Result<(), String>,
+    ) -> String {
+        loop {
+            match reader.read_message() {
                 Ok(Some(msg)) => {
                     if let Err(e) = handle(msg) {
                         return e;
                     }
                 }
                 Ok(None) => return "peer closed the connection".to_owned(),
-                Err(e) => return e,
-            }
-        };
-        match framing {
-            StreamFraming::Raw => {
-                let codec = RawCodec::with_max_line_len(self.max_frame_len).unwrap_or_default();
-                let reader = std::cell::RefCell::new(FrameReader::with_read_size(&self.socket, codec, read_size));
-                run(&mut || reader.borrow_mut().read_message(), &|| reader.borrow().buffered())
-            }
-            StreamFraming::Package => {
-                let codec = PackageCodec::with_max_frame_len(self.max_frame_len).unwrap_or_default();
-                let reader = std::cell::RefCell::new(FrameReader::with_read_size(&self.socket, codec, read_size));
-                run(&mut || reader.borrow_mut().read_message(), &|| reader.borrow().buffered())
+                Err(CodecError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if reader.buffered() > 0 {
+                        return format!("peer stalled for {stall_timeout:?} in the middle of a frame");
+                    }
+                    if self.is_closed() {
+                        return "peer closed the connection".to_owned();
+                    }
+                }
+                Err(e) => return format!("read failed: {e}"),
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use beehive_context::{
     effective_timeout, Backend, BoxFuture, ChannelContext, ContextError, MessageContext, ModuleContext, SyncKeeper,
@@ -135,15 +135,12 @@ impl SocketContext {
     /// waits for the response (used by the handshake, which Go sends without
     /// a destination).
     pub fn request(&self, conn: &Connection, msg: Message, timeout: Duration) -> Result<Message, crate::SocketError> {
-        let timeout = effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
-        let msg = msg.set_sync(true);
-        let id = msg.id().to_owned();
-        let reg = self.keeper.register(&id, 1)?;
-        conn.send(&msg)?;
-        conn.await_responses(&reg.slot, deadline)
-            .pop()
-            .ok_or_else(|| ContextError::ResponseTimeout { msg_id: id, timeout }.into())
+        self.keeper.request(
+            msg,
+            timeout,
+            |msg, _, _| conn.send(&msg),
+            |slot, deadline| conn.await_responses(slot, deadline),
+        )
     }
 
     fn is_remote(&self, module: &str) -> bool {
@@ -236,13 +233,12 @@ impl MessageContext for SocketContext {
             }
             return self.local.send_sync(module, msg, timeout);
         };
-        let timeout = effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
-        let msg = Self::to_remote(msg, module).set_sync(true);
-        let id = msg.id().to_owned();
-        let reg = self.keeper.register(&id, 1)?;
-        conn.send(&msg).map_err(|e| send_error(module, e))?;
-        conn.await_responses(&reg.slot, deadline).pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
+        self.keeper.request(
+            Self::to_remote(msg, module),
+            timeout,
+            |msg, _, _| conn.send(&msg).map_err(|e| send_error(module, e)),
+            |slot, deadline| conn.await_responses(slot, deadline),
+        )
     }
 
     fn send_sync_async<'a>(
