@@ -1,4 +1,4 @@
-//! Command-line parsing, as `WORKLOADS.md` §1.1 defines it.
+//! Command-line parsing, as `WORKLOADS.md` ("Running it") describes it.
 
 use std::time::Duration;
 

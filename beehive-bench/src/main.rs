@@ -1,7 +1,8 @@
 //! `beehive-bench [--repeat R] [--sync-timeout D] [--n N] W1..W8|all ...`
 //!
-//! Runs the benchmark workloads of `WORKLOADS.md` against beehive-rs and
-//! prints one JSON line per run on stdout (diagnostics go to stderr).
+//! Runs the benchmark workloads W1–W8 (described in this crate's
+//! `WORKLOADS.md`) against beehive-rs and prints one JSON line per run on
+//! stdout (diagnostics go to stderr).
 
 mod cli;
 mod output;

@@ -1,4 +1,4 @@
-//! One result line, keys in the order `WORKLOADS.md` §1.2 fixes.
+//! One result line, keys in the order `WORKLOADS.md` ("The result line") fixes.
 
 use std::fmt::Write as _;
 

@@ -16,7 +16,7 @@ use crate::output::RunResult;
 /// count as errors.
 const READER_GRACE: Duration = Duration::from_secs(10);
 
-/// The "small" message of WORKLOADS.md §1.4 (268 bytes encoded).
+/// The "small" message of `WORKLOADS.md` ("Messages"): 268 bytes encoded.
 pub fn small_message() -> Message {
     Message::new("")
         .build_router("bench-src", "", constants::RESOURCE_TYPE_POD, constants::UPDATE_OPERATION)
