@@ -11,13 +11,17 @@
 //! | `frames` | `frames/index.jsonl`, `frames/*.bin` | writer bytes, `WriteJSON` payloads, package decoding (whole, split, with Go's buffer size), raw line decoding |
 //! | `malformed` | `frames/malformed.jsonl` | Go's frames on bad streams, and a typed error wherever Go panics, hangs or drops data |
 //! | `sessions` | `sessions/*.jsonl` | our socket server answering the Go client's packets, and our client sending the Go client's packets, compared by shape |
+//! | `floats` | `floats.jsonl` | Go's spelling of float64 values (shortest digits, Go's choice between equally near spellings), refusal of NaN/±Inf, reading Go's text back |
 //!
 //! The runner never depends on particular case ids or counts: any capture
-//! directory of the same format (another seed) can be checked.
+//! directory of the same format (another seed) can be checked. A category
+//! whose file is absent from the directory is reported as skipped, with
+//! the file it looked for, and neither passes nor fails.
 #![deny(missing_docs)]
 
 pub mod decode;
 pub mod encode;
+pub mod floats;
 pub mod frames;
 pub mod malformed;
 pub mod report;
@@ -79,16 +83,36 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError>
 }
 
 /// The categories this runner knows, in run order.
-pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed", "sessions"];
+pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed", "sessions", "floats"];
 
-/// Runs one category over the capture directory `dir`.
+/// The file (relative to the capture directory) whose presence decides
+/// whether category `name` runs, or `None` for an unknown category.
+pub fn category_file(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "encode" => "encode.jsonl",
+        "decode" => "decode.jsonl",
+        "frames" => "frames/index.jsonl",
+        "malformed" => "frames/malformed.jsonl",
+        "sessions" => "sessions/index.jsonl",
+        "floats" => "floats.jsonl",
+        _ => return None,
+    })
+}
+
+/// Runs one category over the capture directory `dir`. A category whose
+/// file is absent comes back skipped (see [`CategoryReport::skipped`]).
 pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError> {
+    let file = category_file(name).ok_or_else(|| LoadError::Format(format!("unknown category {name:?}")))?;
+    if !dir.join(file).exists() {
+        return Ok(CategoryReport::skipped(name, format!("no {file} in the capture directory")));
+    }
     match name {
         "encode" => encode::run(&dir.join("encode.jsonl")),
         "decode" => decode::run(&dir.join("decode.jsonl")),
         "frames" => frames::run(&dir.join("frames")),
         "malformed" => malformed::run(&dir.join("frames")),
         "sessions" => sessions::run(&dir.join("sessions")),
+        "floats" => floats::run(&dir.join("floats.jsonl")),
         other => Err(LoadError::Format(format!("unknown category {other:?}"))),
     }
 }

@@ -34,12 +34,21 @@ pub struct CategoryReport {
     pub failed: usize,
     /// Every failed check.
     pub failures: Vec<Failure>,
+    /// Why the category did not run (its capture file is absent), or
+    /// `None` when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl CategoryReport {
     /// An empty report for `name`.
     pub fn new(name: &str) -> Self {
         CategoryReport { name: name.to_owned(), ..Default::default() }
+    }
+
+    /// A report for a category that did not run, with the reason.
+    pub fn skipped(name: &str, reason: impl Into<String>) -> Self {
+        CategoryReport { name: name.to_owned(), skipped: Some(reason.into()), ..Default::default() }
     }
 
     /// Records one case with the failures of its checks.
@@ -85,7 +94,14 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(s, "{:<12} {:>8} {:>8}", "category", "passed", "failed");
         for c in &self.categories {
-            let _ = writeln!(s, "{:<12} {:>8} {:>8}", c.name, c.passed, c.failed);
+            match &c.skipped {
+                Some(reason) => {
+                    let _ = writeln!(s, "{:<12} {:>8} {:>8}  skipped: {reason}", c.name, "-", "-");
+                }
+                None => {
+                    let _ = writeln!(s, "{:<12} {:>8} {:>8}", c.name, c.passed, c.failed);
+                }
+            }
         }
         let _ = writeln!(s, "{:<12} {:>8} {:>8}", "total", self.passed(), self.failed());
         s
@@ -171,5 +187,12 @@ mod tests {
         let r = Report { categories: vec![c], ..Default::default() };
         assert_eq!((r.passed(), r.failed(), r.ok()), (1, 1, false));
         assert!(r.failure_details(5).contains("FAIL c [k]"));
+    }
+
+    #[test]
+    fn a_skipped_category_neither_passes_nor_fails() {
+        let r = Report { categories: vec![CategoryReport::skipped("floats", "no floats.jsonl")], ..Default::default() };
+        assert_eq!((r.passed(), r.failed(), r.ok()), (0, 0, true));
+        assert!(r.table().contains("skipped: no floats.jsonl"), "{}", r.table());
     }
 }

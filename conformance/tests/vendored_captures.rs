@@ -1,7 +1,9 @@
 //! The full conformance run over the vendored Go captures, one test per
 //! category, plus checks that the runner really detects differences.
 
-use beehive_conformance::{decode, default_captures_dir, encode, malformed, read_jsonl, run_category};
+use beehive_conformance::{
+    category_file, decode, default_captures_dir, encode, floats, malformed, read_jsonl, run_category, CATEGORIES,
+};
 
 fn assert_category(name: &str) {
     let report = run_category(&default_captures_dir(), name).expect("captures load");
@@ -49,6 +51,11 @@ fn sessions_match_go() {
 }
 
 #[test]
+fn floats_match_go() {
+    assert_category("floats");
+}
+
+#[test]
 fn whole_run_passes_and_counts_every_manifest_line() {
     let dir = default_captures_dir();
     let report = beehive_conformance::run(&dir).expect("run");
@@ -56,13 +63,9 @@ fn whole_run_passes_and_counts_every_manifest_line() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap()).unwrap();
     for cat in &report.categories {
-        let file = match cat.name.as_str() {
-            "frames" => "frames/index.jsonl".to_owned(),
-            "malformed" => "frames/malformed.jsonl".to_owned(),
-            "sessions" => "sessions/index.jsonl".to_owned(),
-            other => format!("{other}.jsonl"),
-        };
-        let want = manifest["counts"][&file].as_u64().expect("count in manifest") as usize;
+        assert_eq!(cat.skipped, None, "{}", cat.name);
+        let file = category_file(&cat.name).expect("known category");
+        let want = manifest["counts"][file].as_u64().expect("count in manifest") as usize;
         assert_eq!(cat.passed + cat.failed, want, "{file}");
     }
 }
@@ -93,4 +96,63 @@ fn a_frame_where_go_returns_none_is_reported() {
     let mut case = cases.into_iter().find(|c| c.go_end == "error" && !c.go_tokens_b64.is_empty()).unwrap();
     case.go_tokens_b64.push("eHl6".into());
     assert!(!malformed::check_case(&case).is_empty());
+}
+
+#[test]
+fn a_different_float_spelling_is_reported() {
+    let cases: Vec<floats::FloatCase> = read_jsonl(&default_captures_dir().join("floats.jsonl")).unwrap();
+    // The spelling Rust's own formatting picks where Go rounds a tie to even.
+    let mut case = cases.into_iter().find(|c| c.bits == "430ffcdbf54ab9ba").expect("the documented tie case");
+    assert_eq!(case.go.as_deref(), Some("1125468240172855.2"));
+    assert!(floats::check_case(&case).unwrap().is_empty());
+    // Both spellings read back as the same float64; only the spelling differs.
+    case.go = Some("1125468240172855.3".into());
+    let failures = floats::check_case(&case).unwrap();
+    assert_eq!(failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["go"]);
+    // A spelling of another value also fails reading back.
+    case.go = Some("1125468240172855.5".into());
+    let failures = floats::check_case(&case).unwrap();
+    assert_eq!(failures.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["go", "read_back"]);
+}
+
+#[test]
+fn a_float_go_refuses_must_be_refused() {
+    let cases: Vec<floats::FloatCase> = read_jsonl(&default_captures_dir().join("floats.jsonl")).unwrap();
+    let mut refused = cases.iter().filter(|c| c.go_error).cloned().collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "the captures list NaN and the infinities");
+    for case in &refused {
+        assert!(floats::check_case(case).unwrap().is_empty(), "{case:?}");
+    }
+    // Claim Go wrote a finite value as an error: our successful encoding is a failure.
+    let mut finite = cases.iter().find(|c| !c.go_error).unwrap().clone();
+    finite.go_error = true;
+    finite.go = None;
+    refused.push(finite);
+    let failures = floats::check_case(refused.last().unwrap()).unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].check, "go_error");
+}
+
+#[test]
+fn absent_categories_are_skipped_and_named() {
+    let src = default_captures_dir();
+    let dir = std::env::temp_dir().join(format!("beehive-conformance-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["MANIFEST.json", "encode.jsonl"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let report = beehive_conformance::run(&dir).expect("a partial directory is not an error");
+    std::fs::remove_dir_all(&dir).unwrap();
+    for cat in &report.categories {
+        if cat.name == "encode" {
+            assert_eq!(cat.skipped, None);
+            assert!(cat.passed > 0);
+        } else {
+            let reason = cat.skipped.as_deref().unwrap_or_else(|| panic!("{} ran without its file", cat.name));
+            assert!(reason.contains(category_file(&cat.name).unwrap()), "{reason}");
+            assert_eq!((cat.passed, cat.failed), (0, 0));
+        }
+    }
+    assert_eq!(report.categories.len(), CATEGORIES.len());
+    assert!(report.ok());
 }
