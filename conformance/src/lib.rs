@@ -1,7 +1,7 @@
 //! # beehive-conformance
 //!
 //! Checks beehive-rs against captures of the Go beehive (format
-//! `beehive-captures/1`, described in `captures/README.md`). Each category
+//! `beehive-captures/1`, described in the crate's `CAPTURES.md`). Each category
 //! reads one capture file and compares our output with Go's byte for byte:
 //!
 //! | category | file | what is checked |
