@@ -1,14 +1,57 @@
 //! Messaging through the hive: every operation, its errors, and concurrency.
+//!
+//! Events are ordered by synchronising on them (channels, the first
+//! `Pending` of a future); where a test waits for a timeout, or for
+//! something not to happen, the wait is bounded from below and from above.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beehive_context::{ContextError, Hive};
 use beehive_model::Message;
 
+/// How long a test waits for an event that must happen.
 const T: Duration = Duration::from_secs(10);
+
+/// How much later than its nominal time a timed event may come: scheduling
+/// delays on a loaded machine, far below the errors the bounds catch (a
+/// timeout ignored, or replaced by the 30 s default).
+const SLACK: Duration = Duration::from_millis(400);
+
+/// Runs `f`, which must take at least `min` (a timeout) and not much longer.
+fn timed<R>(min: Duration, f: impl FnOnce() -> R) -> R {
+    let t0 = Instant::now();
+    let r = f();
+    let took = t0.elapsed();
+    assert!(took >= min && took < min + SLACK, "took {took:?}, expected {min:?}");
+    r
+}
+
+/// Runs `f`, which must return at once (well within [`SLACK`]).
+fn prompt<R>(f: impl FnOnce() -> R) -> R {
+    timed(Duration::ZERO, f)
+}
+
+/// Polls `fut`, reporting on `first_pending` the first time it returns
+/// `Pending` (from then on it waits for a wake-up).
+async fn signal_when_pending<F: Future>(fut: F, first_pending: tokio::sync::oneshot::Sender<()>) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut tx = Some(first_pending);
+    std::future::poll_fn(move |cx| {
+        let r = fut.as_mut().poll(cx);
+        if r.is_pending() {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(());
+            }
+        }
+        r
+    })
+    .await
+}
 
 fn msg(body: &str) -> Message {
     Message::new("").build_router("src", "", "res", "update").fill_body(body)
@@ -66,16 +109,23 @@ fn a_full_inbox_blocks_send_and_fails_try_send_and_send_timeout() {
     hive.try_send("a", msg("1")).unwrap();
     hive.try_send("a", msg("2")).unwrap();
     assert!(matches!(hive.try_send("a", msg("3")), Err(ContextError::Full { .. })));
-    let t0 = Instant::now();
-    let r = hive.send_timeout("a", msg("3"), Duration::from_millis(50));
+    let r = timed(Duration::from_millis(50), || hive.send_timeout("a", msg("3"), Duration::from_millis(50)));
     assert!(matches!(r, Err(ContextError::SendTimeout { .. })), "{r:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(50));
     // A blocked send completes as soon as there is room.
+    let (started_tx, started) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
     let h = hive.clone();
-    let sender = std::thread::spawn(move || h.send("a", msg("3")));
-    std::thread::sleep(Duration::from_millis(20));
+    let sender = std::thread::spawn(move || {
+        started_tx.send(()).unwrap();
+        done_tx.send(h.send("a", msg("3"))).unwrap();
+    });
+    started.recv_timeout(T).unwrap();
+    // While the inbox is full the send does not complete.
+    let r = timed(Duration::from_millis(100), || done.recv_timeout(Duration::from_millis(100)));
+    assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
     assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("1"));
-    sender.join().unwrap().unwrap();
+    prompt(|| done.recv_timeout(T)).unwrap().unwrap();
+    sender.join().unwrap();
     assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("2"));
     assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("3"));
 }
@@ -83,9 +133,11 @@ fn a_full_inbox_blocks_send_and_fails_try_send_and_send_timeout() {
 #[test]
 fn receive_timeout_returns_none_when_idle() {
     let hive = hive_with(&[("a", "g")]);
-    assert!(hive.receive_timeout("a", Duration::from_millis(20)).unwrap().is_none());
+    let idle = timed(Duration::from_millis(50), || hive.receive_timeout("a", Duration::from_millis(50)));
+    assert!(idle.unwrap().is_none());
     hive.send("a", msg("x")).unwrap();
-    assert!(hive.receive_timeout("a", Duration::from_millis(20)).unwrap().is_some());
+    let got = prompt(|| hive.receive_timeout("a", T));
+    assert_eq!(got.unwrap().unwrap().content().as_str(), Some("x"));
 }
 
 #[test]
@@ -106,11 +158,21 @@ fn cleanup_closes_the_inbox_and_reports_undelivered_messages() {
 #[test]
 fn a_receiver_blocked_at_cleanup_wakes_with_closed() {
     let hive = hive_with(&[("a", "g")]);
+    let (started_tx, started) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
     let h = hive.clone();
-    let receiver = std::thread::spawn(move || h.receive("a"));
-    std::thread::sleep(Duration::from_millis(50));
+    std::thread::spawn(move || {
+        started_tx.send(()).unwrap();
+        done_tx.send(h.receive("a")).unwrap();
+    });
+    started.recv_timeout(T).unwrap();
+    // With nothing to receive, the receiver stays blocked...
+    let r = timed(Duration::from_millis(100), || done.recv_timeout(Duration::from_millis(100)));
+    assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
     hive.cleanup("a").unwrap();
-    assert!(matches!(receiver.join().unwrap(), Err(ContextError::Closed { .. })));
+    // ...until the cleanup wakes it.
+    let r = prompt(|| done.recv_timeout(T)).unwrap();
+    assert!(matches!(r, Err(ContextError::Closed { .. })), "{r:?}");
 }
 
 #[test]
@@ -129,10 +191,12 @@ fn send_sync_gets_its_response() {
 fn the_request_carries_the_sync_flag() {
     let hive = hive_with(&[("a", "g")]);
     let h = hive.clone();
-    let waiter = std::thread::spawn(move || h.send_sync("a", msg("q"), Duration::from_millis(300)));
+    let timeout = Duration::from_millis(300);
+    let waiter = std::thread::spawn(move || timed(timeout, || h.send_sync("a", msg("q"), timeout)));
     let got = hive.receive("a").unwrap();
     assert!(got.is_sync());
-    assert!(matches!(waiter.join().unwrap(), Err(ContextError::ResponseTimeout { .. })));
+    let r = waiter.join().unwrap();
+    assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })), "{r:?}");
 }
 
 #[test]
@@ -140,10 +204,11 @@ fn send_sync_distinguishes_enqueue_and_response_timeouts() {
     let hive = Hive::with_channel_capacity(1);
     hive.add_module("slow", "channel").unwrap();
     // Nobody answers: the request is queued, the response never comes.
-    let r = hive.send_sync("slow", msg("1"), Duration::from_millis(30));
+    let timeout = Duration::from_millis(50);
+    let r = timed(timeout, || hive.send_sync("slow", msg("1"), timeout));
     assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })), "{r:?}");
     // The inbox is now full: the request cannot even be queued.
-    let r = hive.send_sync("slow", msg("2"), Duration::from_millis(30));
+    let r = timed(timeout, || hive.send_sync("slow", msg("2"), timeout));
     assert!(matches!(r, Err(ContextError::SendTimeout { .. })), "{r:?}");
 }
 
@@ -163,9 +228,11 @@ fn send_resp_without_a_waiter_is_an_error() {
     assert!(matches!(hive.send_resp(orphan), Err(ContextError::NoWaiter { .. })));
     // A response after the requester gave up is reported the same way.
     let h = hive.clone();
-    let waiter = std::thread::spawn(move || h.send_sync("a", msg("q"), Duration::from_millis(20)));
+    let timeout = Duration::from_millis(50);
+    let waiter = std::thread::spawn(move || timed(timeout, || h.send_sync("a", msg("q"), timeout)));
     let req = hive.receive("a").unwrap();
-    assert!(waiter.join().unwrap().is_err());
+    let r = waiter.join().unwrap();
+    assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })), "{r:?}");
     assert!(matches!(hive.send_resp(req.new_response("late")), Err(ContextError::NoWaiter { .. })));
 }
 
@@ -222,48 +289,63 @@ fn group_broadcasts_reach_every_member_in_order() {
             assert_eq!(hive.receive(m).unwrap().content().as_str(), Some(i.to_string().as_str()), "{m}");
         }
     }
-    assert!(hive.receive_timeout("other", Duration::from_millis(5)).unwrap().is_none());
+    let other = timed(Duration::from_millis(20), || hive.receive_timeout("other", Duration::from_millis(20)));
+    assert!(other.unwrap().is_none());
 }
 
 #[test]
 fn group_members_added_and_removed_while_broadcasting() {
+    const N: i64 = 2000;
     let hive = hive_with(&[("stay", "g"), ("leave", "g")]);
+    // The broadcaster reports its progress; it joins "late" while
+    // broadcasting, and does not go past broadcast 1000 before "late" is
+    // a member, so "late" is sure to get the tail.
+    let (progress_tx, progress) = mpsc::channel();
+    let (joined_tx, joined) = mpsc::channel::<()>();
     let h = hive.clone();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let s = Arc::clone(&sent);
     let broadcaster = std::thread::spawn(move || {
-        for i in 0..2000 {
+        for i in 0..N {
+            if i == 1000 {
+                joined.recv_timeout(T).expect("late never joined");
+            }
             // A member that left makes the broadcast report it; never a silent loss.
             match h.send_to_group("g", msg(&i.to_string())) {
                 Ok(()) | Err(ContextError::GroupDelivery { .. }) => {}
                 Err(e) => panic!("{e}"),
             }
-            s.fetch_add(1, Ordering::SeqCst);
+            if i == 500 || i == 1200 {
+                progress_tx.send(i).unwrap();
+            }
         }
     });
     let h = hive.clone();
     let stay = std::thread::spawn(move || {
         let mut last = -1i64;
-        for _ in 0..2000 {
+        for _ in 0..N {
             let m = h.receive("stay").unwrap();
             let i: i64 = m.content().as_str().unwrap().parse().unwrap();
             assert!(i > last, "out of order: {i} after {last}");
             last = i;
         }
     });
-    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(progress.recv_timeout(T), Ok(500));
     hive.add_module("late", "channel").unwrap();
     let late_reader = std::thread::spawn({
         let h = hive.clone();
         move || {
             let mut got = Vec::new();
-            while let Some(m) = h.receive_timeout("late", Duration::from_millis(500)).unwrap() {
-                got.push(m.content().as_str().unwrap().parse::<i64>().unwrap());
+            loop {
+                let m = h.receive_timeout("late", T).unwrap().expect("the last broadcast never reached late");
+                let i = m.content().as_str().unwrap().parse::<i64>().unwrap();
+                got.push(i);
+                if i == N - 1 {
+                    return got;
+                }
             }
-            got
         }
     });
     hive.add_module_group("late", "g").unwrap();
+    joined_tx.send(()).unwrap();
     let drained_leave = std::thread::spawn({
         let h = hive.clone();
         move || {
@@ -274,16 +356,20 @@ fn group_members_added_and_removed_while_broadcasting() {
             n
         }
     });
-    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(progress.recv_timeout(T), Ok(1200));
     let dropped = hive.cleanup("leave").unwrap();
     broadcaster.join().unwrap();
     stay.join().unwrap();
     let received_by_leave = drained_leave.join().unwrap();
-    assert!(received_by_leave + dropped <= 2000);
-    // The late member got a contiguous, ordered tail of the broadcasts.
+    assert!(received_by_leave + dropped <= N as usize);
+    assert!(received_by_leave + dropped >= 1201, "{received_by_leave} + {dropped}");
+    // The late member got a contiguous, ordered tail of the broadcasts,
+    // from no later than broadcast 1000.
     let late = late_reader.join().unwrap();
     assert!(late.windows(2).all(|w| w[1] == w[0] + 1), "{late:?}");
-    assert_eq!(late.last().copied(), Some(1999));
+    assert!(late.first().is_some_and(|&f| f <= 1000), "{:?}", late.first());
+    assert_eq!(late.last().copied(), Some(N - 1));
+    assert!(hive.receive_timeout("late", Duration::ZERO).unwrap().is_none());
 }
 
 #[test]
@@ -342,7 +428,8 @@ fn group_sync_collects_every_response_or_reports_what_is_missing() {
 
     hive.add_module("mute", "channel").unwrap();
     hive.add_module_group("mute", "grp").unwrap();
-    match hive.send_to_group_sync("grp", msg("again"), Duration::from_millis(100)) {
+    let timeout = Duration::from_millis(100);
+    match timed(timeout, || hive.send_to_group_sync("grp", msg("again"), timeout)) {
         Err(ContextError::GroupSyncIncomplete { expected: 3, received: 2, .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -370,13 +457,20 @@ async fn async_api_send_receive_and_send_sync() {
     assert_eq!(resp.content().as_str(), Some("async-pong"));
     // An async receiver is woken by a blocking sender on another thread.
     let h = hive.clone();
-    let waiter = tokio::spawn(async move { h.receive_async("a").await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (pending_tx, pending) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move { signal_when_pending(h.receive_async("a"), pending_tx).await });
+    // The receiver is waiting for a wake-up.
+    tokio::time::timeout(T, pending).await.unwrap().unwrap();
     let h = hive.clone();
     std::thread::spawn(move || h.send("a", msg("2")).unwrap()).join().unwrap();
-    assert_eq!(waiter.await.unwrap().unwrap().content().as_str(), Some("2"));
-    let r = hive.send_sync_async("a", msg("nobody"), Duration::from_millis(30)).await;
-    assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })));
+    let got = tokio::time::timeout(T, waiter).await.unwrap().unwrap().unwrap();
+    assert_eq!(got.content().as_str(), Some("2"));
+    let timeout = Duration::from_millis(50);
+    let t0 = Instant::now();
+    let r = hive.send_sync_async("a", msg("nobody"), timeout).await;
+    let took = t0.elapsed();
+    assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })), "{r:?}");
+    assert!(took >= timeout && took < timeout + SLACK, "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,10 +479,12 @@ async fn async_send_waits_for_room() {
     hive.add_module("a", "channel").unwrap();
     hive.send_async("a", msg("1")).await.unwrap();
     let h = hive.clone();
-    let sender = tokio::spawn(async move { h.send_async("a", msg("2")).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (pending_tx, pending) = tokio::sync::oneshot::channel();
+    let sender = tokio::spawn(async move { signal_when_pending(h.send_async("a", msg("2")), pending_tx).await });
+    // The sender waits for room (it never got it, so it cannot have finished).
+    tokio::time::timeout(T, pending).await.unwrap().unwrap();
     assert!(!sender.is_finished());
     assert_eq!(hive.receive_async("a").await.unwrap().content().as_str(), Some("1"));
-    sender.await.unwrap().unwrap();
+    tokio::time::timeout(T, sender).await.unwrap().unwrap().unwrap();
     assert_eq!(hive.receive_async("a").await.unwrap().content().as_str(), Some("2"));
 }

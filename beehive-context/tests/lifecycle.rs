@@ -1,26 +1,48 @@
 //! Module lifecycle: registration, restart policies, graceful shutdown.
+//!
+//! Events are ordered by synchronising on them (channels the modules signal
+//! on); where a test waits for something *not* to happen, or for a timeout,
+//! the wait is bounded from below and from above.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beehive_context::{ContextError, Hive, RestartPolicy, RestartType, SimpleModule};
 use beehive_model::Message;
 
+/// How long a test waits for an event that must happen.
+const T: Duration = Duration::from_secs(10);
+
+/// How much later than its nominal time a timed event may come: scheduling
+/// delays on a loaded machine, far below the errors the bounds catch.
+const SLACK: Duration = Duration::from_millis(400);
+
 fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
-/// Waits until `f` holds or 10 s pass.
-fn eventually(f: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
+/// A channel whose sender a module (a `Fn` shared across threads) can use.
+fn event_channel<E>() -> (Arc<Mutex<Sender<E>>>, Receiver<E>) {
+    let (tx, rx) = mpsc::channel();
+    (Arc::new(Mutex::new(tx)), rx)
+}
+
+fn signal<E>(tx: &Mutex<Sender<E>>, event: E) {
+    let _ = tx.lock().unwrap().send(event);
+}
+
+/// Asserts that nothing arrives on `rx` for `window`, and that the wait
+/// took that long and not much longer.
+fn assert_quiet<E: std::fmt::Debug>(rx: &Receiver<E>, window: Duration) {
+    let t0 = Instant::now();
+    match rx.recv_timeout(window) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("expected no event, got {other:?}"),
     }
-    false
+    let waited = t0.elapsed();
+    assert!(waited >= window && waited < window + SLACK, "{waited:?}");
 }
 
 #[test]
@@ -49,20 +71,23 @@ fn disabled_modules_are_listed_separately_and_never_started() {
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
 
+/// Runs module "m" under `policy` (its interval set to 1 ms) until the
+/// policy gives up; returns how many times it started and what the give-up
+/// handler was called with.
 fn policy_run(policy: RestartPolicy, fail: bool) -> (usize, Vec<Option<String>>) {
     let hive = Hive::new();
-    let starts = counter();
-    let handled: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let s = Arc::clone(&starts);
-    let h = Arc::clone(&handled);
+    let (start_tx, starts) = event_channel();
+    let (give_up_tx, gave_up) = event_channel();
     let policy = policy.interval(Duration::from_millis(1)).on_give_up(move |e| {
-        h.lock().unwrap().push(e.map(|e| e.to_string()));
+        signal(&give_up_tx, e.map(|e| e.to_string()));
     });
+    let n = counter();
     hive.register(
         SimpleModule::new("m", "g", move |_: &Hive| {
-            let n = s.fetch_add(1, Ordering::SeqCst);
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            signal(&start_tx, i);
             if fail {
-                panic!("boom {n}");
+                panic!("boom {i}");
             }
             Ok(())
         })
@@ -70,10 +95,16 @@ fn policy_run(policy: RestartPolicy, fail: bool) -> (usize, Vec<Option<String>>)
     )
     .unwrap();
     hive.start().unwrap();
-    assert!(eventually(|| !handled.lock().unwrap().is_empty()), "the error handler was never called");
-    hive.shutdown(Duration::from_secs(5));
-    let handled = handled.lock().unwrap().clone();
-    (starts.load(Ordering::SeqCst), handled)
+    let first = gave_up.recv_timeout(T).expect("the error handler was never called");
+    // Once the handler ran, the keeper has returned: shutdown finds the
+    // module stopped, and no start can come after it.
+    let report = hive.shutdown(T);
+    assert_eq!(report.stopped, vec!["m".to_owned()]);
+    let mut handled = vec![first];
+    handled.extend(gave_up.try_iter());
+    let starts: Vec<usize> = starts.try_iter().collect();
+    assert_eq!(starts, (0..starts.len()).collect::<Vec<_>>());
+    (starts.len(), handled)
 }
 
 #[test]
@@ -120,54 +151,59 @@ fn on_failure_does_not_restart_a_successful_module() {
 #[test]
 fn without_a_policy_a_failing_module_runs_once() {
     let hive = Hive::new();
-    let starts = counter();
-    let s = Arc::clone(&starts);
+    let (start_tx, starts) = event_channel();
     hive.register(SimpleModule::new("m", "g", move |_: &Hive| {
-        s.fetch_add(1, Ordering::SeqCst);
+        signal(&start_tx, ());
         Err("nope".into())
     }))
     .unwrap();
     hive.start().unwrap();
-    assert!(eventually(|| starts.load(Ordering::SeqCst) == 1));
-    std::thread::sleep(Duration::from_millis(20));
-    hive.shutdown(Duration::from_secs(5));
-    assert_eq!(starts.load(Ordering::SeqCst), 1);
+    starts.recv_timeout(T).expect("the module never started");
+    // No restart follows (a default policy would restart after 1 s; watch
+    // for longer than that).
+    assert_quiet(&starts, Duration::from_millis(1500));
+    let report = hive.shutdown(T);
+    assert_eq!(report.stopped, vec!["m".to_owned()]);
+    assert!(starts.try_recv().is_err());
 }
 
 #[test]
-fn restart_intervals_grow_up_to_the_limit() {
+fn restart_intervals_grow_up_to_the_limit_and_no_further() {
+    const RETRIES: usize = 5;
     let hive = Hive::new();
-    let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let t = Arc::clone(&times);
-    let done = counter();
-    let d = Arc::clone(&done);
+    let (start_tx, starts) = event_channel();
+    let (give_up_tx, gave_up) = event_channel();
     hive.register(
         SimpleModule::new("m", "g", move |_: &Hive| {
-            t.lock().unwrap().push(Instant::now());
+            signal(&start_tx, Instant::now());
             Err("again".into())
         })
         .restart_policy(
             RestartPolicy::new(RestartType::OnFailure)
-                .retries(4)
+                .retries(RETRIES as u32)
                 .interval(Duration::from_millis(20))
-                .growth_rate(2.0)
+                .growth_rate(4.0)
                 .interval_limit(Duration::from_millis(50))
-                .on_give_up(move |_| {
-                    d.fetch_add(1, Ordering::SeqCst);
-                }),
+                .on_give_up(move |_| signal(&give_up_tx, ())),
         ),
     )
     .unwrap();
     hive.start().unwrap();
-    assert!(eventually(|| done.load(Ordering::SeqCst) == 1));
-    let times = times.lock().unwrap().clone();
-    assert_eq!(times.len(), 5);
+    // Each start, as it happens.
+    let times: Vec<Instant> = (0..=RETRIES).map(|_| starts.recv_timeout(T).expect("a restart is missing")).collect();
+    gave_up.recv_timeout(T).expect("the policy never gave up");
+    let report = hive.shutdown(T);
+    assert_eq!(report.stopped, vec!["m".to_owned()]);
+    // At most `retries` restarts: nothing after the give-up.
+    assert!(starts.try_recv().is_err());
+    assert!(gave_up.try_recv().is_err());
     let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    // 20 ms, 40 ms, then capped at 50 ms.
-    for (gap, min) in gaps.iter().zip([20u64, 40, 50, 50]) {
-        assert!(*gap >= Duration::from_millis(min), "{gaps:?}");
+    // 20 ms, then 80 ms capped at 50 ms, and 50 ms from then on (without
+    // the limit: 80, 320, 1280, 5120 ms).
+    let want = [20u64, 50, 50, 50, 50].map(Duration::from_millis);
+    for (i, (gap, want)) in gaps.iter().zip(want).enumerate() {
+        assert!(*gap >= want && *gap < want + SLACK, "gap {i} of {gaps:?}: want {want:?}");
     }
-    hive.shutdown(Duration::from_secs(5));
 }
 
 #[test]
@@ -176,8 +212,15 @@ fn shutdown_delivers_queued_messages_to_a_module_still_receiving() {
     let seen = counter();
     let s = Arc::clone(&seen);
     hive.register(SimpleModule::new("worker", "g", move |hive: &Hive| {
+        // One message, then nothing until shutdown has begun: the other
+        // messages are all still queued when it does.
+        if hive.receive("worker").is_ok() {
+            s.fetch_add(1, Ordering::SeqCst);
+        }
+        if !hive.wait_cancelled(T) {
+            return Err("shutdown never began".into());
+        }
         while hive.receive("worker").is_ok() {
-            std::thread::sleep(Duration::from_micros(200));
             s.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
@@ -187,7 +230,7 @@ fn shutdown_delivers_queued_messages_to_a_module_still_receiving() {
     for i in 0..200 {
         hive.send("worker", Message::new("").fill_body(i.to_string())).unwrap();
     }
-    let report = hive.shutdown(Duration::from_secs(10));
+    let report = hive.shutdown(T);
     assert_eq!(seen.load(Ordering::SeqCst), 200);
     assert_eq!(report.stopped, vec!["worker".to_owned()]);
     assert!(report.not_stopped.is_empty() && report.undelivered.is_empty(), "{report:?}");
@@ -198,26 +241,40 @@ fn shutdown_delivers_queued_messages_to_a_module_still_receiving() {
 #[test]
 fn shutdown_reports_modules_that_do_not_stop_and_messages_nobody_received() {
     let hive = Hive::new();
-    hive.register(SimpleModule::new("stuck", "g", |_: &Hive| {
-        std::thread::sleep(Duration::from_secs(3));
+    let (started_tx, started) = event_channel();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let release = Mutex::new(release);
+    let s = Arc::clone(&started_tx);
+    hive.register(SimpleModule::new("stuck", "g", move |_: &Hive| {
+        signal(&s, "stuck");
+        // Ignores shutdown; stops only when the test lets it.
+        let _ = release.lock().unwrap().recv_timeout(T);
         Ok(())
     }))
     .unwrap();
-    hive.register(SimpleModule::new("polite", "g", |hive: &Hive| {
-        hive.wait_cancelled(Duration::from_secs(30));
+    hive.register(SimpleModule::new("polite", "g", move |hive: &Hive| {
+        signal(&started_tx, "polite");
+        hive.wait_cancelled(T);
         Ok(())
     }))
     .unwrap();
     hive.start().unwrap();
+    let mut up: Vec<&str> = (0..2).map(|_| started.recv_timeout(T).unwrap()).collect();
+    up.sort_unstable();
+    assert_eq!(up, ["polite", "stuck"]);
     for _ in 0..5 {
         hive.send("stuck", Message::new("")).unwrap();
     }
+    let deadline = Duration::from_millis(200);
     let t0 = Instant::now();
-    let report = hive.shutdown(Duration::from_millis(200));
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    let report = hive.shutdown(deadline);
+    let took = t0.elapsed();
+    // It waited out the deadline for "stuck", and no longer.
+    assert!(took >= deadline && took < deadline + SLACK, "{took:?}");
     assert_eq!(report.not_stopped, vec!["stuck".to_owned()]);
     assert_eq!(report.stopped, vec!["polite".to_owned()]);
     assert_eq!(report.undelivered, vec![("stuck".to_owned(), 5)]);
+    release_tx.send(()).unwrap();
 }
 
 #[test]
@@ -239,31 +296,62 @@ fn modules_talk_through_the_hive_they_are_given() {
     assert_eq!(report.stopped, vec!["dst".to_owned()]);
 }
 
-#[test]
-fn run_until_shutdown_returns_on_request_and_on_a_signal() {
+/// A hive with one module that signals when it has started and then
+/// receives until its inbox closes.
+fn hive_with_idle_module() -> (Hive, Receiver<()>) {
     let hive = Hive::new();
-    hive.register(SimpleModule::new("idle", "g", |hive: &Hive| {
+    let (started_tx, started) = event_channel();
+    hive.register(SimpleModule::new("idle", "g", move |hive: &Hive| {
+        signal(&started_tx, ());
         while hive.receive("idle").is_ok() {}
         Ok(())
     }))
     .unwrap();
     hive.start().unwrap();
+    (hive, started)
+}
+
+/// Runs `run_until_shutdown` on its own thread; its result comes on the channel.
+fn run_in_background(hive: &Hive) -> Receiver<std::io::Result<beehive_context::ShutdownReport>> {
+    let (tx, rx) = mpsc::channel();
     let h = hive.clone();
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        h.request_shutdown();
+        let _ = tx.send(h.run_until_shutdown(T));
     });
-    let report = hive.run_until_shutdown(Duration::from_secs(5)).unwrap();
+    rx
+}
+
+#[test]
+fn run_until_shutdown_returns_on_request_and_on_a_signal() {
+    let (hive, started) = hive_with_idle_module();
+    let result = run_in_background(&hive);
+    started.recv_timeout(T).expect("the module never started");
+    assert!(!hive.is_cancelled());
+    hive.request_shutdown();
+    let report = result.recv_timeout(T).expect("run_until_shutdown did not return").unwrap();
     assert_eq!(report.stopped, vec!["idle".to_owned()]);
 
-    // A real SIGTERM, delivered once the handler is installed.
-    let hive = Hive::new();
-    let h = hive.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        assert!(!h.is_cancelled());
+    // A real SIGTERM. The hive installs its handler inside
+    // run_until_shutdown, on the other thread; a handler of our own keeps
+    // a signal that comes before it from ending the test process.
+    let caught = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&caught)).unwrap();
+    let (hive, started) = hive_with_idle_module();
+    let result = run_in_background(&hive);
+    started.recv_timeout(T).expect("the module never started");
+    assert!(!hive.is_cancelled());
+    // Raise until the hive has seen one (a signal raised before its handler
+    // is installed reaches only ours).
+    let t0 = Instant::now();
+    loop {
         signal_hook::low_level::raise(signal_hook::consts::SIGTERM).unwrap();
-    });
-    hive.run_until_shutdown(Duration::from_secs(5)).unwrap();
+        if hive.wait_cancelled(Duration::from_millis(100)) {
+            break;
+        }
+        assert!(t0.elapsed() < T, "the hive never saw SIGTERM");
+    }
+    let report = result.recv_timeout(T).expect("run_until_shutdown did not return").unwrap();
+    assert!(caught.load(Ordering::SeqCst));
     assert!(hive.is_cancelled());
+    assert_eq!(report.stopped, vec!["idle".to_owned()]);
 }
