@@ -105,8 +105,12 @@ pub struct ModuleExchange {
 impl ModuleExchange {
     /// Reads a module exchange from decoded content, as Go does with
     /// `json.Marshal` then `json.Unmarshal` into the struct: keys match
-    /// case-insensitively, unknown keys are ignored, `null` leaves a field
-    /// unset. Returns `None` when the value does not have that shape.
+    /// case-insensitively and are taken in Go's (sorted) order, unknown keys
+    /// are ignored, `null` clears a field, a later `groups` object adds to
+    /// the map of an earlier one, and a `null` list item leaves its slot as
+    /// it was (empty, or a name from an earlier `modules` list, whose
+    /// storage Go reuses). Returns `None` when the value does not have that
+    /// shape.
     pub fn from_value(value: &Value) -> Option<Self> {
         let obj = match value {
             Value::Null => return Some(ModuleExchange::default()),
@@ -114,31 +118,52 @@ impl ModuleExchange {
             _ => return None,
         };
         let mut out = ModuleExchange::default();
+        // The storage of Go's `modules` slice: it outlives a shorter list.
+        let mut slots: Vec<String> = Vec::new();
         for (key, v) in obj {
             match json::fold::match_field(key.as_bytes(), &["modules", "groups"]) {
                 Some(0) => match v {
-                    Value::Null => {}
+                    Value::Null => {
+                        slots.clear();
+                        out.modules = None;
+                    }
                     Value::Array(items) => {
-                        let names = items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?;
-                        out.modules = Some(names);
+                        if items.is_empty() {
+                            slots.clear();
+                        }
+                        for (i, item) in items.iter().enumerate() {
+                            if slots.len() == i {
+                                slots.push(String::new());
+                            }
+                            match item {
+                                Value::String(s) => slots[i].clone_from(s),
+                                Value::Null => {}
+                                _ => return None,
+                            }
+                        }
+                        out.modules = Some(slots[..items.len()].to_vec());
                     }
                     _ => return None,
                 },
                 Some(1) => match v {
-                    Value::Null => {}
+                    Value::Null => out.groups = None,
                     Value::Object(groups) => {
-                        let mut map = BTreeMap::new();
+                        let map = out.groups.get_or_insert_with(BTreeMap::new);
                         for (g, members) in groups {
                             let members = match members {
                                 Value::Null => Vec::new(),
-                                Value::Array(items) => {
-                                    items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()?
-                                }
+                                Value::Array(items) => items
+                                    .iter()
+                                    .map(|i| match i {
+                                        Value::String(s) => Some(s.clone()),
+                                        Value::Null => Some(String::new()),
+                                        _ => None,
+                                    })
+                                    .collect::<Option<Vec<_>>>()?,
                                 _ => return None,
                             };
                             map.insert(g.clone(), members);
                         }
-                        out.groups = Some(map);
                     }
                     _ => return None,
                 },
@@ -254,5 +279,46 @@ impl From<ModuleExchange> for Content {
 impl From<serde_json::Value> for Content {
     fn from(v: serde_json::Value) -> Self {
         Content::from(Value::from(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(json: &str) -> Option<ModuleExchange> {
+        ModuleExchange::from_value(&json::decode_value(json.as_bytes()).unwrap())
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    // Found by the module_exchange fuzz target: a later null kept the list.
+    #[test]
+    fn module_exchange_later_null_clears_the_field_as_in_go() {
+        assert_eq!(exchange(r#"{"Modules":["a","b"],"modules":null}"#), Some(ModuleExchange::default()));
+        assert_eq!(exchange(r#"{"Groups":{"g":[]},"groups":null}"#), Some(ModuleExchange::default()));
+    }
+
+    #[test]
+    fn module_exchange_repeated_groups_add_to_one_map_as_in_go() {
+        let m = exchange(r#"{"Groups":{"g":["a"],"h":["x"]},"groups":{"h":["b"]}}"#).unwrap();
+        let want = BTreeMap::from([("g".to_owned(), names(&["a"])), ("h".to_owned(), names(&["b"]))]);
+        assert_eq!(m.groups, Some(want));
+    }
+
+    #[test]
+    fn module_exchange_null_items_keep_their_slot_as_in_go() {
+        let m = exchange(r#"{"modules":["a",null],"groups":{"g":[null,"b"],"n":null}}"#).unwrap();
+        assert_eq!(m.modules, Some(names(&["a", ""])));
+        let want = BTreeMap::from([("g".to_owned(), names(&["", "b"])), ("n".to_owned(), Vec::new())]);
+        assert_eq!(m.groups, Some(want));
+        // Go decodes a later list into the storage of the earlier one.
+        let m = exchange(r#"{"MODULES":["x","y","z"],"Modules":["p"],"modules":["q",null,null]}"#).unwrap();
+        assert_eq!(m.modules, Some(names(&["q", "y", "z"])));
+        let m = exchange(r#"{"MODULES":["x","y"],"Modules":[],"modules":[null,null]}"#).unwrap();
+        assert_eq!(m.modules, Some(names(&["", ""])));
+        assert_eq!(exchange(r#"{"modules":["a",1]}"#), None);
     }
 }
