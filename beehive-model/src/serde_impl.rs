@@ -237,24 +237,39 @@ fn set<T>(dst: &mut T, v: Option<T>) {
     }
 }
 
+/// A visitor that decodes an object into an existing struct, field by field,
+/// as Go decodes into the struct it already has: fields the object does not
+/// name keep their values, and `null` leaves the whole struct as it is. It
+/// is its own `DeserializeSeed`.
 macro_rules! struct_visitor {
     ($visitor:ident, $ty:ty, $name:literal, $fields:expr, |$i:ident, $map:ident, $out:ident| $body:expr) => {
-        struct $visitor;
-        impl<'de> Visitor<'de> for $visitor {
-            type Value = $ty;
+        struct $visitor<'a>(&'a mut $ty);
+        impl<'de> Visitor<'de> for $visitor<'_> {
+            type Value = ();
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str($name)
             }
-            fn visit_unit<E>(self) -> Result<$ty, E> {
-                Ok(<$ty>::default())
+            fn visit_unit<E>(self) -> Result<(), E> {
+                Ok(())
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
-                let mut $out = <$ty>::default();
+            fn visit_none<E>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+                let $out = self.0;
                 struct_map(map, &$fields, |$i, $map| {
                     $body;
                     Ok(())
-                })?;
-                Ok($out)
+                })
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for $visitor<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
             }
         }
     };
@@ -291,26 +306,17 @@ struct_visitor!(
 
 impl<'de> Deserialize<'de> for MessageHeader {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(HeaderVisitor)
+        let mut header = MessageHeader::default();
+        HeaderVisitor(&mut header).deserialize(d)?;
+        Ok(header)
     }
 }
 
 impl<'de> Deserialize<'de> for MessageRoute {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RouteVisitor)
-    }
-}
-
-/// `null` keeps the header or route as it is (Go's rule for structs).
-struct Merge<'a, T>(&'a mut T);
-
-impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Merge<'_, T> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if let Some(v) = Option::<T>::deserialize(d)? {
-            *self.0 = v;
-        }
-        Ok(())
+        let mut route = MessageRoute::default();
+        RouteVisitor(&mut route).deserialize(d)?;
+        Ok(route)
     }
 }
 
@@ -329,8 +335,9 @@ impl<'de> Visitor<'de> for MessageVisitor {
         let mut route = MessageRoute::default();
         let mut content = Content::Null;
         struct_map(map, &["header", "route", "content"], |i, map| match i {
-            0 => map.next_value_seed(Merge(&mut header)),
-            1 => map.next_value_seed(Merge(&mut route)),
+            // A repeated header or route key adds to the first (Go).
+            0 => map.next_value_seed(HeaderVisitor(&mut header)),
+            1 => map.next_value_seed(RouteVisitor(&mut route)),
             _ => {
                 content = map.next_value()?;
                 Ok(())
@@ -473,6 +480,31 @@ mod tests {
         assert!(!msg.is_sync());
         assert_eq!(msg.route(), &MessageRoute::default());
         assert_eq!(msg.content().as_value().and_then(|v| v.get("k")).and_then(Value::as_i64), Some(2));
+    }
+
+    // Found by the message_serde fuzz target: a repeated route replaced the
+    // first instead of adding to it as Go does.
+    #[test]
+    fn repeated_header_and_route_keys_add_to_the_first_like_go() {
+        let text = br#"{"route":{"source":"s1","group":"g"},"route":{"source":"s2"}}"#;
+        let msg: Message = serde_json::from_slice(text).unwrap();
+        assert_eq!((msg.source(), msg.group()), ("s2", "g"));
+        assert_eq!(crate::to_vec(&msg).unwrap(), crate::to_vec(&crate::from_slice(text).unwrap()).unwrap());
+        let text = br#"{"header":{"msg_id":"a","timestamp":7},"Header":null,"HEADER":{"sync":true}}"#;
+        let msg: Message = serde_json::from_slice(text).unwrap();
+        assert_eq!((msg.id(), msg.timestamp(), msg.is_sync()), ("a", 7, true));
+    }
+
+    // Found by the message_serde fuzz target: serde_json's default float
+    // parser is off by one unit in the last place for some inputs; the
+    // crate enables its correctly rounded parser.
+    #[test]
+    fn serde_floats_are_the_float64_go_reads() {
+        for text in [&br#"{"content":2.9969012535532947e+258}"#[..], br#"{"content":[9007199254740993.0,1e23,5e-324]}"#]
+        {
+            let msg: Message = serde_json::from_slice(text).unwrap();
+            assert_eq!(crate::to_vec(&msg).unwrap(), crate::to_vec(&crate::from_slice(text).unwrap()).unwrap());
+        }
     }
 
     #[test]
