@@ -28,6 +28,9 @@ pub mod config;
 mod conn;
 mod context;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_bridge;
 mod net;
 mod server;
 pub mod tls;
