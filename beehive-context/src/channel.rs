@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext};
 use crate::inbox::Inbox;
 use crate::keeper::SyncKeeper;
+use crate::spin::SpinBudget;
 use crate::ContextError;
 
 /// Default inbox capacity (Go's `ChannelSizeDefault`).
@@ -25,6 +26,7 @@ type Members = Arc<Vec<(String, Arc<Inbox>)>>;
 /// senders and receivers never contend on a lock.
 pub struct ChannelContext {
     capacity: usize,
+    spin: SpinBudget,
     modules: ArcSwap<HashMap<String, Arc<Inbox>>>,
     groups: ArcSwap<HashMap<String, Members>>,
     /// Modules that were cleaned up, so their names report `Closed`.
@@ -58,12 +60,19 @@ impl ChannelContext {
 
     /// A context whose inboxes hold `capacity` messages.
     pub fn with_capacity(capacity: usize) -> Self {
+        ChannelContext::with_options(capacity, SpinBudget::DEFAULT)
+    }
+
+    /// A context whose inboxes hold `capacity` messages and whose waiting
+    /// receivers, senders and requesters poll for `spin` before parking.
+    pub fn with_options(capacity: usize, spin: SpinBudget) -> Self {
         ChannelContext {
             capacity: capacity.max(1),
+            spin,
             modules: ArcSwap::from_pointee(HashMap::default()),
             groups: ArcSwap::from_pointee(HashMap::default()),
             closed: ArcSwap::from_pointee(HashMap::default()),
-            keeper: SyncKeeper::default(),
+            keeper: SyncKeeper::with_spin(spin),
             write: Mutex::new(()),
         }
     }
@@ -143,7 +152,7 @@ impl ModuleContext for ChannelContext {
             return Err(ContextError::DuplicateModule { module: module.to_owned() });
         }
         let mut next = HashMap::clone(&current);
-        next.insert(module.to_owned(), Arc::new(Inbox::new(module, self.capacity)));
+        next.insert(module.to_owned(), Arc::new(Inbox::new(module, self.capacity, self.spin)));
         self.modules.store(Arc::new(next));
         let closed = self.closed.load();
         if closed.contains_key(module) {

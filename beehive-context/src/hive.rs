@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 use crate::inbox::Inbox;
 use crate::module::{next_interval, Module, ModuleError, RestartType};
+use crate::spin::SpinBudget;
 use crate::ContextError;
 
 type BackendMap = HashMap<String, Arc<dyn Backend>>;
@@ -98,6 +99,52 @@ impl Default for Hive {
     }
 }
 
+/// Settings of a new [`Hive`].
+///
+/// ```
+/// use std::time::Duration;
+/// use beehive_context::{Hive, SpinBudget};
+///
+/// let hive = Hive::builder()
+///     .channel_capacity(4096)
+///     .spin(SpinBudget::OFF)
+///     .build();
+/// # drop(hive);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HiveBuilder {
+    channel_capacity: usize,
+    spin: SpinBudget,
+}
+
+impl Default for HiveBuilder {
+    fn default() -> Self {
+        HiveBuilder { channel_capacity: DEFAULT_INBOX_CAPACITY, spin: SpinBudget::DEFAULT }
+    }
+}
+
+impl HiveBuilder {
+    /// How many messages each `channel` inbox holds (default 1024, Go's
+    /// `ChannelSizeDefault`; at least 1).
+    pub fn channel_capacity(mut self, capacity: usize) -> Self {
+        self.channel_capacity = capacity;
+        self
+    }
+
+    /// How long a waiting receiver, sender or `send_sync` caller polls
+    /// before it parks (see [`SpinBudget`]).
+    pub fn spin(mut self, spin: SpinBudget) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// The hive, with its `channel` backend installed.
+    pub fn build(self) -> Hive {
+        Hive::from_builder(self)
+    }
+}
+
 /// What [`Hive::shutdown`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -130,7 +177,16 @@ impl Hive {
 
     /// A hive whose `channel` inboxes hold `capacity` messages.
     pub fn with_channel_capacity(capacity: usize) -> Self {
-        let channel = Arc::new(ChannelContext::with_capacity(capacity));
+        Hive::builder().channel_capacity(capacity).build()
+    }
+
+    /// A builder for a hive with other settings than [`Hive::new`]'s.
+    pub fn builder() -> HiveBuilder {
+        HiveBuilder::default()
+    }
+
+    fn from_builder(b: HiveBuilder) -> Self {
+        let channel = Arc::new(ChannelContext::with_options(b.channel_capacity, b.spin));
         let hive = Hive {
             inner: Arc::new(Inner {
                 channel: Arc::clone(&channel),

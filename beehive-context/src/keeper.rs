@@ -16,12 +16,8 @@ use std::time::Instant;
 
 use beehive_model::Message;
 
+use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
-
-/// How long a requester polls for its response before it parks (a response
-/// usually arrives within a few microseconds; a park/unpark round trip costs
-/// tens of microseconds on a small VM).
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 impl std::fmt::Debug for SyncKeeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +57,8 @@ pub struct Slot {
     expected: usize,
     /// Responses delivered so far (read without the lock while spinning).
     count: AtomicUsize,
+    /// How long [`Slot::wait`] polls before it parks.
+    spin: SpinBudget,
     state: Mutex<SlotState>,
 }
 
@@ -100,12 +98,12 @@ impl Slot {
         std::mem::take(&mut lock(&self.state).responses)
     }
 
-    /// Blocks until complete or `deadline`: spins briefly (a response often
-    /// arrives within microseconds, faster than a park/unpark round trip),
-    /// then parks. Returns what arrived.
+    /// Blocks until complete or `deadline`: polls for the keeper's spin
+    /// budget (a response often arrives within microseconds, faster than a
+    /// park/unpark round trip), then parks. Returns what arrived.
     pub fn wait(&self, deadline: Instant) -> Vec<Message> {
-        let mut spin = crate::inbox::Spin::new();
-        while !self.complete() && Instant::now() < deadline && spin.wait(SPIN) {}
+        let mut spin = Spin::new(self.spin);
+        while !self.complete() && Instant::now() < deadline && spin.wait() {}
         if self.complete() {
             return self.take();
         }
@@ -157,6 +155,7 @@ impl Future for SlotFuture {
 #[derive(Default)]
 pub struct SyncKeeper {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    spin: SpinBudget,
 }
 
 /// Unregisters its request when dropped (on success, timeout or error).
@@ -181,11 +180,17 @@ impl Registration<'_> {
 }
 
 impl SyncKeeper {
+    /// A keeper whose waiters poll for `spin` before they park.
+    pub fn with_spin(spin: SpinBudget) -> Self {
+        SyncKeeper { slots: Mutex::default(), spin }
+    }
+
     /// Registers a waiter for `expected` responses to request `id`.
     pub fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
         let slot = Arc::new(Slot {
             expected: expected.max(1),
             count: AtomicUsize::new(0),
+            spin: self.spin,
             state: Mutex::new(SlotState { responses: Vec::new(), waiter: Waiter::None }),
         });
         let mut slots = lock(&self.slots);

@@ -29,18 +29,20 @@ mod hive;
 mod inbox;
 mod keeper;
 mod module;
+mod spin;
 
 pub use backend::{
     broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT,
 };
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::ContextError;
-pub use hive::{global, Hive, ShutdownReport};
+pub use hive::{global, Hive, HiveBuilder, ShutdownReport};
 pub use keeper::{Registration, Slot, SlotFuture, SyncKeeper};
 pub use module::{
     next_interval, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleModule,
     DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,
 };
+pub use spin::SpinBudget;
 
 /// The crate README's example, compiled and run as a doctest.
 #[cfg(doctest)]

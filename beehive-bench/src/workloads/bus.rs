@@ -39,6 +39,36 @@ pub fn w1(n: u64) -> Result<RunResult, String> {
     Ok(RunResult { workload: "W1".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }
 
+/// W1-async: W1 with the receiver on a current-thread tokio runtime,
+/// taking each message with `receive_async`.
+pub fn w1_async(n: u64) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    hive.add_module("dst", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+    hive.add_module_group("dst", "g").map_err(|e| e.to_string())?;
+    let msg = small_message();
+    let rx = hive.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let receiver = std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let mut errors = 0u64;
+            for _ in 0..n {
+                match rx.receive_async("dst").await {
+                    Ok(m) if is_small(&m) => {}
+                    _ => errors += 1,
+                }
+            }
+            errors
+        })
+    });
+    let t0 = Instant::now();
+    for _ in 0..n {
+        hive.send("dst", msg.clone()).map_err(|e| e.to_string())?;
+    }
+    let errors = receiver.join().map_err(|_| "receiver panicked")?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(RunResult { workload: "W1-async".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+}
+
 /// W2: N send_sync round trips to an echo module answering with
 /// `new_response(m, "ok")`; a fresh request each time.
 pub fn w2(n: u64, timeout: Duration) -> Result<RunResult, String> {

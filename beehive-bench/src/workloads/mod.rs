@@ -59,6 +59,8 @@ pub enum Workload {
     W4Raw,
     /// Extra, not in `all`: W5 without materialising the content.
     W5Lazy,
+    /// Extra, not in `all`: W1 with an async receiver (`receive_async`).
+    W1Async,
 }
 
 impl Workload {
@@ -86,6 +88,7 @@ impl Workload {
             "W7" => Some(Workload::W7),
             "W4-RAW" => Some(Workload::W4Raw),
             "W5-LAZY" => Some(Workload::W5Lazy),
+            "W1-ASYNC" => Some(Workload::W1Async),
             _ => None,
         }
     }
@@ -102,6 +105,7 @@ impl Workload {
             Workload::W8 => "W8",
             Workload::W4Raw => "W4-raw",
             Workload::W5Lazy => "W5-lazy",
+            Workload::W1Async => "W1-async",
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
         Workload::W8 => socket::w8(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
+        Workload::W1Async => bus::w1_async(opts.n.unwrap_or(1_000_000)),
         Workload::W2 => bus::w2(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),
         Workload::W6 => socket::w6(opts.n.unwrap_or(200_000)),
