@@ -37,7 +37,7 @@ out=$(mktemp)
 busy=""
 cleanup() {
   [ -n "$busy" ] && kill "$busy" 2>/dev/null || true
-  rm -f "$out"
+  rm -f "$out" "$out.go-stderr"
 }
 trap cleanup EXIT
 if [ "${CONTEND:-0}" = 1 ]; then
@@ -49,11 +49,11 @@ for pass in $(seq "$PASSES"); do
   for w in "${workloads[@]}"; do
     g=$(go_name "$w")
     if [ $((pass % 2)) = 1 ]; then
-      "$GOBENCH" --data "$data" --sync-timeout "$SYNC_TIMEOUT" "$g" | sed "s/^/$w go /" >>"$out"
+      "$GOBENCH" --data "$data" --sync-timeout "$SYNC_TIMEOUT" "$g" 2>>"$out.go-stderr" | sed "s/^/$w go /" >>"$out"
       "$rust" --sync-timeout "$SYNC_TIMEOUT" "$w" | sed "s/^/$w rs /" >>"$out"
     else
       "$rust" --sync-timeout "$SYNC_TIMEOUT" "$w" | sed "s/^/$w rs /" >>"$out"
-      "$GOBENCH" --data "$data" --sync-timeout "$SYNC_TIMEOUT" "$g" | sed "s/^/$w go /" >>"$out"
+      "$GOBENCH" --data "$data" --sync-timeout "$SYNC_TIMEOUT" "$g" 2>>"$out.go-stderr" | sed "s/^/$w go /" >>"$out"
     fi
   done
 done

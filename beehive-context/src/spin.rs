@@ -2,9 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-/// Busy-waiting rounds before a poll starts yielding (about 2 µs).
-const BUSY_ROUNDS: u32 = 64;
-
 /// How long a thread that has to wait (a receiver on an empty inbox, a
 /// sender on a full one, a `send_sync` caller waiting for its response)
 /// keeps polling before it parks.
@@ -28,8 +25,10 @@ const BUSY_ROUNDS: u32 = 64;
 pub struct SpinBudget(Duration);
 
 impl SpinBudget {
-    /// The default: 20 µs.
-    pub const DEFAULT: SpinBudget = SpinBudget(Duration::from_micros(20));
+    /// The default: 10 µs, long enough for a peer running on another core
+    /// to answer (a round trip through the bus takes 2–3 µs), short enough
+    /// to cost little when it is not running.
+    pub const DEFAULT: SpinBudget = SpinBudget(Duration::from_micros(10));
     /// No polling: a thread that has to wait parks at once.
     pub const OFF: SpinBudget = SpinBudget(Duration::ZERO);
 
@@ -50,10 +49,14 @@ impl Default for SpinBudget {
     }
 }
 
-/// One wait's polling: a few rounds of busy-waiting (the other side is
-/// usually running on another core and about to act), then `yield_now`
-/// between polls so that a peer waiting for this core gets to run, until
-/// the budget is spent.
+/// One wait's polling: busy-waiting until the budget is spent.
+///
+/// There is deliberately no `yield_now` phase. Polling pays off when the
+/// other side is running on another core and about to act; if it is not
+/// running, the quickest way to let it run is to park. A yield on a core
+/// shared with an unrelated busy process hands that process the rest of a
+/// time slice (milliseconds) and turns request/response traffic into
+/// convoys.
 pub(crate) struct Spin {
     budget: Duration,
     started: Option<Instant>,
@@ -70,25 +73,20 @@ impl Spin {
         if !self.poll() {
             return false;
         }
-        if self.rounds <= BUSY_ROUNDS {
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-        } else {
-            std::thread::yield_now();
+        for _ in 0..32 {
+            std::hint::spin_loop();
         }
         true
     }
 
-    /// True while the budget lasts (the clock is read every 16th call
-    /// during the busy rounds, then at every call).
+    /// True while the budget lasts (the clock is read every 16th call).
     pub(crate) fn poll(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
         }
-        self.rounds = self.rounds.saturating_add(1);
+        self.rounds = self.rounds.wrapping_add(1);
         let started = *self.started.get_or_insert_with(Instant::now);
-        (self.rounds <= BUSY_ROUNDS && self.rounds % 16 != 0) || started.elapsed() < self.budget
+        self.rounds % 16 != 0 || started.elapsed() < self.budget
     }
 }
 

@@ -86,6 +86,35 @@ pub fn w2(n: u64, timeout: Duration) -> Result<RunResult, String> {
     Ok(result)
 }
 
+/// W2-async: W2 with the echo module and the requester as tasks on one
+/// current-thread tokio runtime (`receive_async`, `send_sync_async`): each
+/// hand-over between them is a task switch, not a thread wake-up.
+pub fn w2_async(n: u64, timeout: Duration) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    hive.add_module("echo", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+    hive.add_module_group("echo", "echo-group").map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(|e| e.to_string())?;
+    let result = runtime.block_on(async {
+        let echo = hive.clone();
+        let echo_task = tokio::spawn(async move {
+            while let Ok(m) = echo.receive_async("echo").await {
+                let _ = echo.send_resp(m.new_response("ok"));
+            }
+        });
+        let mut trips = super::RoundTrips::start("W2-async", n);
+        for _ in 0..n {
+            let req = small_message();
+            let ts = Instant::now();
+            let resp = hive.send_sync_async("echo", req.clone(), timeout).await.ok();
+            trips.record(&req, resp, ts.elapsed().as_secs_f64());
+        }
+        let _ = hive.cleanup("echo");
+        let _ = echo_task.await;
+        trips.finish()
+    });
+    Ok(result)
+}
+
 /// W3: N broadcasts of the same message to a group of four receivers.
 pub fn w3(n: u64) -> Result<RunResult, String> {
     let hive = Hive::new();

@@ -11,37 +11,68 @@ use beehive_model::Message;
 
 use crate::output::{Latency, RunResult};
 
+/// Latencies and failures of the round trips of W2 and W8: a call succeeds
+/// when the response answers the request with "ok". Failed calls count in
+/// `errors`/`err_secs`.
+pub(crate) struct RoundTrips {
+    workload: &'static str,
+    n: u64,
+    lat: Vec<f64>,
+    errors: u64,
+    err_secs: f64,
+    t0: Instant,
+}
+
+impl RoundTrips {
+    /// Starts the clock.
+    pub(crate) fn start(workload: &'static str, n: u64) -> Self {
+        RoundTrips { workload, n, lat: Vec::with_capacity(n as usize), errors: 0, err_secs: 0.0, t0: Instant::now() }
+    }
+
+    /// Records one call to `req` that took `took` seconds.
+    pub(crate) fn record(&mut self, req: &Message, resp: Option<Message>, took: f64) {
+        match resp {
+            Some(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => {
+                self.lat.push(took * 1e6)
+            }
+            _ => {
+                self.errors += 1;
+                self.err_secs += took;
+            }
+        }
+    }
+
+    /// Stops the clock.
+    pub(crate) fn finish(mut self) -> RunResult {
+        let secs = self.t0.elapsed().as_secs_f64();
+        RunResult {
+            workload: self.workload.to_owned(),
+            n: self.n,
+            ops: self.n,
+            secs,
+            bytes: None,
+            lat: Latency::of(&mut self.lat),
+            errors: self.errors,
+            err_secs: self.err_secs,
+        }
+    }
+}
+
 /// The timed loop of W2 and W8: N fresh small requests through `call`
-/// (timeout handling inside it); a call succeeds when the response answers
-/// the request with "ok". Failed calls count in `errors`/`err_secs`.
-pub(crate) fn round_trips(workload: &str, n: u64, mut call: impl FnMut(Message) -> Option<Message>) -> RunResult {
-    let mut lat = Vec::with_capacity(n as usize);
-    let (mut errors, mut err_secs) = (0u64, 0.0f64);
-    let t0 = Instant::now();
+/// (timeout handling inside it).
+pub(crate) fn round_trips(
+    workload: &'static str,
+    n: u64,
+    mut call: impl FnMut(Message) -> Option<Message>,
+) -> RunResult {
+    let mut trips = RoundTrips::start(workload, n);
     for _ in 0..n {
         let req = socket::small_message();
         let ts = Instant::now();
         let resp = call(req.clone());
-        let took = ts.elapsed().as_secs_f64();
-        match resp {
-            Some(resp) if resp.parent_id() == req.id() && resp.content().as_str() == Some("ok") => lat.push(took * 1e6),
-            _ => {
-                errors += 1;
-                err_secs += took;
-            }
-        }
+        trips.record(&req, resp, ts.elapsed().as_secs_f64());
     }
-    let secs = t0.elapsed().as_secs_f64();
-    RunResult {
-        workload: workload.to_owned(),
-        n,
-        ops: n,
-        secs,
-        bytes: None,
-        lat: Latency::of(&mut lat),
-        errors,
-        err_secs,
-    }
+    trips.finish()
 }
 
 /// A workload id.
@@ -61,6 +92,9 @@ pub enum Workload {
     W5Lazy,
     /// Extra, not in `all`: W1 with an async receiver (`receive_async`).
     W1Async,
+    /// Extra, not in `all`: W2 with the echo module and the requester as
+    /// tasks on one current-thread tokio runtime.
+    W2Async,
 }
 
 impl Workload {
@@ -89,6 +123,7 @@ impl Workload {
             "W4-RAW" => Some(Workload::W4Raw),
             "W5-LAZY" => Some(Workload::W5Lazy),
             "W1-ASYNC" => Some(Workload::W1Async),
+            "W2-ASYNC" => Some(Workload::W2Async),
             _ => None,
         }
     }
@@ -106,6 +141,7 @@ impl Workload {
             Workload::W4Raw => "W4-raw",
             Workload::W5Lazy => "W5-lazy",
             Workload::W1Async => "W1-async",
+            Workload::W2Async => "W2-async",
         }
     }
 }
@@ -115,6 +151,7 @@ pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
         Workload::W8 => socket::w8(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
         Workload::W1Async => bus::w1_async(opts.n.unwrap_or(1_000_000)),
+        Workload::W2Async => bus::w2_async(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W2 => bus::w2(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),
         Workload::W6 => socket::w6(opts.n.unwrap_or(200_000)),
