@@ -33,6 +33,7 @@ mod error;
 pub mod fuzz_bridge;
 mod net;
 mod server;
+pub mod session;
 pub mod tls;
 
 pub use client::{handshake_request, ClientOptions, SocketClient};
