@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use beehive_model::{Content, Message, Value};
+use beehive_model::{Content, Message};
 use beehive_socket::session::{
     CloseReason, Event, ModuleRegistry, Refusal, Session, SessionConfig, SessionError, TransportKind,
 };
@@ -612,7 +612,7 @@ fn a_handshake_answer_as_a_plain_value_is_read_like_go() {
     let mut client = Session::new(client_config(TransportKind::Packet), now);
     let req = decode(&frames(&mut client, now)[0]);
     let content = beehive_model::decode_value(br#"{"Modules":["a","b"],"GROUPS":{"g":["a","b"]}}"#).unwrap();
-    let answer = req.new_response(Value::from(content)).set_destination(CLIENT);
+    let answer = req.new_response(content).set_destination(CLIENT);
     client.handle_packet(&beehive_model::to_vec_line(&answer).unwrap(), now);
     assert!(client.is_connected());
     assert_eq!(client.group_members("g"), ["a", "b"]);
