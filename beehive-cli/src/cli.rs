@@ -1,0 +1,292 @@
+//! The command line: subcommands, flags and their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit codes, shared by the help texts.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0  success: every frame decoded, every conformance case passed
+  1  malformed input found (decode) or conformance failures
+  2  usage error, or an input/output error (file not found, unwritable output)"
+    };
+}
+
+#[cfg(test)]
+const EXIT_CODES: &str = exit_codes!();
+
+const MAIN_AFTER_HELP: &str = concat!(
+    "\
+Examples:
+  beehive encode --source edged --group meta --resource default/pod/nginx \\
+      --operation update --content '{\"spec\":{\"replicas\":1}}' > msg.jsonl
+  beehive decode msg.jsonl
+  beehive decode --json --framing package capture.bin
+  beehive conformance
+  beehive completions bash > ~/.local/share/bash-completion/completions/beehive
+
+Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
+
+",
+    exit_codes!()
+);
+
+/// Look at and make KubeEdge beehive messages and frames.
+#[derive(Parser, Debug)]
+#[command(name = "beehive", version, about, after_help = MAIN_AFTER_HELP)]
+pub struct Cli {
+    /// When to colour the output.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print every frame of a Package or Raw stream, with its offset and length.
+    Decode(DecodeArgs),
+    /// Write one message in Go's exact bytes (Raw or Package framing) to stdout.
+    Encode(Box<EncodeArgs>),
+    /// Check beehive-rs against a capture set of the Go beehive.
+    Conformance(ConformanceArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+/// When to colour the output.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// Makes the choice the default of every output stream.
+    pub fn apply(self) {
+        let choice = match self {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        };
+        choice.write_global();
+    }
+}
+
+/// How `decode` splits its input into frames.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeFraming {
+    /// Package if the input starts with the magic `beeh`; Raw if it starts
+    /// with `{` or JSON whitespace (space, tab, CR, LF) or is empty;
+    /// anything else is reported as unrecognised.
+    Auto,
+    /// 12-byte headers (`beehv1rv` + big-endian i32 length), each followed by its payload.
+    Package,
+    /// One JSON message per line; blank lines are skipped.
+    Raw,
+}
+
+const DECODE_AFTER_HELP: &str = "\
+Output: one line per frame, `OFFSET LENGTH SUMMARY`, where OFFSET is the byte
+offset of the frame in the input, LENGTH its size (Package: the 12-byte header
+and the payload; Raw: the line without its line feed) and SUMMARY the message
+as Go's Message.String() prints it. Problems are lines `OFFSET LENGTH error: …`
+naming the byte they refer to. A count of frames, errors and skipped bytes goes
+to stderr at the end.
+
+With --json, one JSON object per line instead:
+  {\"offset\":0,\"length\":176,\"framing\":\"package\",\"message\":{…Go's JSON of the message…}}
+  {\"offset\":176,\"length\":24,\"framing\":\"package\",\"error\":{\"kind\":\"invalid_message\",…}}
+  {\"offset\":200,\"length\":7,\"framing\":\"package\",\"skipped\":7,\"resumed_at\":207}
+
+A frame whose payload is not a valid message is reported and decoding goes
+on. A broken Raw line (too long) is reported and decoding goes on at the next
+line. A broken Package stream (bad magic or version, negative or oversized
+length, truncated frame) stops decoding; with --resync it is reported, the
+bytes up to the next valid header (`beehv1rv` and a length from 0 up to the
+maximum) are skipped and counted, and decoding goes on there.
+
+Examples:
+  beehive decode capture.bin
+  cat capture.bin | beehive decode -
+  beehive decode --json --resync damaged.bin | jq .message.route
+
+Exit codes:
+  0  every frame held a valid message
+  1  malformed input found (the input was still decoded as far as possible)
+  2  usage error, or the input could not be read";
+
+/// Arguments of `decode`.
+#[derive(Args, Debug)]
+#[command(after_help = DECODE_AFTER_HELP)]
+pub struct DecodeArgs {
+    /// The input file; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// How the input is framed.
+    #[arg(long, value_enum, default_value_t = DecodeFraming::Auto)]
+    pub framing: DecodeFraming,
+    /// One JSON object per frame (machine-readable).
+    #[arg(long)]
+    pub json: bool,
+    /// After a broken Package frame, skip to the next valid header instead of stopping.
+    #[arg(long)]
+    pub resync: bool,
+    /// Largest frame accepted (Package: header included; Raw: line length).
+    #[arg(long, value_name = "BYTES", default_value_t = beehive_codec::DEFAULT_MAX_FRAME_LEN as u64,
+          value_parser = clap::value_parser!(u64).range(12..=i32::MAX as u64 + 12))]
+    pub max_frame_len: u64,
+}
+
+/// How `encode` frames its message.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodeFraming {
+    /// Go's JSON and a line feed (Go's raw `WriteJSON`, one line of a Raw stream).
+    Raw,
+    /// A 12-byte header and Go's JSON (Go's package `WriteJSON`).
+    Package,
+}
+
+const ENCODE_AFTER_HELP: &str = "\
+The message is built as Go's NewMessage(parent).BuildRouter(source, group,
+resource, operation) would build it, with a fresh v4 UUID and the current time
+unless --msg-id and --timestamp are given, and written with Go's json.Marshal
+bytes.
+
+Content: --content takes JSON text (or @FILE, @- for stdin) and decodes it the
+way Go's json.Unmarshal fills an interface{}: objects become maps written with
+sorted keys, numbers become float64, a JSON string becomes a Go string.
+--content-string takes the text as a plain Go string. Without either the
+content is nil (`\"content\":null`).
+
+Examples:
+  beehive encode --source edged --group meta --resource default/pod/nginx \\
+      --operation update --content @pod.json > msg.jsonl
+  beehive encode --source edged --group meta --resource node/edge-1 --operation query \\
+      --sync --framing package --msg-id 1 --timestamp 0 > msg.bin
+  beehive encode … | beehive decode --json
+
+Exit codes:
+  0  the message was written
+  2  usage error (such as --content that is not JSON), or an output error";
+
+/// Arguments of `encode`.
+#[derive(Args, Debug)]
+#[command(after_help = ENCODE_AFTER_HELP)]
+pub struct EncodeArgs {
+    /// route.source: the sending module.
+    #[arg(long)]
+    pub source: String,
+    /// route.group: the group the message goes to.
+    #[arg(long)]
+    pub group: String,
+    /// route.resource.
+    #[arg(long)]
+    pub resource: String,
+    /// route.operation (insert, update, delete, query, response, …).
+    #[arg(long)]
+    pub operation: String,
+    /// route.destination: the receiving module.
+    #[arg(long, default_value = "")]
+    pub destination: String,
+    /// Content as JSON text, or @FILE (@- reads stdin).
+    #[arg(long, value_name = "JSON|@FILE", conflicts_with = "content_string")]
+    pub content: Option<String>,
+    /// Content as a plain string.
+    #[arg(long, value_name = "TEXT")]
+    pub content_string: Option<String>,
+    /// header.parent_msg_id: the id of the message this one answers.
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub parent: String,
+    /// header.sync: the sender waits for a response.
+    #[arg(long)]
+    pub sync: bool,
+    /// header.msg_id (default: a fresh v4 UUID).
+    #[arg(long, value_name = "ID")]
+    pub msg_id: Option<String>,
+    /// header.timestamp in milliseconds since the Unix epoch (default: now).
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub timestamp: Option<i64>,
+    /// header.type: the context type (channel, unixpacket).
+    #[arg(long = "type", value_name = "TYPE", default_value = "")]
+    pub message_type: String,
+    /// header.resourceversion.
+    #[arg(long, value_name = "VERSION", default_value = "")]
+    pub resource_version: String,
+    /// How the message is framed.
+    #[arg(long, value_enum, default_value_t = EncodeFraming::Raw)]
+    pub framing: EncodeFraming,
+}
+
+const CONFORMANCE_AFTER_HELP: &str = "\
+Checks every category of the capture set (encode, decode, frames, malformed,
+sessions, floats; see conformance/CAPTURES.md), prints a table per category
+and the first failures with an escaped diff. A category whose file is absent
+is reported as skipped.
+
+Examples:
+  beehive conformance
+  beehive conformance path/to/captures --json summary.json --show 3
+
+Exit codes:
+  0  every case passed
+  1  some case failed
+  2  usage error, or the capture set could not be read";
+
+/// Arguments of `conformance`.
+#[derive(Args, Debug)]
+#[command(after_help = CONFORMANCE_AFTER_HELP)]
+pub struct ConformanceArgs {
+    /// Capture directory (format beehive-captures/1); defaults to the vendored captures.
+    #[arg(value_name = "DIR")]
+    pub captures: Option<PathBuf>,
+    /// Also write the summary as JSON to this file (`-`: stdout, the table then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// How many failures to show in detail.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub show: usize,
+}
+
+/// Arguments of `completions`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  beehive completions bash > ~/.local/share/bash-completion/completions/beehive\n  \
+                        beehive completions zsh > ~/.zfunc/_beehive\n  \
+                        beehive completions fish > ~/.config/fish/completions/beehive.fish"
+)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_help_names_the_exit_codes() {
+        let mut cmd = Cli::command();
+        let text = cmd.render_long_help().to_string();
+        assert!(text.contains(EXIT_CODES), "{text}");
+        for sub in ["decode", "encode", "conformance"] {
+            let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
+            assert!(text.contains("Exit codes:"), "{sub}: {text}");
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! What `decode` prints for each frame, error and skip: a text line or a
+//! JSON object per line.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use beehive_codec::CodecError;
+use beehive_model::{DecodeError, Message};
+use serde_json::{json, Value};
+
+use crate::style;
+
+/// Counts over a whole input.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames found (valid messages or not).
+    pub frames: u64,
+    /// Frames holding a valid message.
+    pub messages: u64,
+    /// Problems reported (invalid messages, framing errors).
+    pub errors: u64,
+    /// Bytes skipped to resynchronise.
+    pub skipped: u64,
+}
+
+/// Writes the records of one input.
+#[derive(Debug)]
+pub struct Printer<W: Write> {
+    out: W,
+    json: bool,
+    color: bool,
+    framing: &'static str,
+    line: Vec<u8>,
+    text: String,
+    /// What has been printed so far.
+    pub stats: Stats,
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer of JSON lines (`json`) or text lines, coloured when `color`.
+    pub fn new(out: W, json: bool, color: bool) -> Self {
+        Printer {
+            out,
+            json,
+            color: color && !json,
+            framing: "unknown",
+            line: Vec::with_capacity(4096),
+            text: String::with_capacity(256),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Names the framing in the records that follow.
+    pub fn set_framing(&mut self, framing: &'static str) {
+        self.framing = framing;
+    }
+
+    /// `{"offset":…,"length":…,"framing":"…"` into `self.line` (no closing brace).
+    fn json_head(&mut self, offset: u64, length: Option<u64>) {
+        let mut n = itoa::Buffer::new();
+        self.line.clear();
+        self.line.extend_from_slice(b"{\"offset\":");
+        self.line.extend_from_slice(n.format(offset).as_bytes());
+        self.line.extend_from_slice(b",\"length\":");
+        match length {
+            Some(l) => self.line.extend_from_slice(n.format(l).as_bytes()),
+            None => self.line.extend_from_slice(b"null"),
+        }
+        self.line.extend_from_slice(b",\"framing\":\"");
+        self.line.extend_from_slice(self.framing.as_bytes());
+        self.line.push(b'"');
+    }
+
+    fn text_head(&mut self, offset: u64, length: Option<u64>) -> io::Result<()> {
+        let mut n = itoa::Buffer::new();
+        let mut head = String::with_capacity(24);
+        head.push_str(n.format(offset));
+        head.push(' ');
+        match length {
+            Some(l) => head.push_str(n.format(l)),
+            None => head.push('-'),
+        }
+        style::paint(&mut self.out, self.color, style::DIM, &head)?;
+        self.out.write_all(b" ")
+    }
+
+    /// A frame holding a valid message.
+    pub fn message(&mut self, offset: u64, length: u64, msg: &Message) -> io::Result<()> {
+        self.stats.frames += 1;
+        if self.json {
+            self.json_head(offset, Some(length));
+            self.line.extend_from_slice(b",\"message\":");
+            let at = self.line.len();
+            if let Err(e) = beehive_model::encode_into(msg, &mut self.line) {
+                // Cannot happen for a decoded message (every decoded value can
+                // be written), but say so rather than print half an object.
+                self.line.truncate(at - b",\"message\":".len());
+                return self.finish_error(json!({"kind": "encode", "message": e.to_string()}));
+            }
+            self.stats.messages += 1;
+            self.line.extend_from_slice(b"}\n");
+            return self.out.write_all(&self.line);
+        }
+        self.stats.messages += 1;
+        self.text_head(offset, Some(length))?;
+        self.text.clear();
+        let _ = write!(self.text, "{msg}");
+        write_escaped(&mut self.out, &self.text)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// A frame whose payload (at stream offset `payload_offset`) is not a message.
+    pub fn invalid_message(
+        &mut self,
+        offset: u64,
+        length: u64,
+        payload_offset: u64,
+        source: DecodeError,
+    ) -> io::Result<()> {
+        self.stats.frames += 1;
+        let err = CodecError::Json { offset: payload_offset, source };
+        self.error(offset, Some(length), &err)
+    }
+
+    /// A problem at `offset` (a framing error, or an invalid message).
+    pub fn error(&mut self, offset: u64, length: Option<u64>, err: &CodecError) -> io::Result<()> {
+        if self.json {
+            self.json_head(offset, length);
+            return self.finish_error(codec_error_json(err));
+        }
+        self.stats.errors += 1;
+        self.text_head(offset, length)?;
+        style::paint(&mut self.out, self.color, style::ERROR, "error:")?;
+        self.out.write_all(b" ")?;
+        write_escaped(&mut self.out, &err.to_string())?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Input that is neither a Package nor a Raw stream (`--framing auto`).
+    pub fn unrecognised(&mut self, prefix: &[u8]) -> io::Result<()> {
+        let message = format!(
+            "cannot recognise the framing: the input starts with {} (Package starts with \"beeh\", Raw with '{{' \
+             or whitespace); choose one with --framing",
+            escape_bytes(prefix)
+        );
+        if self.json {
+            self.json_head(0, None);
+            return self.finish_error(json!({
+                "kind": "unrecognised_framing", "offset": 0, "found": prefix, "message": message,
+            }));
+        }
+        self.stats.errors += 1;
+        self.text_head(0, None)?;
+        style::paint(&mut self.out, self.color, style::ERROR, "error:")?;
+        writeln!(self.out, " {message}")
+    }
+
+    /// `skipped` bytes from `offset` dropped; decoding resumes at
+    /// `resumed_at`, or never (the end of the input came first).
+    pub fn skipped(&mut self, offset: u64, skipped: u64, resumed_at: Option<u64>, what: &str) -> io::Result<()> {
+        self.stats.skipped += skipped;
+        if self.json {
+            self.json_head(offset, Some(skipped));
+            let mut n = itoa::Buffer::new();
+            self.line.extend_from_slice(b",\"skipped\":");
+            self.line.extend_from_slice(n.format(skipped).as_bytes());
+            self.line.extend_from_slice(b",\"resumed_at\":");
+            match resumed_at {
+                Some(r) => self.line.extend_from_slice(n.format(r).as_bytes()),
+                None => self.line.extend_from_slice(b"null"),
+            }
+            self.line.extend_from_slice(b"}\n");
+            return self.out.write_all(&self.line);
+        }
+        self.text_head(offset, Some(skipped))?;
+        let text = match resumed_at {
+            Some(r) => format!("skipped {skipped} bytes, resumed at byte {r} ({what})"),
+            None => format!("skipped {skipped} bytes to the end of the input (no {what} found)"),
+        };
+        style::paint(&mut self.out, self.color, style::WARN, &text)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn finish_error(&mut self, error: Value) -> io::Result<()> {
+        self.stats.errors += 1;
+        self.line.extend_from_slice(b",\"error\":");
+        serde_json::to_writer(&mut self.line, &error).map_err(io::Error::other)?;
+        self.line.extend_from_slice(b"}\n");
+        self.out.write_all(&self.line)
+    }
+
+    /// Flushes and gives back the output.
+    pub fn finish(mut self) -> io::Result<(W, Stats)> {
+        self.out.flush()?;
+        Ok((self.out, self.stats))
+    }
+}
+
+/// Writes `text` with control characters escaped (`\n`, `\t`, `\r`,
+/// `\u{1b}`), so that a frame stays on one line and cannot drive the terminal.
+fn write_escaped(out: &mut impl Write, text: &str) -> io::Result<()> {
+    if !text.chars().any(char::is_control) {
+        return out.write_all(text.as_bytes());
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(s, "\\u{{{:x}}}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    out.write_all(s.as_bytes())
+}
+
+/// Bytes as `"text"` with `\xNN` for anything not printable ASCII.
+pub fn escape_bytes(b: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for &c in b {
+        match c {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(c as char),
+            _ => {
+                let _ = write!(s, "\\x{c:02x}");
+            }
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// The typed error as a JSON object: `kind`, `message` (the error's text)
+/// and the variant's fields.
+pub fn codec_error_json(err: &CodecError) -> Value {
+    let message = err.to_string();
+    match err {
+        CodecError::BadMagic { offset, found } => {
+            json!({"kind": "bad_magic", "offset": offset, "found": found, "message": message})
+        }
+        CodecError::UnsupportedVersion { offset, found } => {
+            json!({"kind": "unsupported_version", "offset": offset, "found": found, "message": message})
+        }
+        CodecError::NegativeLength { offset, length } => {
+            json!({"kind": "negative_length", "offset": offset, "length_field": length, "message": message})
+        }
+        CodecError::FrameTooLarge { offset, frame_len, max } => json!({
+            "kind": "frame_too_large", "offset": offset, "frame_len": frame_len, "max": max, "message": message,
+        }),
+        CodecError::Truncated { offset, needed, available } => json!({
+            "kind": "truncated", "offset": offset, "needed": needed, "available": available, "message": message,
+        }),
+        CodecError::LineTooLong { offset, max } => {
+            json!({"kind": "line_too_long", "offset": offset, "max": max, "message": message})
+        }
+        CodecError::Json { offset, source } => json!({
+            "kind": "invalid_message", "offset": offset, "message": message,
+            "cause": decode_error_json(source, *offset),
+        }),
+        CodecError::Io(_) => json!({"kind": "io", "message": message}),
+        _ => json!({"kind": "other", "message": message}),
+    }
+}
+
+/// A JSON decoding error: `offset` within the payload, `stream_offset` in
+/// the input.
+pub fn decode_error_json(err: &DecodeError, payload_offset: u64) -> Value {
+    let mut v = match err {
+        DecodeError::UnexpectedEnd { .. } => json!({"kind": "unexpected_end"}),
+        DecodeError::InvalidCharacter { byte, context, .. } => {
+            json!({"kind": "invalid_character", "byte": byte, "context": context.to_string()})
+        }
+        DecodeError::DepthLimit { limit, .. } => json!({"kind": "depth_limit", "limit": limit}),
+        DecodeError::WrongType { field, expected, found, .. } => json!({
+            "kind": "wrong_type", "field": field, "expected": expected, "found": found.to_string(),
+        }),
+        DecodeError::NumberOutOfRange { field, expected, literal, .. } => json!({
+            "kind": "number_out_of_range", "field": field, "expected": expected, "literal": literal,
+        }),
+        _ => json!({"kind": "other"}),
+    };
+    v["offset"] = json!(err.offset());
+    v["stream_offset"] = json!(payload_offset + err.offset() as u64);
+    v["message"] = json!(err.to_string());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut out = Vec::new();
+        write_escaped(&mut out, "a\nb\x1b[31m\u{85}").unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a\\nb\\u{1b}[31m\\u{85}");
+    }
+
+    #[test]
+    fn bytes_are_shown_printable() {
+        assert_eq!(escape_bytes(b"be\x00\xff\"\\"), "\"be\\x00\\xff\\\"\\\\\"");
+    }
+
+    #[test]
+    fn json_records_are_one_line_each() {
+        let mut p = Printer::new(Vec::new(), true, false);
+        p.set_framing("raw");
+        let msg = Message::raw().build_header("a", "", 1);
+        p.message(3, 10, &msg).unwrap();
+        p.error(13, None, &CodecError::LineTooLong { offset: 13, max: 4 }).unwrap();
+        p.skipped(13, 5, Some(18), "line").unwrap();
+        let (out, stats) = p.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            r#"{"offset":3,"length":10,"framing":"raw","message":{"header":{"msg_id":"a","timestamp":1},"route":{},"content":null}}"#
+        );
+        let e: Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(e["error"]["kind"], "line_too_long");
+        assert_eq!(e["length"], Value::Null);
+        assert_eq!(lines[2], r#"{"offset":13,"length":5,"framing":"raw","skipped":5,"resumed_at":18}"#);
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 5 });
+    }
+}
