@@ -35,7 +35,7 @@ Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
 
 /// Look at and make KubeEdge beehive messages and frames.
 #[derive(Parser, Debug)]
-#[command(name = "beehive", version, about, after_help = MAIN_AFTER_HELP)]
+#[command(name = "beehive", version, after_help = MAIN_AFTER_HELP)]
 pub struct Cli {
     /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]

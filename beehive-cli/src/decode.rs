@@ -92,7 +92,8 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<u8> {
     let framing = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"))?;
     let (_, stats) = printer.finish().context("cannot write to stdout")?;
     if !args.json {
-        summary(&name, framing, &stats, input.start);
+        let stopped = !input.eof || !input.buf.is_empty();
+        summary(&name, framing, &stats, input.start, stopped);
     }
     Ok(if stats.errors > 0 { EXIT_FINDINGS } else { EXIT_OK })
 }
@@ -105,21 +106,37 @@ fn open(path: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// `beehive: FILE: package, 4 frames (4 messages), 0 errors, 735 bytes` on stderr.
-fn summary(name: &str, framing: &str, stats: &Stats, bytes: u64) {
+/// `beehive: FILE: package, 4 frames, 4 messages, 0 errors, 735 bytes` on
+/// stderr (`stopped at byte N` instead of the size when decoding stopped early).
+fn summary(name: &str, framing: &str, stats: &Stats, bytes: u64, stopped: bool) {
     let color = style::stderr_colored();
     let mut err = io::stderr().lock();
     let mut text = format!(
-        "beehive: {name}: {framing}, {} frames ({} messages), {} errors",
-        stats.frames, stats.messages, stats.errors
+        "beehive: {name}: {framing}, {}, {} {}, {}",
+        plural(stats.frames, "frame"),
+        stats.messages,
+        if stats.messages == 1 { "message" } else { "messages" },
+        plural(stats.errors, "error"),
     );
     if stats.skipped > 0 {
-        text.push_str(&format!(", {} bytes skipped", stats.skipped));
+        text.push_str(&format!(", {} skipped", plural(stats.skipped, "byte")));
     }
-    text.push_str(&format!(", {bytes} bytes"));
+    if stopped {
+        text.push_str(&format!(", stopped at byte {bytes}"));
+    } else {
+        text.push_str(&format!(", {}", plural(bytes, "byte")));
+    }
     let style = if stats.errors > 0 { style::ERROR } else { style::DIM };
     let _ = style::paint(&mut err, color, style, &text);
     let _ = writeln!(err);
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Decodes the whole input; returns the framing used.

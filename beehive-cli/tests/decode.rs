@@ -199,7 +199,9 @@ fn summaries_are_gos_string_with_offsets_and_lengths() {
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert_eq!(stdout, expected);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains(&format!("raw, {} frames ({} messages), 0 errors", msgs.len(), msgs.len())), "{stderr}");
+    let size = stream.len();
+    let summary = format!("raw, {} frames, {} messages, 0 errors, {size} bytes\n", msgs.len(), msgs.len());
+    assert!(stderr.ends_with(&summary), "{stderr}");
 }
 
 /// Every input of `decode.jsonl`, as Package frames: what Go's
@@ -257,6 +259,8 @@ fn a_bad_magic_stops_package_decoding_at_its_offset() {
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     let last = stdout.lines().last().unwrap();
     assert_eq!(last, "376 - error: bad package magic [66, 69, 69, 72] at byte 376 (expected \"beeh\")");
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.ends_with(": package, 2 frames, 2 messages, 1 error, stopped at byte 376\n"), "{stderr}");
 }
 
 #[test]
@@ -379,7 +383,7 @@ fn resync_skips_and_counts_exactly() {
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(stdout.contains("\n376 40 skipped 40 bytes, resumed at byte 416 (valid package header)\n"), "{stdout}");
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains("4 frames (4 messages), 2 errors, 54 bytes skipped, 789 bytes"), "{stderr}");
+    assert!(stderr.contains("4 frames, 4 messages, 2 errors, 54 bytes skipped, 789 bytes"), "{stderr}");
 }
 
 #[test]
