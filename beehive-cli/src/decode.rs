@@ -5,8 +5,9 @@
 //! decides what happens after an error (go on, stop, or resynchronise).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IsTerminal as _, Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use beehive_codec::{CodecError, Framing as _, PackageCodec, RawCodec, HEADER_LEN};
@@ -33,11 +34,65 @@ struct Input<R> {
     /// Stream offset of `buf[0]`.
     start: u64,
     eof: bool,
+    progress: Progress,
+}
+
+/// A progress line on stderr, only when stderr is a terminal and only
+/// once a run has taken more than a second.
+struct Progress {
+    enabled: bool,
+    /// The input size, when known (a regular file).
+    total: Option<u64>,
+    read: u64,
+    started: Instant,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: Option<u64>) -> Self {
+        Progress { enabled, total, read: 0, started: Instant::now(), last: None }
+    }
+
+    fn update(&mut self, n: usize) {
+        self.read += n as u64;
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        if now - self.started < Duration::from_secs(1)
+            || self.last.is_some_and(|l| now - l < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last = Some(now);
+        let mb = self.read as f64 / 1e6;
+        let text = match self.total {
+            Some(t) if t > 0 => {
+                format!("{mb:.0} of {:.0} MB ({:.0}%)", t as f64 / 1e6, self.read as f64 * 100.0 / t as f64)
+            }
+            _ => format!("{mb:.0} MB"),
+        };
+        let _ = write!(io::stderr().lock(), "\rbeehive: reading… {text}\x1b[K");
+    }
+
+    /// Clears the line if one was printed.
+    fn clear(&mut self) {
+        if self.last.take().is_some() {
+            let _ = write!(io::stderr().lock(), "\r\x1b[K");
+        }
+    }
 }
 
 impl<R: Read> Input<R> {
-    fn new(reader: R) -> Self {
-        Input { reader, buf: BytesMut::with_capacity(READ_SIZE), chunk: vec![0; READ_SIZE], start: 0, eof: false }
+    fn new(reader: R, progress: Progress) -> Self {
+        Input {
+            reader,
+            buf: BytesMut::with_capacity(READ_SIZE),
+            chunk: vec![0; READ_SIZE],
+            start: 0,
+            eof: false,
+            progress,
+        }
     }
 
     /// One read; sets `eof` when the reader has nothing more.
@@ -50,6 +105,7 @@ impl<R: Read> Input<R> {
                 }
                 Ok(n) => {
                     self.buf.extend_from_slice(&self.chunk[..n]);
+                    self.progress.update(n);
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -80,16 +136,22 @@ impl<R: Read> Input<R> {
 
 /// Runs `decode`; the exit code says whether malformed input was found.
 pub fn run(args: &DecodeArgs) -> anyhow::Result<u8> {
-    let (reader, name): (Box<dyn Read>, String) = match &args.input {
-        None => (Box::new(io::stdin().lock()), "stdin".to_owned()),
-        Some(p) if p.as_os_str() == "-" => (Box::new(io::stdin().lock()), "stdin".to_owned()),
-        Some(p) => (Box::new(open(p)?), p.display().to_string()),
+    let (reader, name, size): (Box<dyn Read>, String, Option<u64>) = match &args.input {
+        None => (Box::new(io::stdin().lock()), "stdin".to_owned(), None),
+        Some(p) if p.as_os_str() == "-" => (Box::new(io::stdin().lock()), "stdin".to_owned(), None),
+        Some(p) => {
+            let file = open(p)?;
+            let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            (Box::new(file), p.display().to_string(), size)
+        }
     };
     let color = style::stdout_colored();
     let out = BufWriter::with_capacity(WRITE_BUFFER, io::stdout().lock());
     let mut printer = Printer::new(out, args.json, color);
-    let mut input = Input::new(reader);
-    let framing = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"))?;
+    let mut input = Input::new(reader, Progress::new(io::stderr().is_terminal() && !io::stdout().is_terminal(), size));
+    let framing = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"));
+    input.progress.clear();
+    let framing = framing?;
     let (_, stats) = printer.finish().context("cannot write to stdout")?;
     if !args.json {
         let stopped = !input.eof || !input.buf.is_empty();
@@ -360,7 +422,7 @@ mod tests {
         let args = DecodeArgs { input: None, framing, json: false, resync, max_frame_len: max };
         let mut p = Printer::new(Vec::new(), false, false);
         // A one-byte reader: every split point of the input is exercised.
-        let mut input = Input::new(OneByte(input));
+        let mut input = Input::new(OneByte(input), Progress::new(false, None));
         decode_stream(&mut input, &mut p, &args).unwrap();
         let (out, stats) = p.finish().unwrap();
         (String::from_utf8(out).unwrap(), stats)
