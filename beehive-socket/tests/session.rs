@@ -617,3 +617,15 @@ fn a_handshake_answer_as_a_plain_value_is_read_like_go() {
     assert!(client.is_connected());
     assert_eq!(client.group_members("g"), ["a", "b"]);
 }
+
+#[test]
+fn repeated_registrations_cannot_grow_the_queue_past_its_bound() {
+    let now = Instant::now();
+    let mut server = Session::new(server_config(TransportKind::Packet).max_queued_frames(4), now);
+    for _ in 0..4 {
+        server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    }
+    assert!(server.is_connected(), "Go answers every registration");
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::OutboundOverflow { frames: 4, .. })));
+}

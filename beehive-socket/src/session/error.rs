@@ -127,6 +127,15 @@ pub enum CloseReason {
         /// Bytes still to be written.
         pending: usize,
     },
+    /// Server side: the peer kept registering while not reading the
+    /// answers, until the outbound queue was full.
+    #[error("outbound queue full ({frames} frames, {bytes} bytes) while answering a registration")]
+    OutboundOverflow {
+        /// Frames queued or being written.
+        frames: usize,
+        /// Bytes queued or being written.
+        bytes: usize,
+    },
     /// A stream whose framing is broken (bad header, oversized frame or
     /// line, truncated at the end): the stream cannot be resynchronised.
     #[error("malformed stream at byte {offset}: {error}")]

@@ -748,7 +748,17 @@ impl Session {
         // SendResp, which sets the destination to the source.
         let answer = msg.new_response(self.exchange()).set_destination(module.as_str());
         match self.encode(&answer) {
-            Ok(frame) => self.push_control(frame, now),
+            Ok(frame) => {
+                // Repeated registrations from a peer that does not read its
+                // answers must not grow the queue past its bound.
+                let frames = self.control.len() + self.queue.len() + self.inflight.len();
+                let bytes = self.outbound_queued();
+                if frames >= self.config.max_queued_frames || bytes + frame.len() > self.config.max_queued_bytes {
+                    self.close_with(CloseReason::OutboundOverflow { frames, bytes });
+                    return;
+                }
+                self.push_control(frame, now)
+            }
             Err(e) => {
                 // Our own module list does not fit the peer's frame limit.
                 tracing::error!(session = %self.id, error = %e, "cannot send the handshake answer");
