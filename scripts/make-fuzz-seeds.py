@@ -20,6 +20,7 @@ def put(target, data):
 TARGETS = (
     "package_decoder", "raw_decoder", "message_decode", "roundtrip",
     "socket_config", "module_exchange", "message_serde", "connection_read",
+    "session",
 )
 for t in TARGETS:
     shutil.rmtree(seeds / t, ignore_errors=True)
@@ -149,3 +150,29 @@ for f in sorted((caps / "frames").glob("*.bin")):
     mode = 0x02 if f.name.startswith("package") else 0x01
     put("connection_read", bytes([mode, 0xFF, 0xFF]) + data)
     put("connection_read", bytes([mode, 0x08, 0x00]) + data)
+
+# Sessions: two configuration bytes (role, transport, registry; frame
+# limit), then operations (see the target): the packets of each capture
+# session fed to a server-role session (as packets, and as a raw stream,
+# with and without the registry) and to a client-role session (its
+# registration answered, then the server's packets), with transmits, clock
+# advances and sends in between.
+def feed(data):
+    return bytes([0]) + len(data).to_bytes(2, "little") + data
+
+for f in sorted((caps / "sessions").glob("*.jsonl")):
+    if f.name == "index.jsonl":
+        continue
+    packets = [json.loads(line) for line in open(f)]
+    from_client = [p["text"].encode() for p in packets if p["dir"] == "client_to_server"]
+    from_server = [p["text"].encode() for p in packets if p["dir"] == "server_to_client"]
+    ops = b"".join(feed(p) + bytes([2, 2, 1, 4]) for p in from_client) + bytes([4, 0, 4, 1, 2, 3, 5, 1, 200])
+    for mode in (0x00, 0x02, 0x08, 0x12):
+        put("session", bytes([mode, 0xFF]) + ops)
+    ops = bytes([2, 7]) + b"".join(feed(p) + bytes([4, 3, 2, 1, 10]) for p in from_server[1:])
+    ops += bytes([4, 1, 2, 1, 100, 5])
+    for mode in (0x01, 0x03, 0x05):
+        put("session", bytes([mode, 0xFF]) + ops)
+# A frame trickled in byte by byte, with the clock moving.
+reg = json.loads(open(caps / "sessions" / "handshake.jsonl").readline())["text"].encode()
+put("session", bytes([0x02, 0xFF]) + b"".join(feed(reg[i:i + 1]) + bytes([1, 15]) for i in range(40)))
