@@ -420,11 +420,158 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     failures
 }
 
-/// Runs both replays of one scenario.
+/// Replays the client's packets into a sans-IO server-role
+/// [`session::Session`] (no sockets): messages are forwarded to their
+/// destination as Go's server does, the scenario's server-side calls are
+/// made on the session, and every packet it transmits must match.
+fn session_server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
+    use beehive_socket::session::{self, Event, TransportKind};
+    let case = format!("{} (server session)", s.name);
+    let now = std::time::Instant::now();
+    let config = session::SessionConfig::server(s.server_module.as_str(), TransportKind::Packet)
+        .allow_module(s.client_module.as_str())
+        .max_frame_len(s.buffer_size);
+    let mut sess = session::Session::new(config, now);
+    let mut failures = Vec::new();
+    let mut map = HashMap::new();
+    let mut client_ids = HashSet::new();
+    for p in packets {
+        let bytes = p.bytes();
+        if p.is_client_packet() {
+            if let Some(m) = p.message() {
+                client_ids.insert(m.id().to_owned());
+            }
+            sess.handle_packet(&bytes, now);
+            while let Some(e) = sess.poll_event() {
+                match e {
+                    Event::Message(m) | Event::UnmatchedResponse(m) => {
+                        let dest = m.destination().to_owned();
+                        if let Err(e) = sess.send(&dest, m, now) {
+                            failures.push(fail(&case, &format!("seq {} forwarded", p.seq), "queued", e.to_string()));
+                        }
+                    }
+                    Event::Closed { reason } => {
+                        failures.push(fail(&case, &format!("seq {}", p.seq), "open", reason.to_string()))
+                    }
+                    // An oversized packet: Go's server closes, the session
+                    // skips it and stays up.
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        if let Some(m) = p.message() {
+            if !client_ids.contains(m.id()) && !client_ids.contains(m.parent_id()) {
+                let (module, call) = (s.client_module.as_str(), as_call(&m));
+                let r = if s.name.contains("sendtogroup") {
+                    sess.send_to_group(module, call, now).map(drop)
+                } else if s.name.contains("sendsync") {
+                    sess.send_sync(module, call, Duration::from_millis(500), now).map(drop)
+                } else {
+                    sess.send(module, call, now)
+                };
+                if let Err(e) = r {
+                    failures.push(fail(&case, &format!("seq {} call", p.seq), "queued", e.to_string()));
+                }
+            }
+        }
+        match sess.poll_transmit() {
+            Some(t) => {
+                sess.handle_written(t.frame.len(), now);
+                if let Err(why) = same_shape(&bytes, &t.frame, &mut map) {
+                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, t.frame.to_vec()));
+                }
+            }
+            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        }
+    }
+    failures
+}
+
+/// Plays the recorded server packets to a sans-IO client-role
+/// [`session::Session`]; the scenario's client code runs on the session's
+/// API, and every packet it transmits must match.
+fn session_client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
+    use beehive_socket::session::{self, Event, SessionError, TransportKind};
+    let case = format!("{} (client session)", s.name);
+    let now = std::time::Instant::now();
+    let config =
+        session::SessionConfig::client(s.client_module.as_str(), TransportKind::Packet).max_frame_len(s.buffer_size);
+    let mut sess = session::Session::new(config, now);
+    let answers: HashMap<String, Message> = packets
+        .iter()
+        .filter(|p| p.is_client_packet())
+        .filter_map(Packet::message)
+        .filter(|m| !m.parent_id().is_empty())
+        .map(|m| (m.parent_id().to_owned(), m))
+        .collect();
+    let mut failures = Vec::new();
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut server_ids = HashSet::new();
+    for (i, p) in packets.iter().enumerate() {
+        let bytes = p.bytes();
+        if !p.is_client_packet() {
+            let mut text = bytes.clone();
+            for (recorded, ours) in &map {
+                text = String::from_utf8_lossy(&text).replace(recorded.as_str(), ours).into_bytes();
+            }
+            if let Some(m) = p.message() {
+                server_ids.insert(m.id().to_owned());
+            }
+            sess.handle_packet(&text, now);
+            while let Some(e) = sess.poll_event() {
+                match e {
+                    Event::Message(m) if m.is_sync() => {
+                        if let Some(a) = answers.get(m.id()) {
+                            let _ = sess.send_resp(m.new_response(a.content().clone()), now);
+                        }
+                    }
+                    Event::Closed { reason } => {
+                        failures.push(fail(&case, &format!("seq {}", p.seq), "open", reason.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        if let Some(m) = p.message() {
+            if i > 0 && m.parent_id().is_empty() && !server_ids.contains(m.id()) {
+                let (module, call) = (s.client_module.as_str(), as_call(&m));
+                let r = if m.is_sync() {
+                    sess.send_sync(module, call, Duration::from_secs(5), now).map(drop)
+                } else {
+                    sess.send(module, call, now)
+                };
+                match r {
+                    Ok(()) => {}
+                    // Larger than buffersize: Go writes it (and the server
+                    // cannot read it); the session refuses it.
+                    Err(SessionError::MessageTooLarge { .. }) => continue,
+                    Err(e) => failures.push(fail(&case, &format!("seq {} call", p.seq), "queued", e.to_string())),
+                }
+            }
+        }
+        match sess.poll_transmit() {
+            Some(t) => {
+                sess.handle_written(t.frame.len(), now);
+                if let Err(why) = same_shape(&bytes, &t.frame, &mut map) {
+                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, t.frame.to_vec()));
+                }
+            }
+            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        }
+    }
+    failures
+}
+
+/// Runs both replays of one scenario against the socket server and client,
+/// and both against the sans-IO session.
 pub fn check(dir: &Path, s: &Session) -> Result<Vec<Failure>, LoadError> {
     let packets: Vec<Packet> = read_jsonl(&dir.join(&s.file))?;
     let mut failures = server_side(s, &packets);
     failures.extend(client_side(s, &packets));
+    failures.extend(session_server_side(s, &packets));
+    failures.extend(session_client_side(s, &packets));
     Ok(failures)
 }
 
@@ -441,6 +588,19 @@ pub fn run(dir: &Path) -> Result<CategoryReport, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captured_sessions_replay_through_the_sans_io_session() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/sessions");
+        let sessions: Vec<Session> = read_jsonl(&dir.join("index.jsonl")).unwrap();
+        assert!(!sessions.is_empty());
+        for s in &sessions {
+            let packets: Vec<Packet> = read_jsonl(&dir.join(&s.file)).unwrap();
+            let mut failures = session_server_side(s, &packets);
+            failures.extend(session_client_side(s, &packets));
+            assert!(failures.is_empty(), "{}: {:?}", s.name, failures);
+        }
+    }
 
     #[test]
     fn shapes_mask_ids_and_times_but_keep_links() {
