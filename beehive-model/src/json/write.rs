@@ -483,6 +483,13 @@ mod float_tests {
         assert_eq!(go(0x3fd3_3333_3333_3334), "0.30000000000000004");
         assert_eq!(go(0x437b_69b4_ba63_0f35), "123456789012345680");
         assert_eq!(go(0xb807_04bb_7b4d_7c03), "-8.455656236043991e-39");
+        // Integral values from 2^53 on leave the integer path; ryu writes
+        // them with a ".0" that Go does not.
+        assert_eq!(go(0x4340_0000_0000_0001), "9007199254740994");
+        assert_eq!(go(0x4341_c379_37e0_7fff), "9999999999999998");
+        assert_eq!(go(0x42dc_1221_8377_de6b), "123456789012345.67");
+        assert_eq!(go(0x3f54_26fe_718a_86d7), "0.00123");
+        assert_eq!(go(0x3ea0_c6f7_a0b5_ed8d), "5e-7");
     }
 
     #[test]
