@@ -37,6 +37,12 @@ pub fn broadcast<T, E: std::fmt::Display>(
         .iter()
         .filter_map(|(name, target)| send(name, target).err().map(|e| (name.clone(), e.to_string())))
         .collect();
+    group_delivery(group, msg_id, failed)
+}
+
+/// The outcome of a broadcast: `Ok` when every member got the message,
+/// else [`ContextError::GroupDelivery`] naming the members that did not.
+pub(crate) fn group_delivery(group: &str, msg_id: &str, failed: Vec<(String, String)>) -> Result<(), ContextError> {
     if failed.is_empty() {
         Ok(())
     } else {
@@ -86,8 +92,19 @@ pub trait MessageContext: Send + Sync {
     ) -> BoxFuture<'a, Result<Message, ContextError>>;
     /// Hands a response to the `send_sync` waiting for it.
     fn send_resp(&self, resp: Message) -> Result<(), ContextError>;
+    /// [`send_resp`](Self::send_resp) for async code. The default runs the
+    /// blocking call; a backend whose delivery can wait overrides it.
+    fn send_resp_async<'a>(&'a self, resp: Message) -> BoxFuture<'a, Result<(), ContextError>> {
+        Box::pin(async move { self.send_resp(resp) })
+    }
     /// Delivers to every member of the group, in order per member.
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError>;
+    /// [`send_to_group`](Self::send_to_group) for async code. The default
+    /// runs the blocking call; a backend whose delivery can wait overrides
+    /// it (the channel backend does).
+    fn send_to_group_async<'a>(&'a self, group: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
+        Box::pin(async move { self.send_to_group(group, msg) })
+    }
     /// Delivers to every member and waits for one response from each.
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError>;
 }

@@ -280,6 +280,19 @@ impl MessageContext for ChannelContext {
         crate::backend::broadcast(group, msg.id(), &members, |_, inbox| inbox.send(msg.clone()))
     }
 
+    fn send_to_group_async<'a>(&'a self, group: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
+        Box::pin(async move {
+            let members = self.members(group)?;
+            let mut failed = Vec::new();
+            for (name, inbox) in members.iter() {
+                if let Err(e) = inbox.send_async(msg.clone()).await {
+                    failed.push((name.clone(), e.to_string()));
+                }
+            }
+            crate::backend::group_delivery(group, msg.id(), failed)
+        })
+    }
+
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {
         let timeout = effective_timeout(timeout);
         let members = self.members(group)?;

@@ -102,4 +102,20 @@ pub enum ContextError {
         /// The time allowed.
         timeout: Duration,
     },
+    /// An async module cannot start: the hive has no tokio runtime (none
+    /// set with `HiveBuilder::runtime`, and `start` was not called from
+    /// one).
+    #[error("module {module:?} is async and the hive has no tokio runtime to run it on")]
+    NoRuntime {
+        /// The module.
+        module: String,
+    },
+    /// The thread of a blocking module could not be created.
+    #[error("cannot start a thread for module {module:?}: {kind}")]
+    Spawn {
+        /// The module.
+        module: String,
+        /// What the system reported.
+        kind: std::io::ErrorKind,
+    },
 }

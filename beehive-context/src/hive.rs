@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use beehive_model::{constants, Message};
+use futures_util::FutureExt as _;
 use rustc_hash::FxHashMap as HashMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 use crate::inbox::Inbox;
-use crate::module::{next_interval, Module, ModuleError, RestartType};
+use crate::module::{AsyncModule, Module, ModuleError, Next, Restarts};
 use crate::spin::SpinBudget;
 use crate::ContextError;
 
@@ -28,16 +29,54 @@ struct Route {
     inbox: Option<Arc<Inbox>>,
 }
 
+/// A registered module, blocking or async.
+#[derive(Clone)]
+enum Kind {
+    Blocking(Arc<dyn Module>),
+    Async(Arc<dyn AsyncModule>),
+}
+
+impl Kind {
+    fn name(&self) -> &str {
+        match self {
+            Kind::Blocking(m) => m.name(),
+            Kind::Async(m) => m.name(),
+        }
+    }
+
+    fn group(&self) -> &str {
+        match self {
+            Kind::Blocking(m) => m.group(),
+            Kind::Async(m) => m.group(),
+        }
+    }
+}
+
 struct Registered {
-    module: Arc<dyn Module>,
+    module: Kind,
     context_type: String,
+}
+
+/// A started module: its thread, or its task on the runtime.
+enum Running {
+    Thread(JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Running {
+    fn is_finished(&self) -> bool {
+        match self {
+            Running::Thread(h) => h.is_finished(),
+            Running::Task(h) => h.is_finished(),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Registry {
     modules: Vec<Registered>,
     disabled: Vec<String>,
-    running: Vec<(String, JoinHandle<()>)>,
+    running: Vec<(String, Running)>,
 }
 
 struct Inner {
@@ -53,6 +92,8 @@ struct Inner {
     cancel: CancellationToken,
     stopped: (Mutex<bool>, Condvar),
     registry: Mutex<Registry>,
+    /// Where async modules run (else the runtime `start` is called from).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The module bus of one process: backends by context type, the routing of
@@ -116,11 +157,12 @@ impl Default for Hive {
 pub struct HiveBuilder {
     channel_capacity: usize,
     spin: SpinBudget,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for HiveBuilder {
     fn default() -> Self {
-        HiveBuilder { channel_capacity: DEFAULT_INBOX_CAPACITY, spin: SpinBudget::DEFAULT }
+        HiveBuilder { channel_capacity: DEFAULT_INBOX_CAPACITY, spin: SpinBudget::DEFAULT, runtime: None }
     }
 }
 
@@ -136,6 +178,14 @@ impl HiveBuilder {
     /// before it parks (see [`SpinBudget`]).
     pub fn spin(mut self, spin: SpinBudget) -> Self {
         self.spin = spin;
+        self
+    }
+
+    /// The tokio runtime that runs the async modules (see
+    /// [`AsyncModule`]); without one, [`Hive::start`] uses the runtime it is
+    /// called from.
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
         self
     }
 
@@ -197,6 +247,7 @@ impl Hive {
                 cancel: CancellationToken::new(),
                 stopped: (Mutex::new(false), Condvar::new()),
                 registry: Mutex::new(Registry::default()),
+                runtime: b.runtime,
             }),
         };
         hive.add_backend(channel);
@@ -343,13 +394,30 @@ impl Hive {
     /// Hands a response to the `send_sync` waiting for it, through the
     /// backend named by the response's `type` (empty = `channel`).
     pub fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
+        self.resp_backend(&resp)?.send_resp(resp)
+    }
+
+    /// The backend a response goes to: the one of its message type (the
+    /// request's context type), `channel` when it has none.
+    fn resp_backend(&self, resp: &Message) -> Result<Arc<dyn Backend>, ContextError> {
         let ty = if resp.message_type().is_empty() { constants::MSG_CTX_TYPE_CHANNEL } else { resp.message_type() };
-        self.backend(ty)?.send_resp(resp)
+        self.backend(ty)
+    }
+
+    /// [`send_resp`](Self::send_resp) for async code.
+    pub async fn send_resp_async(&self, resp: Message) -> Result<(), ContextError> {
+        self.resp_backend(&resp)?.send_resp_async(resp).await
     }
 
     /// Delivers to every member of `group`, in order per member.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
         self.route_group(group)?.send_to_group(group, msg)
+    }
+
+    /// [`send_to_group`](Self::send_to_group) for async code: waits for
+    /// room in each member's inbox without blocking the executor.
+    pub async fn send_to_group_async(&self, group: &str, msg: Message) -> Result<(), ContextError> {
+        self.route_group(group)?.send_to_group_async(group, msg).await
     }
 
     /// Delivers to every member of `group` and waits for each one's response.
@@ -372,17 +440,34 @@ impl Hive {
 
     /// Registers a module on the backend of `context_type`.
     pub fn register_as(&self, module: impl Module, context_type: &str) -> Result<(), ContextError> {
+        let enabled = module.enabled();
+        self.add_registered(Kind::Blocking(Arc::new(module)), enabled, context_type)
+    }
+
+    /// Registers an async module on the `channel` backend; [`Hive::start`]
+    /// runs it as a task (see [`AsyncModule`]).
+    pub fn register_async(&self, module: impl AsyncModule) -> Result<(), ContextError> {
+        self.register_async_as(module, constants::MSG_CTX_TYPE_CHANNEL)
+    }
+
+    /// Registers an async module on the backend of `context_type`.
+    pub fn register_async_as(&self, module: impl AsyncModule, context_type: &str) -> Result<(), ContextError> {
+        let enabled = module.enabled();
+        self.add_registered(Kind::Async(Arc::new(module)), enabled, context_type)
+    }
+
+    fn add_registered(&self, module: Kind, enabled: bool, context_type: &str) -> Result<(), ContextError> {
         let mut reg = lock(&self.inner.registry);
         let name = module.name().to_owned();
         if reg.modules.iter().any(|r| r.module.name() == name) || reg.disabled.contains(&name) {
             return Err(ContextError::DuplicateModule { module: name });
         }
-        if !module.enabled() {
+        if !enabled {
             tracing::warn!(module = %name, "module is disabled and will not start");
             reg.disabled.push(name);
             return Ok(());
         }
-        reg.modules.push(Registered { module: Arc::new(module), context_type: context_type.to_owned() });
+        reg.modules.push(Registered { module, context_type: context_type.to_owned() });
         Ok(())
     }
 
@@ -406,17 +491,25 @@ impl Hive {
         lock(&self.inner.registry).disabled.clone()
     }
 
-    /// Starts every registered module on its own thread (Go
-    /// `StartModules`): its inbox and group are created first, then `start`
-    /// runs under its restart policy.
+    /// Starts every registered module (Go `StartModules`): its inbox and
+    /// group are created first, then `start` runs under its restart policy,
+    /// a blocking module on its own thread, an async module as a task on
+    /// the hive's runtime (or the runtime this is called from; without
+    /// either, [`ContextError::NoRuntime`] and nothing is started).
     pub fn start(&self) -> Result<(), ContextError> {
         let mut reg = lock(&self.inner.registry);
-        let pending: Vec<(Arc<dyn Module>, String)> = reg
+        let pending: Vec<(Kind, String)> = reg
             .modules
             .iter()
             .filter(|r| !reg.running.iter().any(|(n, _)| n == r.module.name()))
-            .map(|r| (Arc::clone(&r.module), r.context_type.clone()))
+            .map(|r| (r.module.clone(), r.context_type.clone()))
             .collect();
+        let runtime = self.inner.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok());
+        if let Some((first, _)) = pending.iter().find(|(m, _)| matches!(m, Kind::Async(_))) {
+            if runtime.is_none() {
+                return Err(ContextError::NoRuntime { module: first.name().to_owned() });
+            }
+        }
         for (module, ty) in &pending {
             self.add_module(module.name(), ty)?;
             self.add_module_group(module.name(), module.group())?;
@@ -424,12 +517,18 @@ impl Hive {
         for (module, _) in pending {
             let hive = self.clone();
             let name = module.name().to_owned();
-            let handle = std::thread::Builder::new()
-                .name(format!("module-{name}"))
-                .spawn(move || hive.keep(module))
-                .map_err(|e| ContextError::Closed { module: format!("{name}: cannot spawn thread: {e}") })?;
+            let running = match (module, &runtime) {
+                (Kind::Blocking(module), _) => Running::Thread(
+                    std::thread::Builder::new()
+                        .name(format!("module-{name}"))
+                        .spawn(move || hive.keep(module))
+                        .map_err(|e| ContextError::Spawn { module: name.clone(), kind: e.kind() })?,
+                ),
+                (Kind::Async(module), Some(rt)) => Running::Task(rt.spawn(hive.keep_async(module))),
+                (Kind::Async(_), None) => unreachable!("checked above"),
+            };
             tracing::info!(module = %name, "module started");
-            reg.running.push((name, handle));
+            reg.running.push((name, running));
         }
         Ok(())
     }
@@ -443,38 +542,36 @@ impl Hive {
 
     /// Runs a module under its restart policy (Go `localModuleKeeper`).
     fn keep(&self, module: Arc<dyn Module>) {
-        let name = module.name().to_owned();
-        let Some(policy) = module.restart_policy() else {
-            if let Err(e) = self.run_once(&*module) {
-                tracing::error!(module = %name, error = %e, "module failed");
-            }
-            return;
-        };
-        let mut interval = policy.first_interval();
-        let mut restarts = 0u32;
+        let mut restarts = Restarts::new(module.restart_policy());
         loop {
             let result = self.run_once(&*module);
-            if self.is_cancelled() {
-                return;
-            }
-            if result.is_ok() && policy.restart_type == RestartType::OnFailure {
-                return;
-            }
-            if let Err(e) = &result {
-                tracing::error!(module = %name, error = %e, "module failed");
-            }
-            restarts += 1;
-            if policy.retries > 0 && restarts > policy.retries {
-                tracing::info!(module = %name, retries = policy.retries, "module restart limit reached");
-                if let Some(handler) = &policy.error_handler {
-                    handler(result.as_ref().err());
+            match restarts.after(module.name(), result, self.is_cancelled()) {
+                Next::Stop => return,
+                Next::RestartAfter(wait) => {
+                    if self.wait_cancelled(wait) {
+                        return;
+                    }
                 }
-                return;
             }
-            if self.wait_cancelled(interval) {
-                return;
+        }
+    }
+
+    /// [`keep`](Self::keep) for an async module, as a task.
+    async fn keep_async(self, module: Arc<dyn AsyncModule>) {
+        let mut restarts = Restarts::new(module.restart_policy());
+        let cancel = self.cancellation();
+        loop {
+            let run = AssertUnwindSafe(Arc::clone(&module).start(self.clone())).catch_unwind().await;
+            let result = run.unwrap_or_else(|payload| Err(panic_error(payload)));
+            match restarts.after(module.name(), result, self.is_cancelled()) {
+                Next::Stop => return,
+                Next::RestartAfter(wait) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                }
             }
-            interval = next_interval(interval, policy.interval_limit, policy.growth_rate);
         }
     }
 
@@ -522,7 +619,9 @@ impl Hive {
         let mut report = ShutdownReport::default();
         for (name, handle) in running {
             if handle.is_finished() {
-                let _ = handle.join();
+                if let Running::Thread(h) = handle {
+                    let _ = h.join();
+                }
                 report.stopped.push(name);
             } else {
                 tracing::warn!(module = %name, "module did not stop before the deadline");

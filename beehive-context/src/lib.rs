@@ -39,8 +39,8 @@ pub use error::ContextError;
 pub use hive::{global, Hive, HiveBuilder, ShutdownReport};
 pub use keeper::{Registration, Slot, SlotFuture, SyncKeeper};
 pub use module::{
-    next_interval, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleModule,
-    DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,
+    next_interval, AsyncModule, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleAsyncModule,
+    SimpleModule, DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,
 };
 pub use spin::SpinBudget;
 

@@ -1,10 +1,11 @@
 //! Modules: the `Module` trait, a closure-based module, restart policies.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Hive;
+use crate::{BoxFuture, Hive};
 
 /// What a module's `start` returns on failure.
 pub type ModuleError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -221,6 +222,162 @@ impl Module for SimpleModule {
     }
     fn restart_policy(&self) -> Option<RestartPolicy> {
         self.policy.clone()
+    }
+}
+
+/// A module whose `start` is async (the async counterpart of [`Module`]).
+///
+/// [`Hive::start`] runs it as a task on the hive's tokio runtime (set with
+/// [`HiveBuilder::runtime`](crate::HiveBuilder::runtime), or the runtime
+/// `start` is called from), under its restart policy like a blocking
+/// module: an error or a panic is a failure. Many async modules share the
+/// runtime's threads, and a message between two of them on one runtime is
+/// handed over by a task switch, not a thread wake-up. `start` must not
+/// block: use the hive's async operations (`receive_async`,
+/// `send_sync_async`, `send_to_group_async`, ...).
+pub trait AsyncModule: Send + Sync + 'static {
+    /// The module name (its address on the bus).
+    fn name(&self) -> &str;
+    /// The module's group.
+    fn group(&self) -> &str;
+    /// Disabled modules are registered but never started.
+    fn enabled(&self) -> bool {
+        true
+    }
+    /// Runs the module until it stops.
+    fn start(self: Arc<Self>, hive: Hive) -> BoxFuture<'static, Result<(), ModuleError>>;
+    /// How to restart the module; `None` runs it once.
+    fn restart_policy(&self) -> Option<RestartPolicy> {
+        None
+    }
+}
+
+type AsyncStartFn = Arc<dyn Fn(Hive) -> BoxFuture<'static, Result<(), ModuleError>> + Send + Sync>;
+
+/// An async module made of a name, a group and a start closure returning a
+/// future.
+///
+/// ```
+/// use beehive_context::{Hive, SimpleAsyncModule};
+///
+/// let hive = Hive::new();
+/// hive.register_async(SimpleAsyncModule::new("echo", "demo", |hive: Hive| async move {
+///     while let Ok(req) = hive.receive_async("echo").await {
+///         hive.send_resp(req.new_response("pong"))?;
+///     }
+///     Ok(())
+/// }))
+/// .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct SimpleAsyncModule {
+    name: String,
+    group: String,
+    enabled: bool,
+    policy: Option<RestartPolicy>,
+    start: AsyncStartFn,
+}
+
+impl fmt::Debug for SimpleAsyncModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleAsyncModule")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("enabled", &self.enabled)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl SimpleAsyncModule {
+    /// An enabled module without restart policy.
+    pub fn new<F, Fut>(name: impl Into<String>, group: impl Into<String>, start: F) -> Self
+    where
+        F: Fn(Hive) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ModuleError>> + Send + 'static,
+    {
+        SimpleAsyncModule {
+            name: name.into(),
+            group: group.into(),
+            enabled: true,
+            policy: None,
+            start: Arc::new(move |hive| Box::pin(start(hive))),
+        }
+    }
+
+    /// Enables or disables the module.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Sets the restart policy.
+    pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+}
+
+impl AsyncModule for SimpleAsyncModule {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn group(&self) -> &str {
+        &self.group
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn start(self: Arc<Self>, hive: Hive) -> BoxFuture<'static, Result<(), ModuleError>> {
+        (self.start)(hive)
+    }
+    fn restart_policy(&self) -> Option<RestartPolicy> {
+        self.policy.clone()
+    }
+}
+
+/// What to do after a run of a module under its restart policy (Go
+/// `localModuleKeeper`), shared by blocking and async modules.
+pub(crate) struct Restarts {
+    policy: Option<RestartPolicy>,
+    interval: Duration,
+    restarts: u32,
+}
+
+/// The keeper's decision after a run.
+pub(crate) enum Next {
+    /// Stop keeping the module.
+    Stop,
+    /// Start it again after this interval (unless the hive shuts down first).
+    RestartAfter(Duration),
+}
+
+impl Restarts {
+    pub(crate) fn new(policy: Option<RestartPolicy>) -> Self {
+        let interval = policy.as_ref().map_or(DEFAULT_RESTART_INTERVAL, RestartPolicy::first_interval);
+        Restarts { policy, interval, restarts: 0 }
+    }
+
+    /// Logs the run's outcome and decides what comes next.
+    pub(crate) fn after(&mut self, name: &str, result: Result<(), ModuleError>, cancelled: bool) -> Next {
+        if let Err(e) = &result {
+            tracing::error!(module = %name, error = %e, "module failed");
+        }
+        let Some(policy) = &self.policy else { return Next::Stop };
+        if cancelled || (result.is_ok() && policy.restart_type == RestartType::OnFailure) {
+            return Next::Stop;
+        }
+        self.restarts += 1;
+        if policy.retries > 0 && self.restarts > policy.retries {
+            tracing::info!(module = %name, retries = policy.retries, "module restart limit reached");
+            if let Some(handler) = &policy.error_handler {
+                handler(result.as_ref().err());
+            }
+            return Next::Stop;
+        }
+        let wait = self.interval;
+        self.interval = next_interval(self.interval, policy.interval_limit, policy.growth_rate);
+        Next::RestartAfter(wait)
     }
 }
 
