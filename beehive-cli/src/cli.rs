@@ -25,6 +25,7 @@ Examples:
   beehive decode msg.jsonl
   beehive decode --json --framing package capture.bin
   beehive conformance
+  beehive record --listen /tmp/relay.sock --upstream /var/lib/kubeedge/beehive.sock --out rec/
   beehive completions bash > ~/.local/share/bash-completion/completions/beehive
 
 Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
@@ -54,6 +55,8 @@ pub enum Command {
     Encode(Box<EncodeArgs>),
     /// Check beehive-rs against a capture set of the Go beehive.
     Conformance(ConformanceArgs),
+    /// Relay a client to its server unchanged and record the traffic as a capture set.
+    Record(RecordArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -230,7 +233,9 @@ const CONFORMANCE_AFTER_HELP: &str = "\
 Checks every category of the capture set (encode, decode, frames, malformed,
 sessions, floats; see conformance/CAPTURES.md), prints a table per category
 and the first failures with an escaped diff. A category whose file is absent
-is reported as skipped.
+is reported as skipped. A directory written by `beehive record` also runs
+the category `recorded`: every recorded message must decode and re-encode to
+exactly the bytes that went over the socket.
 
 Examples:
   beehive conformance
@@ -256,6 +261,103 @@ pub struct ConformanceArgs {
     pub show: usize,
 }
 
+/// The socket type `record` listens on and connects with.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordTransport {
+    /// Unix SOCK_SEQPACKET (Go beehive's default): packets are relayed one by one, boundaries kept.
+    Unixpacket,
+    /// Unix stream socket: bytes are relayed as they arrive.
+    Unix,
+    /// TCP (`--listen HOST:PORT --upstream HOST:PORT`): bytes are relayed as they arrive.
+    Tcp,
+}
+
+impl RecordTransport {
+    /// Go's name of the socket type, as written in the recording.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordTransport::Unixpacket => "unixpacket",
+            RecordTransport::Unix => "unix",
+            RecordTransport::Tcp => "tcp",
+        }
+    }
+}
+
+const RECORD_AFTER_HELP: &str = "\
+Every connection accepted on --listen is connected to --upstream, and every
+packet (unixpacket) or every read (unix, tcp) is forwarded unchanged in both
+directions, then written to DIR/recorded/conn-NNNNNN.jsonl, one JSON object per
+line:
+  {\"conn\":1,\"seq\":1,\"dir\":\"client_to_server\",\"t_ns\":48213,\"transport\":\"unixpacket\",\"len\":165,\"data_b64\":\"eyJoZWFkZXIi…\"}
+conn: the connection (from 1, in accept order); seq: the line within the
+connection's file (from 1); dir: client_to_server or server_to_client;
+t_ns: nanoseconds from the start of the recording to the read; len and
+data_b64: the bytes read (base64, standard alphabet, padded).
+DIR/recorded/index.jsonl gets one line per connection (its file, times,
+counts per direction, how each direction ended, and any relay error), and
+DIR/MANIFEST.json makes DIR a capture set: `beehive conformance DIR` checks
+that every recorded message is one Go could have written. Both are written
+when the recording ends: Ctrl-C (SIGINT), SIGTERM or --duration. A second
+Ctrl-C stops at once.
+
+A packet larger than --max-packet is never cut: the connection is closed
+and the error recorded. A stale socket file at --listen is replaced.
+
+Examples:
+  beehive record --listen /tmp/relay.sock --upstream /tmp/beehive.sock --out rec/
+  beehive record --transport unix --listen /tmp/relay.sock --upstream /tmp/beehive.sock \\
+      --out rec/ --duration 30s
+  beehive record --transport tcp --listen 127.0.0.1:10551 --upstream 127.0.0.1:10550 --out rec/
+  beehive conformance rec/
+
+Exit codes:
+  0  the recording was written
+  1  it was written, but some connection could not be relayed completely
+     (upstream unreachable, a packet over --max-packet)
+  2  usage error, or --listen, --out or the recording could not be used";
+
+/// Arguments of `record`.
+#[derive(Args, Debug)]
+#[command(after_help = RECORD_AFTER_HELP)]
+pub struct RecordArgs {
+    /// Where clients connect: a socket path (unixpacket, unix) or HOST:PORT (tcp).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The server each client is connected to: a socket path or HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: String,
+    /// The directory the capture set is written to (created; must not hold a recording or MANIFEST.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The socket type.
+    #[arg(long, value_enum, default_value_t = RecordTransport::Unixpacket)]
+    pub transport: RecordTransport,
+    /// End the recording after this long (`30s`, `500ms`, `5m`, `1h`; a bare number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Largest packet relayed on unixpacket; a larger one closes its connection.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub max_packet: u64,
+}
+
+/// `30s`, `500ms`, `5m`, `1h`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{text:?} is not a duration (such as 30s, 500ms, 5m)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m, h)")),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+}
+
 /// Arguments of `completions`.
 #[derive(Args, Debug)]
 #[command(
@@ -273,6 +375,19 @@ pub struct CompletionsArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -284,7 +399,7 @@ mod tests {
         let mut cmd = Cli::command();
         let text = cmd.render_long_help().to_string();
         assert!(text.contains(EXIT_CODES), "{text}");
-        for sub in ["decode", "encode", "conformance"] {
+        for sub in ["decode", "encode", "conformance", "record"] {
             let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
             assert!(text.contains("Exit codes:"), "{sub}: {text}");
         }

@@ -2,14 +2,17 @@
 //!
 //! `decode` prints the frames of a Package or Raw stream (one summary line
 //! or one JSON object per frame), `encode` writes one message in Go's exact
-//! bytes, `conformance` checks beehive-rs against a Go capture set, and
-//! `completions` prints a shell completion script. Exit codes: 0 success,
-//! 1 malformed input found or conformance failures, 2 usage or I/O error.
+//! bytes, `conformance` checks beehive-rs against a Go capture set, `record`
+//! relays clients to their server unchanged and records the traffic as a
+//! capture set, and `completions` prints a shell completion script. Exit
+//! codes: 0 success, 1 malformed input found, conformance failures or a
+//! connection that could not be relayed, 2 usage or I/O error.
 
 mod cli;
 mod conformance;
 mod decode;
 mod encode;
+mod record;
 mod report;
 mod style;
 
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(&args),
         Command::Encode(args) => encode::run(&args),
         Command::Conformance(args) => conformance::run(&args),
+        Command::Record(args) => record::run(&args),
         Command::Completions(args) => {
             let mut out = io::stdout().lock();
             clap_complete::generate(args.shell, &mut Cli::command(), "beehive", &mut out);

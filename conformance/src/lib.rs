@@ -12,11 +12,15 @@
 //! | `malformed` | `frames/malformed.jsonl` | Go's frames on bad streams, and a typed error wherever Go panics, hangs or drops data |
 //! | `sessions` | `sessions/*.jsonl` | our socket server answering the Go client's packets, and our client sending the Go client's packets, compared by shape |
 //! | `floats` | `floats.jsonl` | Go's spelling of float64 values (shortest digits, Go's choice between equally near spellings), refusal of NaN/±Inf, reading Go's text back |
+//! | `recorded` | `recorded/index.jsonl`, `recorded/*.jsonl` | live traffic recorded by `beehive record`: every message decodes and re-encodes to exactly the bytes sent, in its framing |
 //!
 //! The runner never depends on particular case ids or counts: any capture
 //! directory of the same format (another seed) can be checked. A category
 //! whose file is absent from the directory is reported as skipped, with
-//! the file it looked for, and neither passes nor fails.
+//! the file it looked for, and neither passes nor fails. `recorded` checks
+//! a recording rather than the Go generator's output: it is listed in a
+//! report only when the directory holds a recording (see
+//! [`RECORDING_CATEGORIES`]).
 #![deny(missing_docs)]
 
 pub mod decode;
@@ -24,6 +28,7 @@ pub mod encode;
 pub mod floats;
 pub mod frames;
 pub mod malformed;
+pub mod recorded;
 pub mod report;
 pub mod sessions;
 pub mod spec;
@@ -85,6 +90,12 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError>
 /// The categories this runner knows, in run order.
 pub const CATEGORIES: &[&str] = &["encode", "decode", "frames", "malformed", "sessions", "floats"];
 
+/// Categories of recordings made by `beehive record`. [`run`] runs them
+/// after [`CATEGORIES`] when their file is present and leaves them out of
+/// the report otherwise, so that a Go capture set's report lists exactly
+/// [`CATEGORIES`]; [`run_category`] reports them skipped when absent.
+pub const RECORDING_CATEGORIES: &[&str] = &["recorded"];
+
 /// The file (relative to the capture directory) whose presence decides
 /// whether category `name` runs, or `None` for an unknown category.
 pub fn category_file(name: &str) -> Option<&'static str> {
@@ -95,6 +106,7 @@ pub fn category_file(name: &str) -> Option<&'static str> {
         "malformed" => "frames/malformed.jsonl",
         "sessions" => "sessions/index.jsonl",
         "floats" => "floats.jsonl",
+        "recorded" => "recorded/index.jsonl",
         _ => return None,
     })
 }
@@ -113,6 +125,7 @@ pub fn run_category(dir: &Path, name: &str) -> Result<CategoryReport, LoadError>
         "malformed" => malformed::run(&dir.join("frames")),
         "sessions" => sessions::run(&dir.join("sessions")),
         "floats" => floats::run(&dir.join("floats.jsonl")),
+        "recorded" => recorded::run(&dir.join("recorded")),
         other => Err(LoadError::Format(format!("unknown category {other:?}"))),
     }
 }
@@ -133,6 +146,11 @@ pub fn run(dir: &Path) -> Result<Report, LoadError> {
     };
     for name in CATEGORIES {
         report.categories.push(run_category(dir, name)?);
+    }
+    for name in RECORDING_CATEGORIES {
+        if category_file(name).is_some_and(|f| dir.join(f).exists()) {
+            report.categories.push(run_category(dir, name)?);
+        }
     }
     Ok(report)
 }
