@@ -20,6 +20,7 @@ use crate::spin::SpinBudget;
 use crate::ContextError;
 
 type BackendMap = HashMap<String, Arc<dyn Backend>>;
+type ModuleMap = HashMap<String, Route>;
 
 /// Where a module's messages go. For modules of the built-in channel
 /// backend the inbox itself is kept, so the hot path is one table lookup.
@@ -85,7 +86,7 @@ struct Inner {
     /// The built-in in-process backend.
     channel: Arc<ChannelContext>,
     /// Module name to its route.
-    module_backend: ArcSwap<HashMap<String, Route>>,
+    module_backend: ArcSwap<ModuleMap>,
     /// Group name to its backend.
     group_backend: ArcSwap<BackendMap>,
     write: Mutex<()>,
@@ -603,19 +604,45 @@ impl Hive {
 
     /// Graceful shutdown: cancels the token, stops every inbox from
     /// accepting messages (modules still receive what is queued, then
-    /// `Closed`), waits up to `deadline` for the module threads, then
-    /// cleans up every module and reports what was left.
+    /// `Closed`), waits up to `deadline` for the modules' threads and tasks,
+    /// then cleans up every module and reports what was left.
+    ///
+    /// This blocks the calling thread; from async code use
+    /// [`shutdown_async`](Self::shutdown_async), which lets async modules on
+    /// the same runtime finish.
     pub fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let (routes, running) = self.begin_shutdown();
+        let end = Instant::now() + deadline;
+        while Instant::now() < end && running.iter().any(|(_, h)| !h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Self::finish_shutdown(routes, running)
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code: waits without blocking
+    /// the executor.
+    pub async fn shutdown_async(&self, deadline: Duration) -> ShutdownReport {
+        let (routes, running) = self.begin_shutdown();
+        let end = tokio::time::Instant::now() + deadline;
+        while tokio::time::Instant::now() < end && running.iter().any(|(_, h)| !h.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Self::finish_shutdown(routes, running)
+    }
+
+    /// Cancels, seals every inbox, and takes the running modules.
+    fn begin_shutdown(&self) -> (Arc<ModuleMap>, Vec<(String, Running)>) {
         self.request_shutdown();
         let routes = self.inner.module_backend.load_full();
         for (name, route) in routes.iter() {
             let _ = route.backend.seal(name);
         }
         let running = std::mem::take(&mut lock(&self.inner.registry).running);
-        let end = Instant::now() + deadline;
-        while Instant::now() < end && running.iter().any(|(_, h)| !h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        (routes, running)
+    }
+
+    /// Reports which modules stopped and cleans every module up.
+    fn finish_shutdown(routes: Arc<ModuleMap>, running: Vec<(String, Running)>) -> ShutdownReport {
         let mut report = ShutdownReport::default();
         for (name, handle) in running {
             if handle.is_finished() {

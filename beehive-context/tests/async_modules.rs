@@ -217,3 +217,24 @@ fn failing_and_panicking_async_modules_are_restarted_by_policy() {
     assert!(rx.try_recv().is_err(), "no fourth start");
     assert_eq!(report.stopped, ["flaky"]);
 }
+
+/// Shutting down from the runtime the async modules run on: the async
+/// shutdown lets them see `Closed` and return, so all are reported stopped
+/// with nothing left undelivered.
+#[test]
+fn async_shutdown_stops_async_modules_on_the_same_runtime() {
+    within(Duration::from_secs(20), || async {
+        let hive = Hive::new();
+        hive.register_async(echo("e1")).unwrap();
+        hive.register_async(echo("e2")).unwrap();
+        hive.start().unwrap();
+        let resp = hive.send_sync_async("e2", Message::new("").fill_body("x"), Duration::from_secs(5)).await.unwrap();
+        assert_eq!(resp.content().as_str(), Some("e2:x"));
+        let report = hive.shutdown_async(Duration::from_secs(5)).await;
+        let mut stopped = report.stopped.clone();
+        stopped.sort();
+        assert_eq!(stopped, ["e1", "e2"]);
+        assert!(report.not_stopped.is_empty());
+        assert!(report.undelivered.is_empty());
+    });
+}
