@@ -23,6 +23,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod asyncio;
 mod client;
 pub mod config;
 mod conn;

@@ -78,6 +78,7 @@ pub struct SessionConfig {
     pub(crate) max_queued_bytes: usize,
     pub(crate) max_pending_requests: usize,
     pub(crate) message_type: String,
+    pub(crate) packet_send_limit: Option<usize>,
 }
 
 impl SessionConfig {
@@ -97,6 +98,7 @@ impl SessionConfig {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
             message_type: crate::config::UNIXPACKET.to_owned(),
+            packet_send_limit: None,
         }
     }
 
@@ -188,6 +190,23 @@ impl SessionConfig {
     pub fn message_type(mut self, message_type: impl Into<String>) -> Self {
         self.message_type = message_type.into();
         self
+    }
+
+    /// SOCK_SEQPACKET: the largest packet the socket can send (the kernel
+    /// refuses larger ones, whatever the frame limit: on Linux the socket's
+    /// `SO_SNDBUF` less 32 bytes). A message whose packet is larger is
+    /// refused with [`SessionError::MessageTooLarge`](super::SessionError::MessageTooLarge)
+    /// at once; received packets are still checked against
+    /// [`max_frame_len`](Self::max_frame_len) only. `None` (the default):
+    /// the frame limit alone.
+    pub fn packet_send_limit(mut self, limit: Option<usize>) -> Self {
+        self.packet_send_limit = limit;
+        self
+    }
+
+    /// The packet send limit.
+    pub fn get_packet_send_limit(&self) -> Option<usize> {
+        self.packet_send_limit
     }
 
     /// The role.

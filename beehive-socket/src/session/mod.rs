@@ -596,6 +596,7 @@ impl Session {
         match &self.config.transport {
             TransportKind::Packet => {
                 beehive_codec::raw::packet::encode(msg, &mut buf).map_err(SessionError::Encode)?;
+                let max = self.config.packet_send_limit.map_or(max, |limit| limit.min(max));
                 if buf.len() > max {
                     return Err(SessionError::MessageTooLarge { len: buf.len(), max });
                 }

@@ -1,0 +1,513 @@
+//! The connection task: one session, one socket, one task.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beehive_codec::CodecError;
+use beehive_model::Message;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::io::{Io, Read};
+use super::DriverError;
+use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
+
+/// Packets (or stream reads) taken per wake-up before the task looks at its
+/// other inputs again.
+const READ_BUDGET: usize = 32;
+/// Messages held for delivery before the task stops reading.
+const DELIVERY_HIGH: usize = 256;
+/// Bytes pulled from the session for one round of writes.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// The runtime's clock as the session's.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// What a handle asks the connection task to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Send { module: String, msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
+    SendSync { module: String, msg: Message, deadline: Instant, reply: oneshot::Sender<Result<Message, DriverError>> },
+    SendResp { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
+    SendToGroup { group: String, msg: Message, reply: oneshot::Sender<Result<usize, DriverError>> },
+    SendMessage { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
+    Close,
+}
+
+/// The state of a connection as the handles see it.
+#[derive(Debug, Clone)]
+pub(crate) enum State {
+    Handshaking,
+    Connected,
+    Closed(Arc<CloseReason>),
+}
+
+/// What a connection task shares with its handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) session: SessionId,
+    pub(crate) state: watch::Sender<State>,
+    /// The modules reached through the connection and their groups.
+    pub(crate) modules: Mutex<BTreeMap<String, Vec<String>>>,
+    /// The remote module (server side), or our own (client side).
+    pub(crate) peer: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(session: SessionId) -> Arc<Self> {
+        Arc::new(Shared {
+            session,
+            state: watch::Sender::new(State::Handshaking),
+            modules: Mutex::new(BTreeMap::new()),
+            peer: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<Arc<CloseReason>> {
+        match &*self.state.borrow() {
+            State::Closed(r) => Some(Arc::clone(r)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn closed_error(&self) -> DriverError {
+        DriverError::Closed(self.close_reason().unwrap_or_else(|| Arc::new(CloseReason::Local)))
+    }
+
+    pub(crate) fn peer(&self) -> Option<String> {
+        self.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn modules(&self) -> BTreeMap<String, Vec<String>> {
+        self.modules.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_closed(&self, reason: Arc<CloseReason>) {
+        self.state.send_if_modified(|s| {
+            if matches!(s, State::Closed(_)) {
+                false
+            } else {
+                *s = State::Closed(reason);
+                true
+            }
+        });
+    }
+}
+
+/// A handle's side of a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) send_wait: Duration,
+}
+
+impl Link {
+    async fn call<T>(
+        &self,
+        wait: Duration,
+        make: impl FnOnce(oneshot::Sender<Result<T, DriverError>>) -> Command,
+    ) -> Result<T, DriverError> {
+        if let Some(reason) = self.shared.close_reason() {
+            return Err(DriverError::Closed(reason));
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.tx.send_timeout(make(reply), wait).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(DriverError::Busy(wait)),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(self.shared.closed_error()),
+        }
+        answer.await.unwrap_or_else(|_| Err(self.shared.closed_error()))
+    }
+
+    pub(crate) async fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
+        let module = module.to_owned();
+        self.call(self.send_wait, |reply| Command::Send { module, msg, reply }).await
+    }
+
+    pub(crate) async fn send_sync(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, DriverError> {
+        let deadline = now() + timeout;
+        let module = module.to_owned();
+        let call = self.call(timeout, |reply| Command::SendSync { module, msg, deadline, reply });
+        // The session times the request out at its deadline; this bound only
+        // guards against a task that is gone without answering.
+        let bound = tokio::time::Instant::from_std(deadline) + Duration::from_secs(1);
+        match tokio::time::timeout_at(bound, call).await {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::Timeout(timeout)),
+        }
+    }
+
+    pub(crate) async fn send_resp(&self, msg: Message) -> Result<(), DriverError> {
+        self.call(self.send_wait, |reply| Command::SendResp { msg, reply }).await
+    }
+
+    pub(crate) async fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
+        let group = group.to_owned();
+        self.call(self.send_wait, |reply| Command::SendToGroup { group, msg, reply }).await
+    }
+
+    pub(crate) async fn send_message(&self, msg: Message) -> Result<(), DriverError> {
+        self.call(self.send_wait, |reply| Command::SendMessage { msg, reply }).await
+    }
+
+    /// Asks the task to close; returns at once.
+    pub(crate) fn close(&self) {
+        if self.tx.try_send(Command::Close).is_err() && self.shared.close_reason().is_none() {
+            // The channel is full: close from a task so as not to wait here.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Command::Close).await;
+            });
+        }
+    }
+
+    /// Waits until the connection is closed; its reason.
+    pub(crate) async fn closed(&self) -> Arc<CloseReason> {
+        let mut rx = self.shared.state.subscribe();
+        loop {
+            if let State::Closed(r) = &*rx.borrow_and_update() {
+                return Arc::clone(r);
+            }
+            if rx.changed().await.is_err() {
+                return self.shared.close_reason().unwrap_or_else(|| Arc::new(CloseReason::Local));
+            }
+        }
+    }
+}
+
+/// What the task reports besides messages.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    Connected { module: String },
+    Registered { module: String, groups: Vec<String> },
+    Malformed { offset: u64, error: CodecError },
+    Closed { reason: Arc<CloseReason> },
+}
+
+/// Where a connection's messages and events go (a client's channels, or
+/// the server's).
+pub(crate) trait Sink: Send + 'static {
+    /// Delivers a message; gives it back when the receiver is full. A gone
+    /// receiver drops it.
+    fn try_deliver(&mut self, msg: Message) -> Result<(), Message>;
+    /// Resolves when the receiver may have room again.
+    fn ready(&self) -> impl Future<Output = ()> + Send + '_;
+    /// Reports an event.
+    fn event(&mut self, shared: &Shared, event: ConnEvent);
+}
+
+/// Delivers into a bounded channel.
+pub(crate) fn try_deliver<T>(tx: &mpsc::Sender<T>, item: T) -> Result<(), T> {
+    match tx.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(item)) => Err(item),
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            tracing::debug!("no receiver for a message, dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Reports an event into a bounded channel, dropping it when full.
+pub(crate) fn report<T: std::fmt::Debug>(tx: &mpsc::Sender<T>, event: T) {
+    if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event) {
+        tracing::warn!(?event, "event channel full, event dropped");
+    }
+}
+
+/// Waits for room in a channel.
+pub(crate) async fn room<T>(tx: &mpsc::Sender<T>) {
+    // A closed channel takes (and drops) everything: no need to wait.
+    let _ = tx.reserve().await;
+}
+
+/// A `send_sync` caller: its reply channel and its timeout.
+type Waiter = (oneshot::Sender<Result<Message, DriverError>>, Duration);
+
+/// One connection task.
+pub(crate) struct Conn<S: Sink> {
+    session: Session,
+    io: Io,
+    rbuf: Vec<u8>,
+    out: VecDeque<Bytes>,
+    out_offset: usize,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    /// Closing when every handle is gone (a client); a server's
+    /// connections live until they or the server close.
+    close_when_orphaned: bool,
+    waiters: HashMap<String, Waiter>,
+    deliveries: VecDeque<Message>,
+    sink: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Sink> Conn<S> {
+    pub(crate) fn new(
+        session: Session,
+        io: Io,
+        commands: mpsc::Receiver<Command>,
+        close_when_orphaned: bool,
+        sink: S,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Conn {
+            session,
+            io,
+            rbuf: Vec::new(),
+            out: VecDeque::new(),
+            out_offset: 0,
+            commands,
+            commands_open: true,
+            close_when_orphaned,
+            waiters: HashMap::new(),
+            deliveries: VecDeque::new(),
+            sink,
+            shared,
+        }
+    }
+
+    /// Runs the connection until its session closes.
+    pub(crate) async fn run(mut self) {
+        let id = self.session.id();
+        loop {
+            self.dispatch();
+            self.deliver();
+            if self.session.is_closed() {
+                break;
+            }
+            self.pull_frames();
+            let want_write = !self.out.is_empty();
+            let want_read = self.deliveries.is_empty();
+            let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = self.io.writable(), if want_write => match r {
+                    Ok(()) => self.write(),
+                    Err(e) => self.io_failed("waiting to write", &e),
+                },
+                r = self.io.readable(), if want_read => match r {
+                    Ok(()) => self.read(),
+                    Err(e) => self.io_failed("waiting to read", &e),
+                },
+                cmd = self.commands.recv(), if self.commands_open => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        self.commands_open = false;
+                        if self.close_when_orphaned {
+                            tracing::debug!(session = %id, "every handle is gone, closing");
+                            self.session.close();
+                        }
+                    }
+                },
+                () = self.sink.ready(), if !want_read => {},
+                () = sleep_until(deadline), if deadline.is_some() => self.session.handle_timeout(now()),
+            }
+        }
+        for (_, (waiter, _)) in self.waiters.drain() {
+            let _ = waiter.send(Err(self.shared.closed_error()));
+        }
+        tracing::debug!(session = %id, "connection task ends");
+    }
+
+    fn io_failed(&mut self, what: &str, e: &io::Error) {
+        tracing::info!(session = %self.session.id(), error = %e, "{what}: the connection failed");
+        self.session.handle_eof(now());
+    }
+
+    /// Hands the session's events to waiters, the sink and the handles.
+    fn dispatch(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Message(msg) => self.deliveries.push_back(msg),
+                Event::UnmatchedResponse(msg) => {
+                    tracing::debug!(session = %self.session.id(), parent = msg.parent_id(), "a response to no request of this connection, delivered as a message");
+                    self.deliveries.push_back(msg);
+                }
+                Event::Response(msg) => match self.waiters.remove(msg.parent_id()) {
+                    Some((waiter, _)) => {
+                        let _ = waiter.send(Ok(msg));
+                    }
+                    None => tracing::debug!(session = %self.session.id(), "a response whose caller is gone"),
+                },
+                Event::RequestTimedOut { id } => {
+                    if let Some((waiter, timeout)) = self.waiters.remove(&id) {
+                        let _ = waiter.send(Err(DriverError::Timeout(timeout)));
+                    }
+                }
+                Event::Connected { module } => {
+                    *self.shared.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(module.clone());
+                    self.shared.state.send_replace(State::Connected);
+                    self.sink.event(&self.shared, ConnEvent::Connected { module });
+                }
+                Event::Registered { module, groups } => {
+                    self.shared
+                        .modules
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(module.clone(), groups.clone());
+                    self.sink.event(&self.shared, ConnEvent::Registered { module, groups });
+                }
+                Event::Malformed { offset, error } => {
+                    self.sink.event(&self.shared, ConnEvent::Malformed { offset, error });
+                }
+                Event::Closed { reason } => {
+                    let reason = Arc::new(reason);
+                    tracing::info!(session = %self.session.id(), reason = %reason, "connection closed");
+                    self.shared.set_closed(Arc::clone(&reason));
+                    for (_, (waiter, _)) in self.waiters.drain() {
+                        let _ = waiter.send(Err(DriverError::Closed(Arc::clone(&reason))));
+                    }
+                    self.sink.event(&self.shared, ConnEvent::Closed { reason });
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        while let Some(msg) = self.deliveries.pop_front() {
+            if let Err(msg) = self.sink.try_deliver(msg) {
+                self.deliveries.push_front(msg);
+                break;
+            }
+        }
+    }
+
+    fn pull_frames(&mut self) {
+        let mut bytes: usize = self.out.iter().map(Bytes::len).sum::<usize>() - self.out_offset;
+        while bytes < WRITE_BATCH {
+            let Some(t) = self.session.poll_transmit() else { break };
+            bytes += t.frame.len();
+            self.out.push_back(t.frame);
+        }
+    }
+
+    fn write(&mut self) {
+        let packet = matches!(self.session.config().get_transport(), TransportKind::Packet);
+        while !self.out.is_empty() {
+            let (front, _) = self.out.as_slices();
+            match self.io.try_write(front, self.out_offset) {
+                Ok(0) if !packet => {
+                    self.io_failed("writing", &io::Error::from(io::ErrorKind::WriteZero));
+                    return;
+                }
+                Ok(mut n) => {
+                    self.session.handle_written(n, now());
+                    if packet {
+                        self.out.pop_front();
+                        continue;
+                    }
+                    while n > 0 {
+                        let Some(first) = self.out.front() else { break };
+                        let left = first.len() - self.out_offset;
+                        if n >= left {
+                            n -= left;
+                            self.out.pop_front();
+                            self.out_offset = 0;
+                        } else {
+                            self.out_offset += n;
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if packet && e.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32) => {
+                    // The kernel's packet limit is below the session's; the
+                    // frame cannot go out, the connection stays up.
+                    let len = self.out.pop_front().map_or(0, |f| f.len());
+                    tracing::warn!(session = %self.session.id(), len, "packet too large for the socket, dropped");
+                    self.session.handle_written(len, now());
+                }
+                Err(e) => {
+                    self.io_failed("writing", &e);
+                    return;
+                }
+            }
+        }
+        self.pull_frames();
+    }
+
+    fn read(&mut self) {
+        let max = self.session.config().get_max_frame_len();
+        for _ in 0..READ_BUDGET {
+            match self.io.try_read(&mut self.rbuf, max) {
+                Ok(Read::Packet(len)) => {
+                    let n = len.min(self.rbuf.len());
+                    self.session.handle_packet(&self.rbuf[..n], now());
+                }
+                Ok(Read::Bytes(0)) => self.session.handle_eof(now()),
+                Ok(Read::Bytes(n)) => self.session.handle_bytes(&self.rbuf[..n], now()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.io_failed("reading", &e);
+                    return;
+                }
+            }
+            if self.session.is_closed() {
+                return;
+            }
+            self.dispatch();
+            self.deliver();
+            if self.deliveries.len() >= DELIVERY_HIGH {
+                return;
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = now();
+        let closed = |shared: &Shared, e: SessionError| match e {
+            SessionError::Closed => shared.closed_error(),
+            e => DriverError::Session(e),
+        };
+        match cmd {
+            Command::Send { module, msg, reply } => {
+                let r = self.session.send(&module, msg, now).map_err(|e| closed(&self.shared, e));
+                let _ = reply.send(r);
+            }
+            Command::SendSync { module, msg, deadline, reply } => {
+                let timeout = deadline.saturating_duration_since(now);
+                match self.session.send_sync(&module, msg, timeout, now) {
+                    Ok(id) => {
+                        self.waiters.insert(id, (reply, timeout));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(closed(&self.shared, e)));
+                    }
+                }
+            }
+            Command::SendResp { msg, reply } => {
+                let r = self.session.send_resp(msg, now).map_err(|e| closed(&self.shared, e));
+                let _ = reply.send(r);
+            }
+            Command::SendToGroup { group, msg, reply } => {
+                let r = self.session.send_to_group(&group, msg, now).map_err(|e| closed(&self.shared, e));
+                let _ = reply.send(r);
+            }
+            Command::SendMessage { msg, reply } => {
+                let r = self.session.send_message(msg, now).map_err(|e| closed(&self.shared, e));
+                let _ = reply.send(r);
+            }
+            Command::Close => self.session.close(),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

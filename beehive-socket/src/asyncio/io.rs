@@ -1,0 +1,265 @@
+//! Nonblocking sockets for the tokio driver.
+
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use bytes::Bytes;
+use nix::sys::socket::MsgFlags;
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use super::{DriverOptions, Endpoint};
+
+/// Bytes a stream read takes at first; the buffer grows when reads fill it.
+const STREAM_READ_START: usize = 4 * 1024;
+/// Largest stream read buffer.
+const STREAM_READ_MAX: usize = 64 * 1024;
+/// Frames given to one vectored write.
+const MAX_IOVECS: usize = 64;
+/// Linux refuses a SOCK_SEQPACKET packet longer than `SO_SNDBUF` less this.
+const PACKET_SEND_OVERHEAD: usize = 32;
+
+/// One connected socket.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// SOCK_SEQPACKET.
+    Packet(AsyncFd<Socket>),
+    /// Unix stream.
+    Unix(UnixStream),
+    /// TCP.
+    Tcp(TcpStream),
+}
+
+/// What one read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// A packet of this real length (its first `min(len, buffer)` bytes are
+    /// in the buffer; a longer one was cut to the frame limit plus one).
+    Packet(usize),
+    /// Stream bytes, in the buffer; 0 is the end of the stream.
+    Bytes(usize),
+}
+
+impl Io {
+    /// Waits until a read may make progress.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            Io::Packet(fd) => fd.readable().await.map(drop),
+            Io::Unix(s) => s.readable().await,
+            Io::Tcp(s) => s.readable().await,
+        }
+    }
+
+    /// Waits until a write may make progress.
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        match self {
+            Io::Packet(fd) => fd.writable().await.map(drop),
+            Io::Unix(s) => s.writable().await,
+            Io::Tcp(s) => s.writable().await,
+        }
+    }
+
+    /// One nonblocking read into `buf` (grown on demand, packets up to
+    /// `max_frame + 1` bytes); `WouldBlock` when there is nothing.
+    pub(crate) fn try_read(&self, buf: &mut Vec<u8>, max_frame: usize) -> io::Result<Read> {
+        match self {
+            Io::Packet(fd) => fd.try_io(Interest::READABLE, |s| recv_packet(s, buf, max_frame)).map(Read::Packet),
+            Io::Unix(s) => stream_read(buf, |b| s.try_read(b)),
+            Io::Tcp(s) => stream_read(buf, |b| s.try_read(b)),
+        }
+    }
+
+    /// One nonblocking write of the frames at the front of `frames` (the
+    /// first one from byte `offset`); returns the bytes written. A packet
+    /// goes out whole or not at all.
+    pub(crate) fn try_write(&self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
+        match self {
+            Io::Packet(fd) => {
+                let Some(frame) = frames.first() else { return Ok(0) };
+                fd.try_io(Interest::WRITABLE, |s| {
+                    nix::sys::socket::send(s.as_raw_fd(), frame, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+                        .map_err(io::Error::from)
+                })
+            }
+            Io::Unix(s) => with_slices(frames, offset, |slices| s.try_write_vectored(slices)),
+            Io::Tcp(s) => with_slices(frames, offset, |slices| s.try_write_vectored(slices)),
+        }
+    }
+
+    /// SOCK_SEQPACKET: the largest packet the kernel lets this socket send.
+    pub(crate) fn packet_send_limit(&self) -> Option<usize> {
+        match self {
+            Io::Packet(fd) => fd.get_ref().send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD)),
+            _ => None,
+        }
+    }
+}
+
+fn with_slices(
+    frames: &[Bytes],
+    offset: usize,
+    write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut slices = Vec::with_capacity(frames.len().min(MAX_IOVECS));
+    for (i, frame) in frames.iter().take(MAX_IOVECS).enumerate() {
+        let bytes = if i == 0 { &frame[offset.min(frame.len())..] } else { &frame[..] };
+        slices.push(IoSlice::new(bytes));
+    }
+    write(&slices)
+}
+
+fn stream_read(buf: &mut Vec<u8>, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<Read> {
+    if buf.is_empty() {
+        buf.resize(STREAM_READ_START, 0);
+    }
+    let n = read(buf)?;
+    if n == buf.len() && buf.len() < STREAM_READ_MAX {
+        // Reads fill the buffer: the next one may take more.
+        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
+    }
+    Ok(Read::Bytes(n))
+}
+
+/// Receives one packet. The packet's size is peeked first (`MSG_PEEK |
+/// MSG_TRUNC` gives the real length) so that the buffer grows to it, up to
+/// `max_frame + 1` bytes; once the buffer has that size, one call does.
+/// Returns the real length.
+fn recv_packet(socket: &Socket, buf: &mut Vec<u8>, max_frame: usize) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    let full = max_frame.saturating_add(1);
+    if buf.len() < full {
+        let len = nix::sys::socket::recv(fd, buf, MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT)?;
+        if len > buf.len() {
+            buf.resize(len.next_power_of_two().max(512).min(full), 0);
+        }
+    }
+    Ok(nix::sys::socket::recv(fd, buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT)?)
+}
+
+/// Registers a nonblocking socket with the runtime's reactor.
+///
+/// `AsyncFd::register` is `unsafe` (its contract: the descriptor stays open
+/// and the same while registered), and this crate forbids unsafe code; the
+/// safe `AsyncFd::new` is deprecated for types that do not own their
+/// descriptor. A `socket2::Socket` owns its descriptor and closes it only
+/// when dropped, so the contract holds here.
+#[allow(deprecated)]
+fn register(socket: Socket) -> io::Result<AsyncFd<Socket>> {
+    AsyncFd::new(socket)
+}
+
+fn packet_socket(socket: Socket, options: &DriverOptions) -> io::Result<Io> {
+    socket.set_nonblocking(true)?;
+    if let Some(size) = options.packet_send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    Ok(Io::Packet(register(socket)?))
+}
+
+/// Connects to `endpoint` without blocking the runtime.
+pub(crate) async fn connect(endpoint: &Endpoint, options: &DriverOptions) -> io::Result<Io> {
+    match endpoint {
+        Endpoint::UnixPacket(path) => {
+            let socket = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
+            socket.set_nonblocking(true)?;
+            let addr = SockAddr::unix(path)?;
+            let mut wait = std::time::Duration::from_millis(1);
+            loop {
+                match socket.connect(&addr) {
+                    Ok(()) => break,
+                    // A unix socket's backlog is full: try again shortly.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {
+                        let fd = register(socket)?;
+                        let _ = fd.writable().await?;
+                        let socket = fd.into_inner();
+                        if let Some(e) = socket.take_error()? {
+                            return Err(e);
+                        }
+                        return packet_socket(socket, options);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            packet_socket(socket, options)
+        }
+        Endpoint::Unix(path) => Ok(Io::Unix(UnixStream::connect(path).await?)),
+        Endpoint::Tcp(address) => {
+            let stream = TcpStream::connect(address.as_str()).await?;
+            stream.set_nodelay(true)?;
+            Ok(Io::Tcp(stream))
+        }
+    }
+}
+
+/// A listening socket.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Packet(AsyncFd<Socket>),
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+fn unix_listener(path: &Path, ty: Type, backlog: i32) -> io::Result<Socket> {
+    // A stale socket from an earlier run: Go removes it unconditionally.
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale socket file"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let socket = Socket::new(Domain::UNIX, ty, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+impl Listener {
+    /// Listens on `endpoint`.
+    pub(crate) async fn bind(endpoint: &Endpoint, backlog: i32) -> io::Result<Self> {
+        match endpoint {
+            Endpoint::UnixPacket(path) => {
+                Ok(Listener::Packet(register(unix_listener(path, Type::SEQPACKET, backlog)?)?))
+            }
+            Endpoint::Unix(path) => {
+                let socket = unix_listener(path, Type::STREAM, backlog)?;
+                Ok(Listener::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(
+                    std::os::fd::OwnedFd::from(socket),
+                ))?))
+            }
+            Endpoint::Tcp(address) => Ok(Listener::Tcp(TcpListener::bind(address.as_str()).await?)),
+        }
+    }
+
+    /// The bound TCP address (useful with port 0).
+    pub(crate) fn local_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            _ => None,
+        }
+    }
+
+    /// The next connection.
+    pub(crate) async fn accept(&self, options: &DriverOptions) -> io::Result<Io> {
+        match self {
+            Listener::Packet(fd) => {
+                let (socket, _) = fd.async_io(Interest::READABLE, |s| s.accept()).await?;
+                packet_socket(socket, options)
+            }
+            Listener::Unix(l) => Ok(Io::Unix(l.accept().await?.0)),
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Io::Tcp(stream))
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The async server: accepts remote modules, one task per connection.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use beehive_codec::CodecError;
+use beehive_model::Message;
+use tokio::sync::{mpsc, watch};
+
+use super::conn::{self, Conn, ConnEvent, Link, Shared, Sink};
+use super::io::Listener;
+use super::{DriverError, DriverOptions, Endpoint};
+use crate::session::{CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId};
+
+/// Server settings beyond the session configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Channel sizes and waits of every connection (the inbox is the
+    /// server's, shared by all connections).
+    pub driver: DriverOptions,
+    /// Most connections served at once (Go's `connmax`); more are accepted
+    /// and closed at once. 0: no limit.
+    pub conn_max: usize,
+    /// The listen backlog.
+    pub backlog: i32,
+    /// First pause after a failed accept (`EMFILE`, `ENFILE`, `ENOBUFS`...);
+    /// it doubles on every further failure up to `max_accept_backoff`.
+    pub accept_backoff: Duration,
+    /// Longest pause after failed accepts.
+    pub max_accept_backoff: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            driver: DriverOptions::default(),
+            conn_max: 0,
+            backlog: 128,
+            accept_backoff: Duration::from_millis(20),
+            max_accept_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets [`conn_max`](Self::conn_max).
+    pub fn conn_max(mut self, conn_max: usize) -> Self {
+        self.conn_max = conn_max;
+        self
+    }
+}
+
+/// A message from a connected remote module.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Incoming {
+    /// The connection's session.
+    pub session: SessionId,
+    /// The remote module of the connection (once registered).
+    pub module: Option<String>,
+    /// The message (Go's server forwards it to its destination).
+    pub message: Message,
+}
+
+/// What happens on a server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A connection was accepted; its handshake is pending.
+    Accepted {
+        /// Its session.
+        session: SessionId,
+    },
+    /// `module` is reached through connection `session`, member of
+    /// `groups` (Go: a group of its own name).
+    Registered {
+        /// The session.
+        session: SessionId,
+        /// The module.
+        module: String,
+        /// Its groups.
+        groups: Vec<String>,
+    },
+    /// The handshake of connection `session` is complete.
+    Connected {
+        /// The session.
+        session: SessionId,
+        /// The remote module.
+        module: String,
+    },
+    /// A packet or frame that is not a message was skipped; the connection
+    /// stays up.
+    Malformed {
+        /// The session.
+        session: SessionId,
+        /// Byte offset of the error.
+        offset: u64,
+        /// The error.
+        error: CodecError,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The session.
+        session: SessionId,
+        /// Its remote module, if it had registered.
+        module: Option<String>,
+        /// Why.
+        reason: Arc<CloseReason>,
+    },
+    /// A connection was accepted and closed at once: `conn_max` are served.
+    Refused {
+        /// The limit.
+        conn_max: usize,
+    },
+    /// Accepting failed; the server pauses for `backoff` and tries again.
+    AcceptFailed {
+        /// The error.
+        error: std::io::Error,
+        /// The pause.
+        backoff: Duration,
+    },
+}
+
+#[derive(Debug)]
+struct ServerShared {
+    conns: Mutex<HashMap<SessionId, Link>>,
+    modules: Mutex<HashMap<String, SessionId>>,
+    accept_errors: AtomicU64,
+    refused: AtomicU64,
+    stop: watch::Sender<bool>,
+}
+
+impl ServerShared {
+    fn link_for(&self, module: &str) -> Option<Link> {
+        let session = *self.modules.lock().unwrap_or_else(|e| e.into_inner()).get(module)?;
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned()
+    }
+
+    fn links(&self) -> Vec<Link> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+struct ServerSink {
+    server: Arc<ServerShared>,
+    session: SessionId,
+    module: Option<String>,
+    incoming: mpsc::Sender<Incoming>,
+    events: mpsc::Sender<ServerEvent>,
+}
+
+impl Sink for ServerSink {
+    fn try_deliver(&mut self, message: Message) -> Result<(), Message> {
+        let item = Incoming { session: self.session, module: self.module.clone(), message };
+        conn::try_deliver(&self.incoming, item).map_err(|i| i.message)
+    }
+
+    fn ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        conn::room(&self.incoming)
+    }
+
+    fn event(&mut self, _shared: &Shared, event: ConnEvent) {
+        let session = self.session;
+        let event = match event {
+            ConnEvent::Connected { module } => {
+                self.module = Some(module.clone());
+                ServerEvent::Connected { session, module }
+            }
+            ConnEvent::Registered { module, groups } => {
+                self.server.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(module.clone(), session);
+                ServerEvent::Registered { session, module, groups }
+            }
+            ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
+            ConnEvent::Closed { reason } => {
+                self.server.modules.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| *s != session);
+                self.server.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
+                ServerEvent::Disconnected { session, module: self.module.clone(), reason }
+            }
+        };
+        conn::report(&self.events, event);
+    }
+}
+
+/// A cloneable handle that sends to a server's connected modules.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<ServerShared>,
+}
+
+impl ServerHandle {
+    fn link(&self, module: &str) -> Result<Link, DriverError> {
+        self.shared.link_for(module).ok_or_else(|| DriverError::NotConnected(module.to_owned()))
+    }
+
+    /// Go's `Send(module, msg)` to a connected remote module.
+    pub async fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
+        self.link(module)?.send(module, msg).await
+    }
+
+    /// Go's `SendSync(module, msg, timeout)` to a connected remote module:
+    /// waits for its response (up to `timeout` in all).
+    pub async fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        self.link(module)?.send_sync(module, msg, timeout).await
+    }
+
+    /// Go's `SendResp(resp)`: to the connection serving the response's
+    /// source (the requester), with the destination set to it.
+    pub async fn send_resp(&self, resp: Message) -> Result<(), DriverError> {
+        let module = resp.source().to_owned();
+        self.link(&module)?.send_resp(resp).await
+    }
+
+    /// Go's `SendToGroup(group, msg)`: one copy per member of `group` on
+    /// every connection; returns how many were queued.
+    pub async fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
+        let links: Vec<Link> = self
+            .shared
+            .links()
+            .into_iter()
+            .filter(|l| l.shared.modules().values().any(|groups| groups.iter().any(|g| g == group)))
+            .collect();
+        if links.is_empty() {
+            return Err(SessionError::UnknownGroup { group: group.to_owned() }.into());
+        }
+        let mut sent = 0;
+        for link in links {
+            sent += link.send_to_group(group, msg.clone()).await?;
+        }
+        Ok(sent)
+    }
+
+    /// Queues `msg` as it is on the connection serving `module`.
+    pub async fn send_message(&self, module: &str, msg: Message) -> Result<(), DriverError> {
+        self.link(module)?.send_message(msg).await
+    }
+
+    /// Closes the connection serving `module`; false when none does.
+    pub fn disconnect(&self, module: &str) -> bool {
+        match self.shared.link_for(module) {
+            Some(link) => {
+                link.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections currently served (registered or not).
+    pub fn connections(&self) -> usize {
+        self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The remote modules currently registered, sorted.
+    pub fn modules(&self) -> Vec<String> {
+        let set: BTreeSet<String> =
+            self.shared.modules.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        set.into_iter().collect()
+    }
+
+    /// Failed accepts so far.
+    pub fn accept_errors(&self) -> u64 {
+        self.shared.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused at `conn_max` so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes every connection (returns at once).
+    pub fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
+    }
+}
+
+/// The incoming messages and events of a server.
+#[derive(Debug)]
+pub struct ServerEvents {
+    rx: mpsc::Receiver<ServerEvent>,
+}
+
+impl ServerEvents {
+    /// The next event; `None` once the server stopped and every event was
+    /// taken.
+    pub async fn recv(&mut self) -> Option<ServerEvent> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<ServerEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The messages of a server's remote modules.
+#[derive(Debug)]
+pub struct IncomingMessages {
+    rx: mpsc::Receiver<Incoming>,
+}
+
+impl IncomingMessages {
+    /// The next message; `None` once the server stopped and every message
+    /// was taken.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Stops the server when dropped, unless disarmed.
+#[derive(Debug)]
+struct StopGuard(Option<Arc<ServerShared>>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.stop.send_replace(true);
+        }
+    }
+}
+
+/// A socket server (Go's socket server module) on the tokio runtime.
+///
+/// Dropping it stops accepting and closes every connection (after
+/// [`into_parts`](Self::into_parts), [`ServerHandle::shutdown`] does).
+#[derive(Debug)]
+pub struct Server {
+    handle: ServerHandle,
+    incoming: IncomingMessages,
+    events: ServerEvents,
+    endpoint: Endpoint,
+    guard: StopGuard,
+}
+
+impl Server {
+    /// Listens on `endpoint` and serves remote modules with sessions of
+    /// `config` (server role; one [`ModuleRegistry`] is shared by all
+    /// connections, a new one unless the configuration has one).
+    pub async fn bind(
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: ServerOptions,
+    ) -> Result<Server, DriverError> {
+        if !matches!(config.get_role(), Role::Server { .. }) {
+            return Err(DriverError::Config("a server needs a session in the server role".into()));
+        }
+        endpoint.check(&config)?;
+        let config = if config.registry.is_none() { config.registry(ModuleRegistry::new()) } else { config };
+        let listener = Listener::bind(endpoint, options.backlog).await?;
+        let endpoint = match (endpoint, listener.local_tcp_addr()) {
+            (Endpoint::Tcp(_), Some(addr)) => Endpoint::Tcp(addr.to_string()),
+            _ => endpoint.clone(),
+        };
+        let shared = Arc::new(ServerShared {
+            conns: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            accept_errors: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            stop: watch::Sender::new(false),
+        });
+        let (incoming_tx, incoming) = mpsc::channel(options.driver.inbox_capacity.max(1));
+        let (events_tx, events) = mpsc::channel(options.driver.event_capacity.max(1));
+        let accept = Accept {
+            listener,
+            config,
+            options,
+            shared: Arc::clone(&shared),
+            incoming: incoming_tx,
+            events: events_tx,
+            endpoint: endpoint.clone(),
+        };
+        tokio::spawn(accept.run());
+        tracing::info!(%endpoint, "socket server listening");
+        Ok(Server {
+            handle: ServerHandle { shared: Arc::clone(&shared) },
+            incoming: IncomingMessages { rx: incoming },
+            events: ServerEvents { rx: events },
+            endpoint,
+            guard: StopGuard(Some(shared)),
+        })
+    }
+
+    /// Where the server listens (a TCP port 0 resolved).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A cloneable handle for sending from other tasks.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The next message from a remote module.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.incoming.recv().await
+    }
+
+    /// The server's events.
+    pub fn events(&mut self) -> &mut ServerEvents {
+        &mut self.events
+    }
+
+    /// The handle, the incoming messages and the events apart (for separate
+    /// tasks); the server then runs until [`ServerHandle::shutdown`].
+    pub fn into_parts(self) -> (ServerHandle, IncomingMessages, ServerEvents) {
+        let Server { handle, incoming, events, endpoint: _, mut guard } = self;
+        guard.0 = None;
+        (handle, incoming, events)
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&self) {
+        self.handle.shutdown();
+    }
+}
+
+struct Accept {
+    listener: Listener,
+    config: SessionConfig,
+    options: ServerOptions,
+    shared: Arc<ServerShared>,
+    incoming: mpsc::Sender<Incoming>,
+    events: mpsc::Sender<ServerEvent>,
+    endpoint: Endpoint,
+}
+
+impl Accept {
+    async fn run(self) {
+        let mut stop = self.shared.stop.subscribe();
+        let mut backoff = self.options.accept_backoff;
+        loop {
+            if *stop.borrow_and_update() {
+                break;
+            }
+            let accepted = tokio::select! {
+                r = self.listener.accept(&self.options.driver) => r,
+                _ = stop.changed() => continue,
+            };
+            match accepted {
+                Ok(io) => {
+                    backoff = self.options.accept_backoff;
+                    let conn_max = self.options.conn_max;
+                    if conn_max > 0 && self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).len() >= conn_max {
+                        tracing::warn!(conn_max, "refusing a connection: too many connections");
+                        self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                        conn::report(&self.events, ServerEvent::Refused { conn_max });
+                        drop(io);
+                        continue;
+                    }
+                    self.serve(io);
+                }
+                Err(error) => {
+                    self.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(endpoint = %self.endpoint, error = %error, ?backoff, "accept failed, pausing");
+                    conn::report(&self.events, ServerEvent::AcceptFailed { error, backoff });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(self.options.max_accept_backoff.max(self.options.accept_backoff));
+                }
+            }
+        }
+        for link in self.shared.links() {
+            link.close();
+        }
+        if let Endpoint::UnixPacket(path) | Endpoint::Unix(path) = &self.endpoint {
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::info!(endpoint = %self.endpoint, "socket server stopped");
+    }
+
+    fn serve(&self, io: super::io::Io) {
+        let config = match io.packet_send_limit() {
+            Some(limit) if self.config.get_packet_send_limit().is_none() => {
+                self.config.clone().packet_send_limit(Some(limit))
+            }
+            _ => self.config.clone(),
+        };
+        let session = Session::new(config, conn::now());
+        let id = session.id();
+        let shared = Shared::new(id);
+        let (tx, commands) = mpsc::channel(self.options.driver.command_capacity.max(1));
+        let link = Link { tx, shared: Arc::clone(&shared), send_wait: self.options.driver.send_wait };
+        self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, link);
+        let sink = ServerSink {
+            server: Arc::clone(&self.shared),
+            session: id,
+            module: None,
+            incoming: self.incoming.clone(),
+            events: self.events.clone(),
+        };
+        tracing::debug!(session = %id, "connection accepted");
+        conn::report(&self.events, ServerEvent::Accepted { session: id });
+        tokio::spawn(Conn::new(session, io, commands, false, sink, shared).run());
+    }
+}
