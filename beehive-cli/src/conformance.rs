@@ -15,11 +15,12 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<u8> {
     let json_to_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
 
     let mut text = String::new();
-    text.push_str(&format!(
-        "captures: {} (seed {})\n",
-        report.captures,
-        report.seed.map_or("?".to_owned(), |s| s.to_string())
-    ));
+    // A recording has no seed; its manifest names what made it.
+    let origin = match report.seed {
+        Some(s) => format!("seed {s}"),
+        None => recorder(&dir).unwrap_or_else(|| "seed ?".to_owned()),
+    };
+    text.push_str(&format!("captures: {} ({origin})\n", report.captures));
     text.push_str(&report.table());
     let (color, mut out): (bool, Box<dyn Write>) = if json_to_stdout {
         (style::stderr_colored(), Box::new(io::stderr().lock()))
@@ -59,4 +60,13 @@ pub fn run(args: &ConformanceArgs) -> anyhow::Result<u8> {
         None => {}
     }
     Ok(if report.ok() { EXIT_OK } else { EXIT_FINDINGS })
+}
+
+/// `recorded by beehive record 0.1.0 at 2024-…` from a recording's MANIFEST.json.
+fn recorder(dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("MANIFEST.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let by = manifest.get("recorder")?.as_str()?;
+    let at = manifest.get("started").and_then(|s| s.as_str()).unwrap_or("?");
+    Some(format!("recorded by {by} at {at}"))
 }
