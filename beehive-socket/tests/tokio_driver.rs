@@ -3,6 +3,7 @@
 //!
 //! Every wait is bounded by `tokio::time::timeout`; running out of time is
 //! a failure.
+#![cfg(feature = "tokio")]
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -773,4 +774,30 @@ fn emfile_child() {
         assert_eq!(resp.content().as_str(), Some("re: after EMFILE"));
         println!("EMFILE-CHILD-OK");
     });
+}
+
+#[test]
+fn the_packet_send_limit_refuses_a_larger_packet_at_once() {
+    use beehive_socket::session::Session;
+    let now = Instant::now();
+    let client_cfg = client_config("edgeclient", TransportKind::Packet).packet_send_limit(Some(1000));
+    assert_eq!(client_cfg.get_packet_send_limit(), Some(1000));
+    let mut client = Session::new(client_cfg, now);
+    let mut server = Session::new(server_config(TransportKind::Packet), now);
+    while let Some(t) = client.poll_transmit() {
+        client.handle_written(t.frame.len(), now);
+        server.handle_packet(&t.frame, now);
+    }
+    while let Some(t) = server.poll_transmit() {
+        server.handle_written(t.frame.len(), now);
+        client.handle_packet(&t.frame, now);
+    }
+    assert!(client.is_connected());
+    client.send("srvmod", msg("edgeclient", &"a".repeat(500)), now).unwrap();
+    match client.send("srvmod", msg("edgeclient", &"a".repeat(2000)), now) {
+        Err(SessionError::MessageTooLarge { len, max: 1000 }) => assert!(len > 2000),
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    // The frame limit (64 KiB) still bounds what is received.
+    assert!(client.is_connected());
 }

@@ -5,6 +5,7 @@
 //! lines); otherwise each test prints why it is skipped and returns.
 //! The scenario messages (ids, routes, contents, timestamp) are the ones
 //! the Go peer builds and checks.
+#![cfg(feature = "tokio")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

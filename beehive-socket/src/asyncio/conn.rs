@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use beehive_codec::CodecError;
 use beehive_model::Message;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::io::{Io, Read};
 use super::DriverError;
@@ -36,7 +36,6 @@ pub(crate) enum Command {
     SendResp { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
     SendToGroup { group: String, msg: Message, reply: oneshot::Sender<Result<usize, DriverError>> },
     SendMessage { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
-    Close,
 }
 
 /// The state of a connection as the handles see it.
@@ -56,6 +55,9 @@ pub(crate) struct Shared {
     pub(crate) modules: Mutex<BTreeMap<String, Vec<String>>>,
     /// The remote module (server side), or our own (client side).
     pub(crate) peer: Mutex<Option<String>>,
+    /// Asks the task to close (never waits, even when the command channel
+    /// is full).
+    close: Notify,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             state: watch::Sender::new(State::Handshaking),
             modules: Mutex::new(BTreeMap::new()),
             peer: Mutex::new(None),
+            close: Notify::new(),
         })
     }
 
@@ -163,13 +166,7 @@ impl Link {
 
     /// Asks the task to close; returns at once.
     pub(crate) fn close(&self) {
-        if self.tx.try_send(Command::Close).is_err() && self.shared.close_reason().is_none() {
-            // The channel is full: close from a task so as not to wait here.
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(Command::Close).await;
-            });
-        }
+        self.shared.close.notify_one();
     }
 
     /// Waits until the connection is closed; its reason.
@@ -311,6 +308,7 @@ impl<S: Sink> Conn<S> {
                     }
                 },
                 () = self.sink.ready(), if !want_read => {},
+                () = self.shared.close.notified() => self.session.close(),
                 () = sleep_until(deadline), if deadline.is_some() => self.session.handle_timeout(now()),
             }
         }
@@ -500,7 +498,6 @@ impl<S: Sink> Conn<S> {
                 let r = self.session.send_message(msg, now).map_err(|e| closed(&self.shared, e));
                 let _ = reply.send(r);
             }
-            Command::Close => self.session.close(),
         }
     }
 }
