@@ -119,3 +119,26 @@ pub enum ContextError {
         kind: std::io::ErrorKind,
     },
 }
+
+impl ContextError {
+    /// A short, stable name of the error's kind (`unknown_module`,
+    /// `send_timeout`, ...), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ContextError::UnknownModule { .. } => "unknown_module",
+            ContextError::UnknownGroup { .. } => "unknown_group",
+            ContextError::Closed { .. } => "closed",
+            ContextError::Full { .. } => "full",
+            ContextError::SendTimeout { .. } => "send_timeout",
+            ContextError::ResponseTimeout { .. } => "response_timeout",
+            ContextError::NoWaiter { .. } => "no_waiter",
+            ContextError::DuplicateRequest { .. } => "duplicate_request",
+            ContextError::DuplicateModule { .. } => "duplicate_module",
+            ContextError::UnknownContextType { .. } => "unknown_context_type",
+            ContextError::GroupDelivery { .. } => "group_delivery",
+            ContextError::GroupSyncIncomplete { .. } => "group_sync_incomplete",
+            ContextError::NoRuntime { .. } => "no_runtime",
+            ContextError::Spawn { .. } => "spawn",
+        }
+    }
+}

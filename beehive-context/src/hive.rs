@@ -344,42 +344,44 @@ impl Hive {
 
     /// Delivers `msg` to `module`, waiting for room in its inbox.
     pub fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.dispatch(module, msg, Inbox::send, |b, msg| b.send(module, msg))
+        self.dispatch(module, msg, Inbox::send, |b, msg| b.send(module, msg)).inspect_err(crate::metrics::error)
     }
 
     /// Delivers only if the inbox has room now.
     pub fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg))
+        self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg)).inspect_err(crate::metrics::error)
     }
 
     /// Delivers, waiting at most `timeout` for room.
     pub fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
-        self.route(module)?.send_timeout(module, msg, timeout)
+        self.route(module).and_then(|b| b.send_timeout(module, msg, timeout)).inspect_err(crate::metrics::error)
     }
 
     /// [`send`](Self::send) for async code.
     pub async fn send_async(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.route(module)?.send_async(module, msg).await
+        let r = async { self.route(module)?.send_async(module, msg).await }.await;
+        r.inspect_err(crate::metrics::error)
     }
 
     /// The module's next message.
     pub fn receive(&self, module: &str) -> Result<Message, ContextError> {
-        self.dispatch(module, (), |i, ()| i.recv(), |b, ()| b.receive(module))
+        self.dispatch(module, (), |i, ()| i.recv(), |b, ()| b.receive(module)).inspect_err(crate::metrics::error)
     }
 
     /// The module's next message, or `Ok(None)` after `timeout`.
     pub fn receive_timeout(&self, module: &str, timeout: Duration) -> Result<Option<Message>, ContextError> {
-        self.route(module)?.receive_timeout(module, timeout)
+        self.route(module).and_then(|b| b.receive_timeout(module, timeout)).inspect_err(crate::metrics::error)
     }
 
     /// [`receive`](Self::receive) for async code.
     pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
-        self.route(module)?.receive_async(module).await
+        let r = async { self.route(module)?.receive_async(module).await }.await;
+        r.inspect_err(crate::metrics::error)
     }
 
     /// Sends with `sync` set and waits for the response (zero timeout = 30 s).
     pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError> {
-        self.route(module)?.send_sync(module, msg, timeout)
+        self.route(module).and_then(|b| b.send_sync(module, msg, timeout)).inspect_err(crate::metrics::error)
     }
 
     /// [`send_sync`](Self::send_sync) for async code.
@@ -389,13 +391,14 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, ContextError> {
-        self.route(module)?.send_sync_async(module, msg, timeout).await
+        let r = async { self.route(module)?.send_sync_async(module, msg, timeout).await }.await;
+        r.inspect_err(crate::metrics::error)
     }
 
     /// Hands a response to the `send_sync` waiting for it, through the
     /// backend named by the response's `type` (empty = `channel`).
     pub fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
-        self.resp_backend(&resp)?.send_resp(resp)
+        self.resp_backend(&resp).and_then(|b| b.send_resp(resp)).inspect_err(crate::metrics::error)
     }
 
     /// The backend a response goes to: the one of its message type (the
@@ -407,18 +410,20 @@ impl Hive {
 
     /// [`send_resp`](Self::send_resp) for async code.
     pub async fn send_resp_async(&self, resp: Message) -> Result<(), ContextError> {
-        self.resp_backend(&resp)?.send_resp_async(resp).await
+        let r = async { self.resp_backend(&resp)?.send_resp_async(resp).await }.await;
+        r.inspect_err(crate::metrics::error)
     }
 
     /// Delivers to every member of `group`, in order per member.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        self.route_group(group)?.send_to_group(group, msg)
+        self.route_group(group).and_then(|b| b.send_to_group(group, msg)).inspect_err(crate::metrics::error)
     }
 
     /// [`send_to_group`](Self::send_to_group) for async code: waits for
     /// room in each member's inbox without blocking the executor.
     pub async fn send_to_group_async(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        self.route_group(group)?.send_to_group_async(group, msg).await
+        let r = async { self.route_group(group)?.send_to_group_async(group, msg).await }.await;
+        r.inspect_err(crate::metrics::error)
     }
 
     /// Delivers to every member of `group` and waits for each one's response.
@@ -428,7 +433,9 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Vec<Message>, ContextError> {
-        self.route_group(group)?.send_to_group_sync(group, msg, timeout)
+        self.route_group(group)
+            .and_then(|b| b.send_to_group_sync(group, msg, timeout))
+            .inspect_err(crate::metrics::error)
     }
 
     // ----- lifecycle -----

@@ -27,6 +27,7 @@ use beehive_model::Message;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
+use crate::metrics::InboxMetrics;
 use crate::spin::{Spin, SpinBudget, SpinHistory};
 use crate::ContextError;
 
@@ -150,6 +151,7 @@ pub(crate) struct Inbox {
     /// Whether polling paid for receivers and for senders lately.
     receive_polls: CachePadded<SpinHistory>,
     send_polls: CachePadded<SpinHistory>,
+    metrics: InboxMetrics,
 }
 
 struct Entered<'a>(&'a AtomicUsize);
@@ -174,6 +176,7 @@ impl Inbox {
             senders: CachePadded::new(Waiters::default()),
             receive_polls: CachePadded::new(SpinHistory::default()),
             send_polls: CachePadded::new(SpinHistory::default()),
+            metrics: InboxMetrics::new(module),
         }
     }
 
@@ -200,6 +203,7 @@ impl Inbox {
             return Ok(Step::Closed);
         }
         self.queue.push(msg)?;
+        self.metrics.sent.increment(1);
         self.receivers.wake();
         Ok(Step::Done(()))
     }
@@ -208,6 +212,7 @@ impl Inbox {
     fn pop(&self) -> Option<Step<Message>> {
         match self.queue.pop() {
             Some(msg) => {
+                self.metrics.received.increment(1);
                 if self.senders.count.load(Ordering::Relaxed) > 0 && self.queue.len() <= self.low_water {
                     self.senders.wake();
                 }
@@ -393,6 +398,7 @@ impl Inbox {
             dropped += 1;
         }
         self.receivers.wake();
+        crate::metrics::dropped(&self.module, dropped);
         dropped
     }
 

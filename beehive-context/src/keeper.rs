@@ -215,7 +215,10 @@ impl SyncKeeper {
                 slot.deliver(resp);
                 Ok(())
             }
-            None => Err(ContextError::NoWaiter { parent_id: resp.parent_id().to_owned() }),
+            None => {
+                crate::metrics::response_without_waiter();
+                Err(ContextError::NoWaiter { parent_id: resp.parent_id().to_owned() })
+            }
         }
     }
 
@@ -231,12 +234,20 @@ impl SyncKeeper {
         wait: impl FnOnce(&Slot, Instant) -> Vec<Message>,
     ) -> Result<Message, E> {
         let timeout = crate::backend::effective_timeout(timeout);
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let msg = msg.set_sync(true);
         let id = msg.id().to_owned();
         let reg = self.register(&id, 1)?;
         send(msg, deadline, timeout)?;
-        wait(&reg.slot, deadline).pop().ok_or_else(|| ContextError::ResponseTimeout { msg_id: id, timeout }.into())
+        let resp = wait(&reg.slot, deadline).pop();
+        match resp {
+            Some(resp) => {
+                crate::metrics::sync_round_trip(started.elapsed());
+                Ok(resp)
+            }
+            None => Err(ContextError::ResponseTimeout { msg_id: id, timeout }.into()),
+        }
     }
 
     /// A synchronous broadcast (Go `SendToGroupSync`): registers a waiter for

@@ -28,6 +28,7 @@ mod error;
 mod hive;
 mod inbox;
 mod keeper;
+pub mod metrics;
 mod module;
 mod spin;
 
