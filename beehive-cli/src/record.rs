@@ -254,13 +254,13 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         open: AtomicU64::new(0),
     });
     let started_wall = SystemTime::now();
-    eprintln!(
-        "beehive: recording {} ({}) → {} into {}; Ctrl-C ends the recording",
+    note(&format!(
+        "recording {} ({}) → {} into {}; Ctrl-C ends the recording",
         shown,
         args.transport.name(),
         args.upstream,
         args.out.display()
-    );
+    ));
 
     let (stop_ticker, ticks) = mpsc::channel::<()>();
     let ticker = {
@@ -311,6 +311,11 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
     let _ = style::paint(&mut err, color, if failed > 0 { style::ERROR } else { style::DIM }, &text);
     let _ = writeln!(err);
     Ok(if failed > 0 { EXIT_FINDINGS } else { EXIT_OK })
+}
+
+/// `beehive: TEXT` on stderr; a closed stderr does not stop the recording.
+fn note(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "beehive: {text}");
 }
 
 /// Removes the listening socket file when the recording ends.
@@ -368,7 +373,7 @@ fn accept_loop(
                 // The client gave up before we took it (ECONNABORTED), or
                 // we are out of descriptors for now: go on.
                 Err(e) => {
-                    eprintln!("beehive: accept failed: {e}");
+                    note(&format!("accept failed: {e}"));
                     break;
                 }
             };
@@ -413,7 +418,7 @@ fn serve(rec: &Arc<Recorder>, conn: &Arc<Conn>, client: Socket, upstream: &SockA
         Ok(s) => s,
         Err(e) => {
             let text = format!("cannot connect to the upstream: {e}");
-            eprintln!("beehive: connection {}: {text}", conn.id);
+            note(&format!("connection {}: {text}", conn.id));
             conn.fail(text);
             conn.end(Dir::ClientToServer, "not relayed".into());
             conn.end(Dir::ServerToClient, "not relayed".into());
@@ -461,7 +466,7 @@ fn pump(rec: &Recorder, conn: &Conn, dir: Dir, src: &Socket, dst: &Socket) {
             conn.shut_down(false);
         }
         End::Relay(e) => {
-            eprintln!("beehive: connection {}: {e}", conn.id);
+            note(&format!("connection {}: {e}", conn.id));
             conn.end(dir, "relay error".into());
             conn.fail(e);
             conn.shut_down(false);
