@@ -9,7 +9,8 @@ macro_rules! exit_codes {
     () => {
         "Exit codes:
   0  success: every frame decoded, every conformance case passed
-  1  malformed input found (decode) or conformance failures
+  1  malformed input found (decode), conformance failures, or a connection
+     that could not be relayed completely (record)
   2  usage error, or an input/output error (file not found, unwritable output)"
     };
 }
