@@ -40,6 +40,7 @@ cleanup() {
   rm -f "$out" "$out.go-stderr"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 if [ "${CONTEND:-0}" = 1 ]; then
   taskset -c 0 sh -c 'while :; do :; done' &
   busy=$!
