@@ -30,7 +30,7 @@ mod inbox;
 mod keeper;
 pub mod metrics;
 mod module;
-pub mod spin;
+mod spin;
 
 pub use backend::{
     broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT,

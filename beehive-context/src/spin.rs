@@ -1,6 +1,4 @@
-//! Polling before parking: the [`SpinBudget`] setting, and the pieces a
-//! backend uses to poll the same way the channel backend does ([`Spin`]
-//! for one wait, [`SpinHistory`] for a place where threads wait).
+//! Polling before parking.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -54,28 +52,13 @@ impl Default for SpinBudget {
 
 /// One wait's polling: busy-waiting until the budget is spent.
 ///
-/// ```
-/// use beehive_context::spin::{Spin, SpinHistory};
-/// use beehive_context::SpinBudget;
-/// use std::sync::atomic::{AtomicBool, Ordering};
-///
-/// let ready = AtomicBool::new(true);
-/// let history = SpinHistory::default();
-/// let mut spin = Spin::adaptive(SpinBudget::DEFAULT, &history);
-/// while !ready.load(Ordering::Acquire) && spin.wait() {}
-/// let got_it = ready.load(Ordering::Acquire);
-/// spin.record(&history, got_it);
-/// // ... park when !got_it
-/// ```
-///
 /// There is deliberately no `yield_now` phase. Polling pays off when the
 /// other side is running on another core and about to act; if it is not
 /// running, the quickest way to let it run is to park. A yield on a core
 /// shared with an unrelated busy process hands that process the rest of a
 /// time slice (milliseconds) and turns request/response traffic into
 /// convoys.
-#[derive(Debug)]
-pub struct Spin {
+pub(crate) struct Spin {
     budget: Duration,
     started: Option<Instant>,
     rounds: u32,
@@ -92,7 +75,7 @@ pub struct Spin {
 /// worth it. On an idle machine polls succeed and keep their credit; under
 /// load the waits park at once, which is what lets the other side run.
 #[derive(Debug)]
-pub struct SpinHistory {
+pub(crate) struct SpinHistory {
     credit: AtomicU32,
     unpolled: AtomicU32,
 }
@@ -111,14 +94,13 @@ impl Default for SpinHistory {
 }
 
 impl Spin {
-    /// A poll of up to `budget`, whatever happened before.
-    pub fn new(budget: SpinBudget) -> Self {
+    pub(crate) fn new(budget: SpinBudget) -> Self {
         Spin { budget: budget.0, started: None, rounds: 0 }
     }
 
     /// A poll of up to `budget` if `history` says polling pays (or it is
     /// time to find out again), else none.
-    pub fn adaptive(budget: SpinBudget, history: &SpinHistory) -> Self {
+    pub(crate) fn adaptive(budget: SpinBudget, history: &SpinHistory) -> Self {
         let poll = history.credit.load(Ordering::Relaxed) > 0
             || history.unpolled.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == PROBE_EVERY - 1;
         Spin::new(if poll { budget } else { SpinBudget::OFF })
@@ -126,7 +108,7 @@ impl Spin {
 
     /// Records in `history` whether this poll ended with what it waited
     /// for (`true`) or ran out; a wait that did not poll records nothing.
-    pub fn record(&self, history: &SpinHistory, succeeded: bool) {
+    pub(crate) fn record(&self, history: &SpinHistory, succeeded: bool) {
         if self.budget.is_zero() {
             return;
         }
@@ -136,7 +118,7 @@ impl Spin {
     }
 
     /// Waits a moment; false once the budget has been spent.
-    pub fn wait(&mut self) -> bool {
+    pub(crate) fn wait(&mut self) -> bool {
         if !self.poll() {
             return false;
         }
@@ -147,7 +129,7 @@ impl Spin {
     }
 
     /// True while the budget lasts (the clock is read every 16th call).
-    pub fn poll(&mut self) -> bool {
+    pub(crate) fn poll(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
         }

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beehive_codec::{CodecError, FrameReader, PackageCodec, RawCodec, Received, SeqpacketReader};
-use beehive_context::spin::{Spin, SpinHistory};
-use beehive_context::{Slot, SpinBudget};
+use beehive_context::Slot;
 use beehive_model::Message;
 use bytes::BytesMut;
 use socket2::Socket;
@@ -20,13 +19,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// What a connection does with each message it reads.
 pub type Handler = Arc<dyn Fn(Message) -> Result<(), String> + Send + Sync>;
 
-/// How long a connection's reader polls after a burst before sleeping
-/// (while such polls pay, see [`SpinHistory`]).
-const READER_SPIN: SpinBudget = SpinBudget::new(Duration::from_micros(50));
+/// How long a connection's reader polls after a burst before sleeping.
+const READER_SPIN: Duration = Duration::from_micros(50);
 
-/// How long a requester reads the socket itself before it parks (while
-/// such polls pay).
-const REQUESTER_SPIN: SpinBudget = SpinBudget::new(Duration::from_micros(150));
+/// How long a requester reads the socket itself before it parks.
+const REQUESTER_SPIN: Duration = Duration::from_micros(150);
 
 /// How messages are delimited on a stream socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,9 +69,6 @@ pub struct Connection {
     /// Requesters currently reading their own responses; the reader thread
     /// stays out of their way (no wake-up per response).
     requesters: (Mutex<usize>, std::sync::Condvar),
-    /// Whether the reader's and the requesters' polls paid lately.
-    reader_polls: SpinHistory,
-    requester_polls: SpinHistory,
 }
 
 impl std::fmt::Debug for Connection {
@@ -110,8 +104,6 @@ impl Connection {
             packets: None,
             handler: Mutex::new(None),
             requesters: (Mutex::new(0), std::sync::Condvar::new()),
-            reader_polls: SpinHistory::default(),
-            requester_polls: SpinHistory::default(),
         }))
     }
 
@@ -142,8 +134,6 @@ impl Connection {
             packets,
             handler: Mutex::new(None),
             requesters: (Mutex::new(0), std::sync::Condvar::new()),
-            reader_polls: SpinHistory::default(),
-            requester_polls: SpinHistory::default(),
         })
     }
 
@@ -234,35 +224,32 @@ impl Connection {
     /// Reads and dispatches every queued packet while holding the shared
     /// reader (waiting for it when `wait_for_lock`, giving up otherwise).
     /// `Some(reason)` when the connection must end.
-    /// Reads and handles every packet queued on the socket without
-    /// blocking; `Ok(n)` with how many were handled, `Err(reason)` when the
-    /// connection must close.
-    fn drain(&self, wait_for_lock: bool) -> Result<usize, String> {
-        let Some(packets) = self.packets.as_ref() else { return Ok(0) };
+    fn drain(&self, wait_for_lock: bool) -> Option<String> {
+        let packets = self.packets.as_ref()?;
         // Without a handler (the reader thread has not started yet) nothing
         // may be read: it would be dropped.
-        let Some(handler) = self.handler.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(0) };
+        let handler = self.handler.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
         let mut reader = if wait_for_lock {
             packets.lock().unwrap_or_else(|e| e.into_inner())
         } else {
             match packets.try_lock() {
                 Ok(g) => g,
-                Err(_) => return Ok(0),
+                Err(_) => return None,
             }
         };
-        let mut handled = 0;
         loop {
             let msg = match reader.try_read_packet() {
                 Ok(Received::Packet(p)) => match beehive_codec::raw::packet::decode(p) {
                     Ok(m) => m,
-                    Err(e) => return Err(format!("read failed: {e}")),
+                    Err(e) => return Some(format!("read failed: {e}")),
                 },
-                Ok(Received::Empty) => return Ok(handled),
-                Ok(Received::Closed) => return Err("peer closed the connection".to_owned()),
-                Err(e) => return Err(format!("read failed: {e}")),
+                Ok(Received::Empty) => return None,
+                Ok(Received::Closed) => return Some("peer closed the connection".to_owned()),
+                Err(e) => return Some(format!("read failed: {e}")),
             };
-            handler(msg)?;
-            handled += 1;
+            if let Err(e) = handler(msg) {
+                return Some(e);
+            }
         }
     }
 
@@ -281,21 +268,20 @@ impl Connection {
             }
             match crate::tls::wait(&self.socket, false, Duration::from_secs(1)) {
                 Ok(true) => {
-                    if let Err(reason) = self.drain(true) {
+                    if let Some(reason) = self.drain(true) {
                         return reason;
                     }
                     // Traffic tends to come in bursts: poll a little before
-                    // going back to sleep in the kernel, while such polls
-                    // keep finding packets.
-                    let mut spin = Spin::adaptive(READER_SPIN, &self.reader_polls);
-                    let mut found = false;
-                    while !found && spin.wait() {
-                        match self.drain(false) {
-                            Ok(n) => found = n > 0,
-                            Err(reason) => return reason,
+                    // going back to sleep in the kernel.
+                    let until = Instant::now() + READER_SPIN;
+                    while Instant::now() < until {
+                        if let Some(reason) = self.drain(false) {
+                            return reason;
+                        }
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
                         }
                     }
-                    spin.record(&self.reader_polls, found);
                 }
                 Ok(false) => {}
                 Err(e) => return format!("read failed: {e}"),
@@ -309,18 +295,20 @@ impl Connection {
     pub fn await_responses(&self, slot: &Slot, deadline: Instant) -> Vec<Message> {
         if self.packets.is_some() {
             *self.requesters.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-            let mut spin = Spin::adaptive(REQUESTER_SPIN, &self.requester_polls);
+            let spin_until = (Instant::now() + REQUESTER_SPIN).min(deadline);
             while !slot.is_complete() && !self.is_closed() {
-                if let Err(reason) = self.drain(false) {
+                if let Some(reason) = self.drain(false) {
                     tracing::warn!(connection = self.id, %reason, "closing connection");
                     self.close();
                     break;
                 }
-                if slot.is_complete() || Instant::now() >= deadline || !spin.wait() {
+                if slot.is_complete() || Instant::now() >= spin_until {
                     break;
                 }
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
             }
-            spin.record(&self.requester_polls, slot.is_complete());
             let (m, cv) = &self.requesters;
             *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
             cv.notify_all();
