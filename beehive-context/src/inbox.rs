@@ -28,7 +28,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use crate::metrics::InboxMetrics;
-use crate::spin::{Spin, SpinBudget, SpinHistory};
+use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
 
 /// A thread or a task waiting on one side of the inbox.
@@ -148,9 +148,6 @@ pub(crate) struct Inbox {
     in_flight: CachePadded<AtomicUsize>,
     receivers: CachePadded<Waiters>,
     senders: CachePadded<Waiters>,
-    /// Whether polling paid for receivers and for senders lately.
-    receive_polls: CachePadded<SpinHistory>,
-    send_polls: CachePadded<SpinHistory>,
     metrics: InboxMetrics,
 }
 
@@ -174,8 +171,6 @@ impl Inbox {
             in_flight: CachePadded::new(AtomicUsize::new(0)),
             receivers: CachePadded::new(Waiters::default()),
             senders: CachePadded::new(Waiters::default()),
-            receive_polls: CachePadded::new(SpinHistory::default()),
-            send_polls: CachePadded::new(SpinHistory::default()),
             metrics: InboxMetrics::new(module),
         }
     }
@@ -243,20 +238,14 @@ impl Inbox {
             Ok(Step::Closed) => return Err(self.closed_error()),
             Err(m) => m,
         };
-        let mut spin = Spin::adaptive(self.spin, &self.send_polls);
+        let mut spin = Spin::new(self.spin);
         while spin.wait() && deadline.is_none_or(|d| Instant::now() < d) {
             pending = match self.push(pending) {
-                Ok(step) => {
-                    spin.record(&self.send_polls, true);
-                    return match step {
-                        Step::Done(()) => Ok(None),
-                        Step::Closed => Err(self.closed_error()),
-                    };
-                }
+                Ok(Step::Done(())) => return Ok(None),
+                Ok(Step::Closed) => return Err(self.closed_error()),
                 Err(m) => m,
             };
         }
-        spin.record(&self.send_polls, false);
         let mut slot = Some(pending);
         let done = self.senders.park_until(deadline, || {
             let msg = slot.take()?;
@@ -337,14 +326,12 @@ impl Inbox {
         if let Some(step) = self.pop() {
             return self.received(step).map(Some);
         }
-        let mut spin = Spin::adaptive(self.spin, &self.receive_polls);
+        let mut spin = Spin::new(self.spin);
         while spin.wait() && deadline.is_none_or(|d| Instant::now() < d) {
             if let Some(step) = self.pop() {
-                spin.record(&self.receive_polls, true);
                 return self.received(step).map(Some);
             }
         }
-        spin.record(&self.receive_polls, false);
         match self.receivers.park_until(deadline, || self.pop()) {
             Some(step) => self.received(step).map(Some),
             None => Ok(None),

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use beehive_model::Message;
 
-use crate::spin::{Spin, SpinBudget, SpinHistory};
+use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
 
 impl std::fmt::Debug for SyncKeeper {
@@ -59,8 +59,6 @@ pub struct Slot {
     count: AtomicUsize,
     /// How long [`Slot::wait`] polls before it parks.
     spin: SpinBudget,
-    /// Whether polling paid for the keeper's requesters lately.
-    polls: Arc<SpinHistory>,
     state: Mutex<SlotState>,
 }
 
@@ -104,11 +102,9 @@ impl Slot {
     /// budget (a response often arrives within microseconds, faster than a
     /// park/unpark round trip), then parks. Returns what arrived.
     pub fn wait(&self, deadline: Instant) -> Vec<Message> {
-        let mut spin = Spin::adaptive(self.spin, &self.polls);
+        let mut spin = Spin::new(self.spin);
         while !self.complete() && Instant::now() < deadline && spin.wait() {}
-        let complete = self.complete();
-        spin.record(&self.polls, complete);
-        if complete {
+        if self.complete() {
             return self.take();
         }
         loop {
@@ -160,7 +156,6 @@ impl Future for SlotFuture {
 pub struct SyncKeeper {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     spin: SpinBudget,
-    polls: Arc<SpinHistory>,
 }
 
 /// Unregisters its request when dropped (on success, timeout or error).
@@ -187,7 +182,7 @@ impl Registration<'_> {
 impl SyncKeeper {
     /// A keeper whose waiters poll for `spin` before they park.
     pub fn with_spin(spin: SpinBudget) -> Self {
-        SyncKeeper { slots: Mutex::default(), spin, polls: Arc::default() }
+        SyncKeeper { slots: Mutex::default(), spin }
     }
 
     /// Registers a waiter for `expected` responses to request `id`.
@@ -196,7 +191,6 @@ impl SyncKeeper {
             expected: expected.max(1),
             count: AtomicUsize::new(0),
             spin: self.spin,
-            polls: Arc::clone(&self.polls),
             state: Mutex::new(SlotState { responses: Vec::new(), waiter: Waiter::None }),
         });
         let mut slots = lock(&self.slots);

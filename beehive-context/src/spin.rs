@@ -1,6 +1,5 @@
 //! Polling before parking.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a thread that has to wait (a receiver on an empty inbox, a
@@ -64,57 +63,9 @@ pub(crate) struct Spin {
     rounds: u32,
 }
 
-/// What polling has recently achieved at one place where threads wait (an
-/// inbox's receivers, its senders, a keeper's requesters).
-///
-/// Polling pays when the other side is running on another core; when it is
-/// not (every core busy, or the two sharing one), the poll only delays it.
-/// Each poll that ends with what it waited for earns a credit, each one
-/// that runs out costs several; without credit a wait parks at once, and
-/// every 16th such wait polls again to find out whether polling has become
-/// worth it. On an idle machine polls succeed and keep their credit; under
-/// load the waits park at once, which is what lets the other side run.
-#[derive(Debug)]
-pub(crate) struct SpinHistory {
-    credit: AtomicU32,
-    unpolled: AtomicU32,
-}
-
-/// Most credit a history holds (and starts with).
-const FULL_CREDIT: u32 = 8;
-/// What a poll that runs out costs.
-const FAILED_POLL_COST: u32 = 4;
-/// Without credit, every this many waits poll anyway.
-const PROBE_EVERY: u32 = 16;
-
-impl Default for SpinHistory {
-    fn default() -> Self {
-        SpinHistory { credit: AtomicU32::new(FULL_CREDIT), unpolled: AtomicU32::new(0) }
-    }
-}
-
 impl Spin {
     pub(crate) fn new(budget: SpinBudget) -> Self {
         Spin { budget: budget.0, started: None, rounds: 0 }
-    }
-
-    /// A poll of up to `budget` if `history` says polling pays (or it is
-    /// time to find out again), else none.
-    pub(crate) fn adaptive(budget: SpinBudget, history: &SpinHistory) -> Self {
-        let poll = history.credit.load(Ordering::Relaxed) > 0
-            || history.unpolled.fetch_add(1, Ordering::Relaxed) % PROBE_EVERY == PROBE_EVERY - 1;
-        Spin::new(if poll { budget } else { SpinBudget::OFF })
-    }
-
-    /// Records in `history` whether this poll ended with what it waited
-    /// for (`true`) or ran out; a wait that did not poll records nothing.
-    pub(crate) fn record(&self, history: &SpinHistory, succeeded: bool) {
-        if self.budget.is_zero() {
-            return;
-        }
-        let update =
-            |c: u32| Some(if succeeded { (c + 1).min(FULL_CREDIT) } else { c.saturating_sub(FAILED_POLL_COST) });
-        let _ = history.credit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, update);
     }
 
     /// Waits a moment; false once the budget has been spent.
@@ -142,46 +93,6 @@ impl Spin {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_polls_stop_polling_until_a_probe_succeeds() {
-        let budget = SpinBudget::new(Duration::from_micros(1));
-        let history = SpinHistory::default();
-        // Two failures use up the credit.
-        for _ in 0..2 {
-            let spin = Spin::adaptive(budget, &history);
-            assert!(!spin.budget.is_zero());
-            spin.record(&history, false);
-        }
-        // Now only every 16th wait polls.
-        let polled: Vec<bool> = (0..32)
-            .map(|_| {
-                let spin = Spin::adaptive(budget, &history);
-                let polled = !spin.budget.is_zero();
-                spin.record(&history, false);
-                polled
-            })
-            .collect();
-        assert_eq!(polled.iter().filter(|p| **p).count(), 2, "{polled:?}");
-        // A successful probe brings polling back.
-        let probe = (0..16).map(|_| Spin::adaptive(budget, &history)).find(|s| !s.budget.is_zero()).unwrap();
-        probe.record(&history, true);
-        assert!(!Spin::adaptive(budget, &history).budget.is_zero());
-    }
-
-    #[test]
-    fn successful_polls_keep_polling() {
-        let budget = SpinBudget::new(Duration::from_micros(1));
-        let history = SpinHistory::default();
-        for _ in 0..100 {
-            let spin = Spin::adaptive(budget, &history);
-            assert!(!spin.budget.is_zero());
-            spin.record(&history, true);
-        }
-        // One failure among successes does not stop polling.
-        Spin::adaptive(budget, &history).record(&history, false);
-        assert!(!Spin::adaptive(budget, &history).budget.is_zero());
-    }
 
     #[test]
     fn off_never_polls() {
