@@ -207,6 +207,16 @@ pub struct ShutdownReport {
     pub undelivered: Vec<(String, usize)>,
 }
 
+/// Counts a failed operation in `beehive_errors_total` (the check is all
+/// a success costs).
+#[inline(always)]
+fn counted<T>(result: Result<T, ContextError>) -> Result<T, ContextError> {
+    if let Err(e) = &result {
+        crate::metrics::error(e);
+    }
+    result
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -343,45 +353,46 @@ impl Hive {
     // ----- messaging -----
 
     /// Delivers `msg` to `module`, waiting for room in its inbox.
+    #[inline]
     pub fn send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.dispatch(module, msg, Inbox::send, |b, msg| b.send(module, msg)).inspect_err(crate::metrics::error)
+        counted(self.dispatch(module, msg, Inbox::send, |b, msg| b.send(module, msg)))
     }
 
     /// Delivers only if the inbox has room now.
+    #[inline]
     pub fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg)).inspect_err(crate::metrics::error)
+        counted(self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg)))
     }
 
     /// Delivers, waiting at most `timeout` for room.
     pub fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
-        self.route(module).and_then(|b| b.send_timeout(module, msg, timeout)).inspect_err(crate::metrics::error)
+        counted(self.route(module).and_then(|b| b.send_timeout(module, msg, timeout)))
     }
 
     /// [`send`](Self::send) for async code.
     pub async fn send_async(&self, module: &str, msg: Message) -> Result<(), ContextError> {
-        let r = async { self.route(module)?.send_async(module, msg).await }.await;
-        r.inspect_err(crate::metrics::error)
+        counted(async { self.route(module)?.send_async(module, msg).await }.await)
     }
 
     /// The module's next message.
+    #[inline]
     pub fn receive(&self, module: &str) -> Result<Message, ContextError> {
-        self.dispatch(module, (), |i, ()| i.recv(), |b, ()| b.receive(module)).inspect_err(crate::metrics::error)
+        counted(self.dispatch(module, (), |i, ()| i.recv(), |b, ()| b.receive(module)))
     }
 
     /// The module's next message, or `Ok(None)` after `timeout`.
     pub fn receive_timeout(&self, module: &str, timeout: Duration) -> Result<Option<Message>, ContextError> {
-        self.route(module).and_then(|b| b.receive_timeout(module, timeout)).inspect_err(crate::metrics::error)
+        counted(self.route(module).and_then(|b| b.receive_timeout(module, timeout)))
     }
 
     /// [`receive`](Self::receive) for async code.
     pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
-        let r = async { self.route(module)?.receive_async(module).await }.await;
-        r.inspect_err(crate::metrics::error)
+        counted(async { self.route(module)?.receive_async(module).await }.await)
     }
 
     /// Sends with `sync` set and waits for the response (zero timeout = 30 s).
     pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, ContextError> {
-        self.route(module).and_then(|b| b.send_sync(module, msg, timeout)).inspect_err(crate::metrics::error)
+        counted(self.route(module).and_then(|b| b.send_sync(module, msg, timeout)))
     }
 
     /// [`send_sync`](Self::send_sync) for async code.
@@ -391,14 +402,13 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message, ContextError> {
-        let r = async { self.route(module)?.send_sync_async(module, msg, timeout).await }.await;
-        r.inspect_err(crate::metrics::error)
+        counted(async { self.route(module)?.send_sync_async(module, msg, timeout).await }.await)
     }
 
     /// Hands a response to the `send_sync` waiting for it, through the
     /// backend named by the response's `type` (empty = `channel`).
     pub fn send_resp(&self, resp: Message) -> Result<(), ContextError> {
-        self.resp_backend(&resp).and_then(|b| b.send_resp(resp)).inspect_err(crate::metrics::error)
+        counted(self.resp_backend(&resp).and_then(|b| b.send_resp(resp)))
     }
 
     /// The backend a response goes to: the one of its message type (the
@@ -410,20 +420,18 @@ impl Hive {
 
     /// [`send_resp`](Self::send_resp) for async code.
     pub async fn send_resp_async(&self, resp: Message) -> Result<(), ContextError> {
-        let r = async { self.resp_backend(&resp)?.send_resp_async(resp).await }.await;
-        r.inspect_err(crate::metrics::error)
+        counted(async { self.resp_backend(&resp)?.send_resp_async(resp).await }.await)
     }
 
     /// Delivers to every member of `group`, in order per member.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        self.route_group(group).and_then(|b| b.send_to_group(group, msg)).inspect_err(crate::metrics::error)
+        counted(self.route_group(group).and_then(|b| b.send_to_group(group, msg)))
     }
 
     /// [`send_to_group`](Self::send_to_group) for async code: waits for
     /// room in each member's inbox without blocking the executor.
     pub async fn send_to_group_async(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        let r = async { self.route_group(group)?.send_to_group_async(group, msg).await }.await;
-        r.inspect_err(crate::metrics::error)
+        counted(async { self.route_group(group)?.send_to_group_async(group, msg).await }.await)
     }
 
     /// Delivers to every member of `group` and waits for each one's response.
@@ -433,9 +441,7 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Vec<Message>, ContextError> {
-        self.route_group(group)
-            .and_then(|b| b.send_to_group_sync(group, msg, timeout))
-            .inspect_err(crate::metrics::error)
+        counted(self.route_group(group).and_then(|b| b.send_to_group_sync(group, msg, timeout)))
     }
 
     // ----- lifecycle -----

@@ -152,10 +152,17 @@ impl Future for SlotFuture {
 /// Pending requests by message id: a waiter is registered before its
 /// request is sent and keeps every response that arrives for it, so no
 /// response is lost for arriving early. Shared by every backend.
-#[derive(Default)]
 pub struct SyncKeeper {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     spin: SpinBudget,
+    /// `beehive_sync_round_trip_seconds`, registered once.
+    round_trips: metrics::Histogram,
+}
+
+impl Default for SyncKeeper {
+    fn default() -> Self {
+        SyncKeeper::with_spin(SpinBudget::DEFAULT)
+    }
 }
 
 /// Unregisters its request when dropped (on success, timeout or error).
@@ -182,7 +189,7 @@ impl Registration<'_> {
 impl SyncKeeper {
     /// A keeper whose waiters poll for `spin` before they park.
     pub fn with_spin(spin: SpinBudget) -> Self {
-        SyncKeeper { slots: Mutex::default(), spin }
+        SyncKeeper { slots: Mutex::default(), spin, round_trips: crate::metrics::round_trips() }
     }
 
     /// Registers a waiter for `expected` responses to request `id`.
@@ -237,7 +244,7 @@ impl SyncKeeper {
         let resp = wait(&reg.slot, deadline).pop();
         match resp {
             Some(resp) => {
-                crate::metrics::sync_round_trip(started.elapsed());
+                self.round_trips.record(started.elapsed().as_secs_f64());
                 Ok(resp)
             }
             None => Err(ContextError::ResponseTimeout { msg_id: id, timeout }.into()),

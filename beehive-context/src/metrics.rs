@@ -15,8 +15,6 @@
 //! | `beehive_responses_without_waiter_total` | counter | | responses nobody was waiting for (late, or for another hive) |
 //! | `beehive_errors_total` | counter | `kind` | failed bus operations by [`ContextError::kind`](crate::ContextError::kind) |
 
-use std::time::Duration;
-
 use metrics::Counter;
 
 /// The counters of one inbox, registered when it is created.
@@ -40,14 +38,17 @@ pub(crate) fn dropped(module: &str, count: usize) {
     }
 }
 
-pub(crate) fn sync_round_trip(took: Duration) {
-    metrics::histogram!("beehive_sync_round_trip_seconds").record(took.as_secs_f64());
+/// The round-trip histogram, registered by each sync keeper when it is
+/// created.
+pub(crate) fn round_trips() -> metrics::Histogram {
+    metrics::histogram!("beehive_sync_round_trip_seconds")
 }
 
 pub(crate) fn response_without_waiter() {
     metrics::counter!("beehive_responses_without_waiter_total").increment(1);
 }
 
+#[cold]
 pub(crate) fn error(e: &crate::ContextError) {
     metrics::counter!("beehive_errors_total", "kind" => e.kind()).increment(1);
 }
