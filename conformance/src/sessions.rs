@@ -420,6 +420,26 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     failures
 }
 
+/// Takes the session's next transmit, reports it written, and compares it
+/// by shape with the packet Go sent at this point (`None` when it matches).
+fn next_transmit_matches(
+    sess: &mut beehive_socket::session::Session,
+    now: std::time::Instant,
+    case: &str,
+    seq: u64,
+    expected: Vec<u8>,
+    map: &mut HashMap<String, String>,
+) -> Option<Failure> {
+    match sess.poll_transmit() {
+        Some(t) => {
+            sess.handle_written(t.frame.len(), now);
+            let why = same_shape(&expected, &t.frame, map).err()?;
+            Some(fail(case, &format!("seq {seq} ({why})"), expected, t.frame.to_vec()))
+        }
+        None => Some(fail(case, &format!("seq {seq}"), expected, b"<nothing>".to_vec())),
+    }
+}
+
 /// Replays the client's packets into a sans-IO server-role
 /// [`session::Session`] (no sockets): messages are forwarded to their
 /// destination as Go's server does, the scenario's server-side calls are
@@ -475,14 +495,8 @@ fn session_server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
                 }
             }
         }
-        match sess.poll_transmit() {
-            Some(t) => {
-                sess.handle_written(t.frame.len(), now);
-                if let Err(why) = same_shape(&bytes, &t.frame, &mut map) {
-                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, t.frame.to_vec()));
-                }
-            }
-            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        if let Some(f) = next_transmit_matches(&mut sess, now, &case, p.seq, bytes, &mut map) {
+            failures.push(f);
         }
     }
     failures
@@ -551,14 +565,8 @@ fn session_client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
                 }
             }
         }
-        match sess.poll_transmit() {
-            Some(t) => {
-                sess.handle_written(t.frame.len(), now);
-                if let Err(why) = same_shape(&bytes, &t.frame, &mut map) {
-                    failures.push(fail(&case, &format!("seq {} ({why})", p.seq), bytes, t.frame.to_vec()));
-                }
-            }
-            None => failures.push(fail(&case, &format!("seq {}", p.seq), bytes, b"<nothing>".to_vec())),
+        if let Some(f) = next_transmit_matches(&mut sess, now, &case, p.seq, bytes, &mut map) {
+            failures.push(f);
         }
     }
     failures
