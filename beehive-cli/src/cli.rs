@@ -9,8 +9,9 @@ macro_rules! exit_codes {
     () => {
         "Exit codes:
   0  success: every frame decoded, every conformance case passed
-  1  malformed input found (decode), conformance failures, or a connection
-     that could not be relayed completely (record)
+  1  malformed input found (decode), conformance failures, a connection
+     that could not be relayed completely (record), or a connection lost or
+     requests unanswered (listen, send)
   2  usage error, or an input/output error (file not found, unwritable output)"
     };
 }
@@ -27,6 +28,8 @@ Examples:
   beehive decode --json --framing package capture.bin
   beehive conformance
   beehive record --listen /tmp/relay.sock --upstream /var/lib/kubeedge/beehive.sock --out rec/
+  beehive listen --socket /tmp/beehive.sock --module probe --answer pong
+  beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
   beehive completions bash > ~/.local/share/bash-completion/completions/beehive
 
 Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
@@ -58,6 +61,10 @@ pub enum Command {
     Conformance(ConformanceArgs),
     /// Relay a client to its server unchanged and record the traffic as a capture set.
     Record(RecordArgs),
+    /// Join a hive as a remote module and print every message it receives.
+    Listen(Box<ListenArgs>),
+    /// Join a hive as a remote module and send messages (and time their responses).
+    Send(Box<SendArgs>),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -342,6 +349,134 @@ pub struct RecordArgs {
     pub max_packet: u64,
 }
 
+/// How `listen` and `send` reach the hive's socket server.
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The server's socket: a path (unixpacket, unix) or HOST:PORT (tcp).
+    #[arg(long, value_name = "PATH")]
+    pub socket: String,
+    /// The name this connection registers as (the server must allow it).
+    #[arg(long, value_name = "NAME")]
+    pub module: String,
+    /// The socket type.
+    #[arg(long, value_enum, default_value_t = RecordTransport::Unixpacket)]
+    pub transport: RecordTransport,
+    /// How messages are framed on unix and tcp streams (unixpacket: one message per packet).
+    #[arg(long, value_enum, default_value_t = EncodeFraming::Raw)]
+    pub framing: EncodeFraming,
+}
+
+const LISTEN_AFTER_HELP: &str = "\
+Connects to the hive's socket server as the remote module NAME and prints a
+line once registered (the server's modules and their groups), then one line
+per message addressed to NAME:
+  TIME SOURCE → DESTINATION OPERATION RESOURCE SIZE CONTENT
+TIME is the arrival time (UTC), SIZE the content's size in bytes and CONTENT
+a preview of it; a sync request is marked `sync`. With --json, the
+registration is one JSON object ({\"registered\":NAME,\"endpoint\":…,\"modules\":{…}})
+and each message is Go's JSON of the message, one per line.
+
+With --answer, every sync request is answered with a response holding TEXT
+(Go's NewRespByMessage). Listening ends after --count messages, after
+--timeout, on Ctrl-C, or when the connection is lost (its reason is printed).
+After the last answer the connection is kept open briefly so it is written.
+
+Examples:
+  beehive listen --socket /tmp/beehive.sock --module probe
+  beehive listen --socket /tmp/beehive.sock --module probe --answer pong --count 1
+  beehive listen --transport tcp --socket 127.0.0.1:10550 --module probe --json | jq .route
+
+Exit codes:
+  0  --count messages received, or ended by Ctrl-C (or --timeout without --count)
+  1  the connection was lost, or --timeout ran out, before --count messages
+  2  usage error, or the server could not be reached or refused the module";
+
+/// Arguments of `listen`.
+#[derive(Args, Debug)]
+#[command(after_help = LISTEN_AFTER_HELP)]
+pub struct ListenArgs {
+    /// Where and as whom to connect.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Print Go's JSON of each message, one per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Answer every sync request with a response holding TEXT (@FILE: the file's text).
+    #[arg(long, value_name = "TEXT|@FILE")]
+    pub answer: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this long (`30s`, `500ms`, `5m`; a bare number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+const SEND_AFTER_HELP: &str = "\
+Connects to the hive's socket server as the remote module NAME and sends a
+message to --to (a module of the server) built as Go's
+NewMessage(\"\").BuildRouter(NAME, group, resource, operation).FillBody(content),
+the content being the --content text as a Go string. Without --content and
+--count, and with stdin not a terminal, one message is sent per stdin line.
+
+With --sync each message waits for its response (up to --timeout), printed
+with its round-trip time:
+  response from SOURCE in 1.234ms: SOURCE → DESTINATION OPERATION RESOURCE SIZE CONTENT
+(--json: {\"rtt_ms\":1.234,\"response\":{…Go's JSON…}}). With --count N, N
+copies are sent one after the other and only a summary is printed:
+messages per second and, for --sync, the round-trip p50 and p99 (--json:
+one object with sent, failed, seconds, per_second, rtt_p50_ms, rtt_p99_ms). Messages
+sent without --sync are queued on the connection, which is kept open
+briefly before closing so they are written.
+
+Examples:
+  beehive send --socket /tmp/beehive.sock --module probe --to hub --content hello
+  beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
+  beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --count 1000
+  printf 'a\\nb\\n' | beehive send --socket /tmp/beehive.sock --module probe --to hub
+
+Exit codes:
+  0  every message was sent (and, with --sync, answered)
+  1  some message could not be sent or got no response in time, or the
+     connection was lost
+  2  usage error, or the server could not be reached or refused the module";
+
+/// Arguments of `send`.
+#[derive(Args, Debug)]
+#[command(after_help = SEND_AFTER_HELP)]
+pub struct SendArgs {
+    /// Where and as whom to connect.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The module the messages go to.
+    #[arg(long, value_name = "MODULE")]
+    pub to: String,
+    /// Wait for each message's response and print it with its round-trip time.
+    #[arg(long)]
+    pub sync: bool,
+    /// How long to wait for each response (--sync) and for the connection.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: std::time::Duration,
+    /// Send this many copies and print throughput (and latency with --sync).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// The content, as a Go string.
+    #[arg(long, value_name = "TEXT")]
+    pub content: Option<String>,
+    /// route.group.
+    #[arg(long, value_name = "G", default_value = "")]
+    pub group: String,
+    /// route.resource.
+    #[arg(long, value_name = "R", default_value = "")]
+    pub resource: String,
+    /// route.operation.
+    #[arg(long, value_name = "O", default_value = "update")]
+    pub operation: String,
+    /// Print responses as JSON (Go's JSON of the message), one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `30s`, `500ms`, `5m`, `1h`, `1.5s` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
@@ -400,7 +535,7 @@ mod tests {
         let mut cmd = Cli::command();
         let text = cmd.render_long_help().to_string();
         assert!(text.contains(EXIT_CODES), "{text}");
-        for sub in ["decode", "encode", "conformance", "record"] {
+        for sub in ["decode", "encode", "conformance", "record", "listen", "send"] {
             let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
             assert!(text.contains("Exit codes:"), "{sub}: {text}");
         }

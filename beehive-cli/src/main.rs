@@ -4,16 +4,21 @@
 //! or one JSON object per frame), `encode` writes one message in Go's exact
 //! bytes, `conformance` checks beehive-rs against a Go capture set, `record`
 //! relays clients to their server unchanged and records the traffic as a
-//! capture set, and `completions` prints a shell completion script. Exit
-//! codes: 0 success, 1 malformed input found, conformance failures or a
-//! connection that could not be relayed, 2 usage or I/O error.
+//! capture set, `listen` and `send` join a hive as a remote module to
+//! print what arrives or to send (and time round trips), and `completions`
+//! prints a shell completion script. Exit codes: 0 success, 1 malformed
+//! input found, conformance failures, a connection that could not be
+//! relayed, or one lost or requests unanswered, 2 usage or I/O error.
 
 mod cli;
+mod client;
 mod conformance;
 mod decode;
 mod encode;
+mod listen;
 mod record;
 mod report;
+mod send;
 mod style;
 
 use std::io;
@@ -38,6 +43,8 @@ fn main() -> ExitCode {
         Command::Encode(args) => encode::run(&args),
         Command::Conformance(args) => conformance::run(&args),
         Command::Record(args) => record::run(&args),
+        Command::Listen(args) => listen::run(&args),
+        Command::Send(args) => send::run(&args),
         Command::Completions(args) => {
             let mut out = io::stdout().lock();
             clap_complete::generate(args.shell, &mut Cli::command(), "beehive", &mut out);

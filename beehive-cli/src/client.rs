@@ -1,0 +1,125 @@
+//! What `listen` and `send` share: the tokio runtime, connecting as a
+//! remote module, and the one-line form of a message.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use beehive_model::Message;
+use beehive_socket::asyncio::{Client, ClientHandle, DriverError, Endpoint};
+use beehive_socket::session::SessionConfig;
+use beehive_socket::StreamFraming;
+
+use crate::cli::{ConnectArgs, EncodeFraming, RecordTransport};
+
+/// How long the connection stays open after the last message was queued,
+/// so that it is written before the connection closes (unless the peer
+/// closes first).
+pub const LINGER: Duration = Duration::from_millis(200);
+
+/// The most characters of content shown in a line.
+const PREVIEW_CHARS: usize = 60;
+
+/// A small runtime for one connection.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The endpoint `--socket` names for `--transport`.
+pub fn endpoint(args: &ConnectArgs) -> Endpoint {
+    match args.transport {
+        RecordTransport::Unixpacket => Endpoint::unix_packet(&args.socket),
+        RecordTransport::Unix => Endpoint::unix(&args.socket),
+        RecordTransport::Tcp => Endpoint::tcp(args.socket.clone()),
+    }
+}
+
+/// Connects as `--module` and completes the handshake within `timeout`.
+pub async fn connect(args: &ConnectArgs, timeout: Option<Duration>) -> anyhow::Result<(Endpoint, Client)> {
+    let endpoint = endpoint(args);
+    let framing = match args.framing {
+        EncodeFraming::Raw => StreamFraming::Raw,
+        EncodeFraming::Package => StreamFraming::Package,
+    };
+    let mut config = SessionConfig::client(args.module.clone(), endpoint.transport(framing));
+    if let Some(t) = timeout {
+        config = config.handshake_timeout(t);
+    }
+    match Client::connect(&endpoint, config).await {
+        Ok(client) => Ok((endpoint, client)),
+        Err(DriverError::Io(e)) => Err(e).with_context(|| format!("cannot connect to {} ({endpoint})", args.socket)),
+        Err(e) => Err(e).with_context(|| format!("cannot join {} as module {:?}", args.socket, args.module)),
+    }
+}
+
+/// Keeps the connection open up to [`LINGER`] for queued frames, then closes it.
+pub async fn linger_and_close(handle: &ClientHandle) {
+    let _ = tokio::time::timeout(LINGER, handle.closed()).await;
+    handle.close();
+}
+
+/// `srvmod [srvgroup], socketserver [socketserver]`: the modules reached
+/// through the connection, ours left out.
+pub fn modules_text(handle: &ClientHandle, ours: &str) -> String {
+    let mut text = String::new();
+    for (module, groups) in handle.modules() {
+        if module == ours {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{module} [{}]", groups.join(" "));
+    }
+    if text.is_empty() {
+        text.push_str("none");
+    }
+    text
+}
+
+/// `SOURCE → DESTINATION OPERATION RESOURCE SIZE CONTENT`, with `sync`
+/// after the size for a sync request.
+pub fn summary(msg: &Message) -> String {
+    let data = msg.content_data().unwrap_or_default();
+    let text = String::from_utf8_lossy(&data);
+    let mut preview: String = text.chars().take(PREVIEW_CHARS).collect();
+    let cut = text.chars().nth(PREVIEW_CHARS).is_some();
+    preview = format!("{preview:?}");
+    if cut {
+        preview.push('…');
+    }
+    format!(
+        "{} → {} {} {} {}B{} {preview}",
+        or_dash(msg.source()),
+        or_dash(msg.destination()),
+        or_dash(msg.operation()),
+        or_dash(msg.resource()),
+        data.len(),
+        if msg.is_sync() { " sync" } else { "" },
+    )
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// Go's JSON of `msg` as text.
+pub fn json(msg: &Message) -> anyhow::Result<String> {
+    let bytes = beehive_model::to_vec(msg).context("cannot write the message as JSON")?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `12:34:56.789`: the time of day now, UTC.
+pub fn clock() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let s = d.as_secs() % 86_400;
+    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
+}

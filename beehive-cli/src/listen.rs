@@ -1,0 +1,135 @@
+//! `beehive listen`: join a hive as a remote module and print what arrives.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::ListenArgs;
+use crate::client::{self, clock, summary};
+use crate::{style, EXIT_FINDINGS, EXIT_OK};
+
+/// Why listening ended.
+enum End {
+    Count,
+    Interrupted,
+    TimedOut,
+    Lost(String),
+}
+
+pub fn run(args: &ListenArgs) -> anyhow::Result<u8> {
+    let answer = match args.answer.as_deref() {
+        Some(a) => Some(answer_text(a)?),
+        None => None,
+    };
+    client::runtime()?.block_on(listen(args, answer))
+}
+
+/// TEXT, or the text of FILE for `@FILE`.
+fn answer_text(arg: &str) -> anyhow::Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read --answer file {path}")),
+        None => Ok(arg.to_owned()),
+    }
+}
+
+async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8> {
+    let (endpoint, client) = client::connect(&args.connect, None).await?;
+    let (handle, mut messages, mut events) = client.into_parts();
+    let ours = &args.connect.module;
+    let mut out = io::stdout().lock();
+    if args.json {
+        let modules: serde_json::Map<_, _> =
+            handle.modules().into_iter().filter(|(m, _)| m != ours).map(|(m, g)| (m, json!(g))).collect();
+        let line = json!({ "registered": ours, "endpoint": endpoint.to_string(), "modules": modules });
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "registered as {ours} on {endpoint}; server modules: {}", client::modules_text(&handle, ours))?;
+    }
+    out.flush()?;
+
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut events_open = true;
+    let mut received = 0u64;
+    let mut answered = false;
+    let end = loop {
+        if args.count.is_some_and(|n| received >= n) {
+            break End::Count;
+        }
+        tokio::select! {
+            m = messages.recv() => match m {
+                Some(msg) => {
+                    received += 1;
+                    if args.json {
+                        writeln!(out, "{}", client::json(&msg)?)?;
+                    } else {
+                        writeln!(out, "{} {}", clock(), summary(&msg))?;
+                    }
+                    out.flush()?;
+                    if let (Some(text), true) = (&answer, msg.is_sync()) {
+                        if let Err(e) = handle.send_resp(msg.new_response(text.as_str())).await {
+                            warn(&format!("cannot answer message {}: {e}", msg.id()));
+                        } else {
+                            answered = true;
+                        }
+                    }
+                }
+                None => {
+                    let reason = handle.closed().await;
+                    break End::Lost(reason.to_string());
+                }
+            },
+            e = events.recv(), if events_open => match e {
+                Some(beehive_socket::asyncio::ClientEvent::Malformed { offset, error }) => {
+                    warn(&format!("skipped input that is not a message at byte {offset}: {error}"));
+                }
+                Some(_) => {}
+                None => events_open = false,
+            },
+            r = &mut ctrl_c => {
+                r.context("cannot wait for Ctrl-C")?;
+                break End::Interrupted;
+            }
+            () = &mut sleep => break End::TimedOut,
+        }
+    };
+    match &end {
+        End::Lost(_) => {}
+        _ if answered => client::linger_and_close(&handle).await,
+        _ => handle.close(),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), handle.closed()).await;
+    let code = match end {
+        End::Count | End::Interrupted => EXIT_OK,
+        End::TimedOut if args.count.is_none() => EXIT_OK,
+        End::TimedOut => {
+            warn(&format!(
+                "{received} of {} messages within {:?}",
+                args.count.unwrap_or_default(),
+                args.timeout.unwrap_or_default()
+            ));
+            EXIT_FINDINGS
+        }
+        End::Lost(reason) => {
+            warn(&format!("disconnected from {endpoint}: {reason} (after {received} messages)"));
+            EXIT_FINDINGS
+        }
+    };
+    Ok(code)
+}
+
+/// `beehive: warning: TEXT` on stderr.
+pub fn warn(text: &str) {
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "beehive: {}warning:{:#} {text}", style::WARN, style::WARN);
+}

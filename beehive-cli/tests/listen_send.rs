@@ -1,0 +1,294 @@
+//! `beehive listen` and `beehive send` against an async socket server run
+//! by the test: sync round trips both ways, messages printed as they
+//! arrive, and a missing socket reported with its path.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
+
+use beehive_model::Message;
+use beehive_socket::asyncio::{
+    Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
+};
+use beehive_socket::session::{SessionConfig, TransportKind};
+use common::beehive;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The longest any single step may take.
+const T: Duration = Duration::from_secs(20);
+
+/// A server with the local module `srvmod` that lets the module `cli` in.
+struct Hive {
+    rt: Runtime,
+    handle: ServerHandle,
+    events: ServerEvents,
+    /// The messages that are not sync requests.
+    others: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    socket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hive {
+    /// Starts the server; sync requests are answered with `re: BODY`.
+    fn start() -> Hive {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("beehive.sock");
+        let config = SessionConfig::server("socketserver", TransportKind::Packet)
+            .local_module("srvmod", "srvgroup")
+            .allow_module("cli");
+        let server = rt
+            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default()))
+            .expect("the server binds");
+        let (handle, incoming, events) = server.into_parts();
+        let (tx, others) = tokio::sync::mpsc::unbounded_channel();
+        rt.spawn(respond(handle.clone(), incoming, tx));
+        Hive { rt, handle, events, others, socket: socket.to_str().unwrap().to_owned(), _dir: dir }
+    }
+
+    /// Waits until `cli` is registered with the server.
+    fn registered(&mut self) {
+        let events = &mut self.events;
+        self.rt.block_on(async {
+            tokio::time::timeout(T, async {
+                loop {
+                    match events.recv().await {
+                        Some(ServerEvent::Connected { module, .. }) if module == "cli" => return,
+                        Some(_) => {}
+                        None => panic!("the server's events ended"),
+                    }
+                }
+            })
+            .await
+            .expect("cli registers with the server")
+        });
+    }
+}
+
+async fn respond(handle: ServerHandle, mut incoming: IncomingMessages, others: UnboundedSender<Message>) {
+    while let Some(i) = incoming.recv().await {
+        if i.message.is_sync() {
+            let body = format!("re: {}", i.message.content().as_str().unwrap_or_default());
+            let _ = handle.send_resp(i.message.new_response(body)).await;
+        } else {
+            let _ = others.send(i.message);
+        }
+    }
+}
+
+fn msg(body: &str) -> Message {
+    Message::new("").build_router("srvmod", "srvgroup", "default/pod/nginx", "update").fill_body(body)
+}
+
+/// A running `beehive listen`, its stdout read line by line.
+struct Listener {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Listener {
+    fn start(socket: &str, args: &[&str]) -> Listener {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
+            .args(["listen", "--socket", socket, "--module", "cli"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("beehive runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut l = Listener { child, lines };
+        let first = l.line("the registered line");
+        assert!(first.starts_with("registered as cli on unixpacket:"), "{first}");
+        assert!(first.contains("srvmod [srvgroup]"), "{first}");
+        l
+    }
+
+    fn line(&mut self, what: &str) -> String {
+        match self.lines.recv_timeout(T) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!("{what}: no line from beehive listen within {T:?} ({e})");
+            }
+        }
+    }
+
+    /// Waits for the process to end.
+    fn wait(self) -> ExitStatus {
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child;
+        let pid = child.id();
+        thread::spawn(move || tx.send(child.wait()));
+        match rx.recv_timeout(T) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                panic!("beehive listen did not end within {T:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn send_sync_prints_the_servers_response() {
+    let hive = Hive::start();
+    let out = beehive()
+        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--sync"])
+        .args(["--content", "ping", "--resource", "node/edge-1", "--operation", "query"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = stdout.lines().next().unwrap_or_default();
+    assert!(line.starts_with("response from "), "{line}");
+    assert!(line.contains("ms: "), "{line}");
+    assert!(line.contains("\"re: ping\""), "{line}");
+    assert!(line.contains(" response node/edge-1 "), "{line}");
+}
+
+#[test]
+fn send_without_content_sends_one_message_per_stdin_line() {
+    let mut hive = Hive::start();
+    let out = beehive()
+        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--group", "g"])
+        .write_stdin("a\nb\n")
+        .timeout(T)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("sent 2 messages to srvmod"), "{stderr}");
+    for body in ["a", "b"] {
+        let got = hive
+            .rt
+            .block_on(async { tokio::time::timeout(T, hive.others.recv()).await })
+            .expect("the server receives the line")
+            .expect("the server runs");
+        assert_eq!((got.source(), got.group(), got.content().as_str()), ("cli", "g", Some(body)));
+    }
+}
+
+#[test]
+fn send_count_sync_prints_throughput_and_latency() {
+    let hive = Hive::start();
+    let out = beehive()
+        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--sync", "--count", "5"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.starts_with("5 messages to srvmod in "), "{stdout}");
+    assert!(stdout.contains("msg/s; round trip p50 "), "{stdout}");
+    assert!(stdout.contains(" p99 "), "{stdout}");
+}
+
+#[test]
+fn listen_prints_the_messages_it_receives() {
+    let mut hive = Hive::start();
+    let mut listener = Listener::start(&hive.socket, &["--count", "2"]);
+    hive.registered();
+    for body in ["first", "second"] {
+        hive.rt.block_on(hive.handle.send("cli", msg(body))).expect("the server sends");
+    }
+    let lines = [listener.line("the first message"), listener.line("the second message")];
+    for (line, body) in lines.iter().zip(["first", "second"]) {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(time.len(), "12:34:56.789".len(), "{line}");
+        assert!(rest.starts_with("srvmod → cli update default/pod/nginx "), "{line}");
+        assert!(rest.ends_with(&format!("B {body:?}")), "{line}");
+    }
+    assert!(listener.wait().success());
+}
+
+#[test]
+fn listen_json_prints_gos_json() {
+    let mut hive = Hive::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
+        .args(["listen", "--socket", &hive.socket, "--module", "cli", "--json", "--count", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                return;
+            }
+        }
+    });
+    let first: serde_json::Value = serde_json::from_str(&rx.recv_timeout(T).expect("registered")).unwrap();
+    assert_eq!(first["registered"], "cli");
+    assert_eq!(first["modules"]["srvmod"], serde_json::json!(["srvgroup"]));
+    hive.registered();
+    let sent = msg("hello");
+    hive.rt.block_on(hive.handle.send("cli", sent.clone())).unwrap();
+    let line = rx.recv_timeout(T).expect("the message");
+    let got = beehive_model::from_slice(line.trim_end().as_bytes()).expect("Go's JSON of a message");
+    assert_eq!((got.id(), got.content().as_str()), (sent.id(), Some("hello")));
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || done_tx.send(child.wait()));
+    assert!(done_rx.recv_timeout(T).expect("beehive listen ends").unwrap().success());
+}
+
+#[test]
+fn listen_answers_sync_requests() {
+    let mut hive = Hive::start();
+    let mut listener = Listener::start(&hive.socket, &["--answer", "pong", "--count", "1"]);
+    hive.registered();
+    let request = msg("ping");
+    let answer = hive.rt.block_on(hive.handle.send_sync("cli", request, T)).expect("the listener answers");
+    assert_eq!(answer.content().as_str(), Some("pong"));
+    let line = listener.line("the request");
+    assert!(line.ends_with(" sync \"ping\""), "{line}");
+    assert!(listener.wait().success());
+}
+
+#[test]
+fn a_missing_socket_is_a_usage_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("absent.sock");
+    let socket = socket.to_str().unwrap();
+    for sub in ["send", "listen"] {
+        let out = beehive()
+            .args([sub, "--socket", socket, "--module", "cli"])
+            .args(if sub == "send" { &["--to", "srvmod"][..] } else { &[] })
+            .timeout(T)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(socket), "{sub}: {stderr}");
+        assert!(!Path::new(socket).exists());
+    }
+}
+
+#[test]
+fn listen_exits_1_when_disconnected_before_its_count() {
+    let mut hive = Hive::start();
+    let listener = Listener::start(&hive.socket, &["--count", "5"]);
+    hive.registered();
+    assert!(hive.handle.disconnect("cli"), "cli is connected");
+    assert_eq!(listener.wait().code(), Some(1));
+}
