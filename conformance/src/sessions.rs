@@ -150,6 +150,28 @@ fn mask(s: &[u8]) -> (Vec<u8>, Vec<String>) {
     (masked, found)
 }
 
+/// The Go client's answers to the server's sync requests, by the request
+/// id they answer.
+fn client_answers(packets: &[Packet]) -> HashMap<String, Message> {
+    packets
+        .iter()
+        .filter(|p| p.is_client_packet())
+        .filter_map(Packet::message)
+        .filter(|m| !m.parent_id().is_empty())
+        .map(|m| (m.parent_id().to_owned(), m))
+        .collect()
+}
+
+/// A recorded server packet with our ids in place of the recorded ones the
+/// client chose (`map`: recorded id → ours).
+fn with_our_ids(bytes: &[u8], map: &HashMap<String, String>) -> Vec<u8> {
+    let mut text = bytes.to_vec();
+    for (recorded, ours) in map {
+        text = String::from_utf8_lossy(&text).replace(recorded.as_str(), ours).into_bytes();
+    }
+    text
+}
+
 /// Compares a recorded packet with ours by shape, extending the UUID map.
 fn same_shape(recorded: &[u8], actual: &[u8], map: &mut HashMap<String, String>) -> Result<(), String> {
     let (r, ru) = mask(recorded);
@@ -344,13 +366,7 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let _ = conn.set_read_timeout(Some(WAIT));
     // The scenario's client code: receive; answer sync requests with the
     // content the Go client answered with.
-    let answers: HashMap<String, Message> = packets
-        .iter()
-        .filter(|p| p.is_client_packet())
-        .filter_map(Packet::message)
-        .filter(|m| !m.parent_id().is_empty())
-        .map(|m| (m.parent_id().to_owned(), m))
-        .collect();
+    let answers = client_answers(packets);
     let received = Arc::new(std::sync::Mutex::new(Vec::new()));
     {
         let (h, module, received) = (hive.clone(), s.client_module.clone(), Arc::clone(&received));
@@ -372,11 +388,7 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     for (i, p) in packets.iter().enumerate() {
         let bytes = p.bytes();
         if !p.is_client_packet() {
-            // Put our ids in place of the recorded ones the client chose.
-            let mut text = bytes.clone();
-            for (recorded, ours) in &map {
-                text = String::from_utf8_lossy(&text).replace(recorded.as_str(), ours).into_bytes();
-            }
+            let text = with_our_ids(&bytes, &map);
             if let Some(m) = p.message() {
                 server_ids.insert(m.id().to_owned());
             }
@@ -512,23 +524,14 @@ fn session_client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let config =
         session::SessionConfig::client(s.client_module.as_str(), TransportKind::Packet).max_frame_len(s.buffer_size);
     let mut sess = session::Session::new(config, now);
-    let answers: HashMap<String, Message> = packets
-        .iter()
-        .filter(|p| p.is_client_packet())
-        .filter_map(Packet::message)
-        .filter(|m| !m.parent_id().is_empty())
-        .map(|m| (m.parent_id().to_owned(), m))
-        .collect();
+    let answers = client_answers(packets);
     let mut failures = Vec::new();
     let mut map: HashMap<String, String> = HashMap::new();
     let mut server_ids = HashSet::new();
     for (i, p) in packets.iter().enumerate() {
         let bytes = p.bytes();
         if !p.is_client_packet() {
-            let mut text = bytes.clone();
-            for (recorded, ours) in &map {
-                text = String::from_utf8_lossy(&text).replace(recorded.as_str(), ours).into_bytes();
-            }
+            let text = with_our_ids(&bytes, &map);
             if let Some(m) = p.message() {
                 server_ids.insert(m.id().to_owned());
             }

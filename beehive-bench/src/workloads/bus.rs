@@ -15,58 +15,60 @@ fn is_small(m: &Message) -> bool {
 
 /// W1: one sender, one receiver, N sends of the same message to `dst`.
 pub fn w1(n: u64) -> Result<RunResult, String> {
-    let hive = Hive::new();
-    hive.add_module("dst", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
-    hive.add_module_group("dst", "g").map_err(|e| e.to_string())?;
-    let msg = small_message();
-    let rx = hive.clone();
-    let receiver = std::thread::spawn(move || {
-        let mut errors = 0u64;
-        for _ in 0..n {
-            match rx.receive("dst") {
-                Ok(m) if is_small(&m) => {}
-                _ => errors += 1,
-            }
-        }
-        errors
-    });
-    let t0 = Instant::now();
-    for _ in 0..n {
-        hive.send("dst", msg.clone()).map_err(|e| e.to_string())?;
-    }
-    let errors = receiver.join().map_err(|_| "receiver panicked")?;
-    let secs = t0.elapsed().as_secs_f64();
-    Ok(RunResult { workload: "W1".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
-}
-
-/// W1-async: W1 with the receiver on a current-thread tokio runtime,
-/// taking each message with `receive_async`.
-pub fn w1_async(n: u64) -> Result<RunResult, String> {
-    let hive = Hive::new();
-    hive.add_module("dst", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
-    hive.add_module_group("dst", "g").map_err(|e| e.to_string())?;
-    let msg = small_message();
-    let rx = hive.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
-    let receiver = std::thread::spawn(move || {
-        runtime.block_on(async move {
+    one_to_one("W1", n, |rx| {
+        Ok(std::thread::spawn(move || {
             let mut errors = 0u64;
             for _ in 0..n {
-                match rx.receive_async("dst").await {
+                match rx.receive("dst") {
                     Ok(m) if is_small(&m) => {}
                     _ => errors += 1,
                 }
             }
             errors
-        })
-    });
+        }))
+    })
+}
+
+/// W1-async: W1 with the receiver on a current-thread tokio runtime,
+/// taking each message with `receive_async`.
+pub fn w1_async(n: u64) -> Result<RunResult, String> {
+    one_to_one("W1-async", n, |rx| {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+        Ok(std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let mut errors = 0u64;
+                for _ in 0..n {
+                    match rx.receive_async("dst").await {
+                        Ok(m) if is_small(&m) => {}
+                        _ => errors += 1,
+                    }
+                }
+                errors
+            })
+        }))
+    })
+}
+
+/// The timed part of W1 and W1-async: N sends of the same message to
+/// `dst` while the receiver `spawn` started takes them (it returns how many
+/// were not the message sent).
+fn one_to_one(
+    workload: &str,
+    n: u64,
+    spawn: impl FnOnce(Hive) -> Result<std::thread::JoinHandle<u64>, String>,
+) -> Result<RunResult, String> {
+    let hive = Hive::new();
+    hive.add_module("dst", constants::MSG_CTX_TYPE_CHANNEL).map_err(|e| e.to_string())?;
+    hive.add_module_group("dst", "g").map_err(|e| e.to_string())?;
+    let msg = small_message();
+    let receiver = spawn(hive.clone())?;
     let t0 = Instant::now();
     for _ in 0..n {
         hive.send("dst", msg.clone()).map_err(|e| e.to_string())?;
     }
     let errors = receiver.join().map_err(|_| "receiver panicked")?;
     let secs = t0.elapsed().as_secs_f64();
-    Ok(RunResult { workload: "W1-async".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+    Ok(RunResult { workload: workload.into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }
 
 /// W2: N send_sync round trips to an echo module answering with
