@@ -95,6 +95,8 @@ pub enum Workload {
     /// Extra, not in `all`: W2 with the echo module and the requester as
     /// tasks on one current-thread tokio runtime.
     W2Async,
+    /// Extra, not in `all`: W8 through the tokio driver of beehive-socket.
+    W8Async,
 }
 
 impl Workload {
@@ -124,6 +126,7 @@ impl Workload {
             "W5-LAZY" => Some(Workload::W5Lazy),
             "W1-ASYNC" => Some(Workload::W1Async),
             "W2-ASYNC" => Some(Workload::W2Async),
+            "W8-ASYNC" => Some(Workload::W8Async),
             _ => None,
         }
     }
@@ -142,6 +145,7 @@ impl Workload {
             Workload::W5Lazy => "W5-lazy",
             Workload::W1Async => "W1-async",
             Workload::W2Async => "W2-async",
+            Workload::W8Async => "W8-async",
         }
     }
 }
@@ -149,6 +153,7 @@ impl Workload {
 pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
         Workload::W8 => socket::w8(opts.n.unwrap_or(50_000), opts.sync_timeout),
+        Workload::W8Async => socket::w8_async(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
         Workload::W1Async => bus::w1_async(opts.n.unwrap_or(1_000_000)),
         Workload::W2Async => bus::w2_async(opts.n.unwrap_or(200_000), opts.sync_timeout),
