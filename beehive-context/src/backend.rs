@@ -64,6 +64,25 @@ pub trait ModuleContext: Send + Sync {
     fn cleanup(&self, module: &str) -> Result<usize, ContextError>;
 }
 
+/// Why [`MessageContext::offer`] (and [`Hive::offer`](crate::Hive::offer))
+/// did not deliver.
+#[derive(Debug)]
+pub enum Offer {
+    /// The inbox is full; here is the message back.
+    Full(Message),
+    /// Not delivered, for this reason (the message is gone).
+    Failed(ContextError),
+}
+
+impl From<Offer> for ContextError {
+    fn from(offer: Offer) -> Self {
+        match offer {
+            Offer::Full(msg) => ContextError::Full { module: msg.destination().to_owned() },
+            Offer::Failed(e) => e,
+        }
+    }
+}
+
 /// Messaging (Go `MessageContext`), blocking and async.
 pub trait MessageContext: Send + Sync {
     /// Delivers to the module's inbox, waiting for room.
@@ -72,6 +91,12 @@ pub trait MessageContext: Send + Sync {
     fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError>;
     /// Delivers, waiting at most `timeout` for room.
     fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError>;
+    /// Delivers only if there is room now, giving the message back when
+    /// the inbox is full (a relay keeps it and tries again later). The
+    /// default gives nothing back: it is [`try_send`](Self::try_send).
+    fn offer(&self, module: &str, msg: Message) -> Result<(), Offer> {
+        self.try_send(module, msg).map_err(Offer::Failed)
+    }
     /// [`send`](Self::send) for async code.
     fn send_async<'a>(&'a self, module: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>>;
     /// The module's next message, waiting for one.

@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use beehive_model::{constants, Message};
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext};
+use crate::backend::{effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, Offer};
 use crate::inbox::Inbox;
 use crate::keeper::SyncKeeper;
 use crate::spin::SpinBudget;
@@ -139,6 +139,11 @@ impl ChannelContext {
         self.keeper.pending()
     }
 
+    /// True when a request with this id waits for its response here.
+    pub fn is_waiting(&self, msg_id: &str) -> bool {
+        self.keeper.is_waiting(msg_id)
+    }
+
     fn sync_request(msg: Message) -> Message {
         msg.set_sync(true)
     }
@@ -217,6 +222,13 @@ impl MessageContext for ChannelContext {
 
     fn try_send(&self, module: &str, msg: Message) -> Result<(), ContextError> {
         self.with_inbox(module, |inbox| inbox.try_send(msg))?
+    }
+
+    fn offer(&self, module: &str, msg: Message) -> Result<(), Offer> {
+        match self.with_inbox(module, |inbox| inbox.offer(msg)) {
+            Ok(r) => r,
+            Err(e) => Err(Offer::Failed(e)),
+        }
     }
 
     fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {

@@ -110,6 +110,25 @@ pub enum ContextError {
         /// The module.
         module: String,
     },
+    /// The module is reached through a connection that is down now (it
+    /// was connected before; nothing is queued for it meanwhile).
+    #[error("remote module {module:?} is not connected")]
+    NotConnected {
+        /// The module.
+        module: String,
+    },
+    /// Sending to a remote module failed on its connection: the
+    /// connection closed, its queue stayed full, the message is too large
+    /// for it... The source is the transport's own error.
+    #[error("cannot send to remote module {module:?}")]
+    Remote {
+        /// The module.
+        module: String,
+        /// The transport's error (downcast it with
+        /// [`RemoteError::downcast_ref`]).
+        #[source]
+        source: RemoteError,
+    },
     /// The thread of a blocking module could not be created.
     #[error("cannot start a thread for module {module:?}: {kind}")]
     Spawn {
@@ -139,6 +158,51 @@ impl ContextError {
             ContextError::GroupSyncIncomplete { .. } => "group_sync_incomplete",
             ContextError::NoRuntime { .. } => "no_runtime",
             ContextError::Spawn { .. } => "spawn",
+            ContextError::NotConnected { .. } => "not_connected",
+            ContextError::Remote { .. } => "remote",
         }
     }
 }
+
+/// A transport's error inside [`ContextError::Remote`], shared so that the
+/// error stays cheap to clone. Two are equal when they are the same error.
+#[derive(Clone)]
+pub struct RemoteError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl RemoteError {
+    /// Wraps a transport's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        RemoteError(std::sync::Arc::new(error))
+    }
+
+    /// The transport's error as its own type, if it is a `T`.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for RemoteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for RemoteError {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RemoteError {}

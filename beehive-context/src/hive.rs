@@ -12,7 +12,7 @@ use futures_util::FutureExt as _;
 use rustc_hash::FxHashMap as HashMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Offer};
 use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 use crate::inbox::Inbox;
 use crate::module::{AsyncModule, Module, ModuleError, Next, Restarts};
@@ -364,6 +364,21 @@ impl Hive {
         counted(self.dispatch(module, msg, Inbox::try_send, |b, msg| b.try_send(module, msg)))
     }
 
+    /// Delivers only if the inbox has room now; a full inbox of an
+    /// in-process module gives the message back ([`Offer::Full`]), so a
+    /// relay can hold it and try again when there is room.
+    pub fn offer(&self, module: &str, msg: Message) -> Result<(), Offer> {
+        let r = self.dispatch(module, msg, |i, msg| Ok(i.offer(msg)), |b, msg| Ok(b.offer(module, msg)));
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Offer::Full(msg))) => Err(Offer::Full(msg)),
+            Ok(Err(Offer::Failed(e))) | Err(e) => {
+                crate::metrics::error(&e);
+                Err(Offer::Failed(e))
+            }
+        }
+    }
+
     /// Delivers, waiting at most `timeout` for room.
     pub fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
         counted(self.route(module).and_then(|b| b.send_timeout(module, msg, timeout)))
@@ -483,6 +498,12 @@ impl Hive {
         }
         reg.modules.push(Registered { module, context_type: context_type.to_owned() });
         Ok(())
+    }
+
+    /// True when messages can be sent to `module` (it was added to a
+    /// backend, by registration or with [`add_module`](Self::add_module)).
+    pub fn has_module(&self, module: &str) -> bool {
+        self.inner.module_backend.load().contains_key(module)
     }
 
     /// Registered (enabled) modules, in registration order.

@@ -27,6 +27,7 @@ use beehive_model::Message;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
+use crate::backend::Offer;
 use crate::metrics::InboxMetrics;
 use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
@@ -275,6 +276,17 @@ impl Inbox {
             Ok(Step::Done(())) => Ok(()),
             Ok(Step::Closed) => Err(self.closed_error()),
             Err(_) => Err(ContextError::Full { module: self.module.clone() }),
+        }
+    }
+
+    /// Like [`try_send`](Self::try_send), but a full inbox gives the
+    /// message back.
+    pub(crate) fn offer(&self, msg: Message) -> Result<(), Offer> {
+        let _entered = self.enter().map_err(Offer::Failed)?;
+        match self.push(msg) {
+            Ok(Step::Done(())) => Ok(()),
+            Ok(Step::Closed) => Err(Offer::Failed(self.closed_error())),
+            Err(msg) => Err(Offer::Full(msg)),
         }
     }
 

@@ -33,10 +33,10 @@ mod module;
 mod spin;
 
 pub use backend::{
-    broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, DEFAULT_SYNC_TIMEOUT,
+    broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, Offer, DEFAULT_SYNC_TIMEOUT,
 };
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
-pub use error::ContextError;
+pub use error::{ContextError, RemoteError};
 pub use hive::{global, Hive, HiveBuilder, ShutdownReport};
 pub use keeper::{Registration, Slot, SlotFuture, SyncKeeper};
 pub use module::{

@@ -55,8 +55,8 @@ impl Sink for ClientSink {
         conn::try_deliver(&self.messages, msg)
     }
 
-    fn ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
-        conn::room(&self.messages)
+    fn deliver_later(&mut self, msg: Message) -> conn::Stalled {
+        conn::deliver_later(&self.messages, msg)
     }
 
     fn event(&mut self, _shared: &Shared, event: ConnEvent) {
@@ -201,53 +201,11 @@ impl Client {
         config: SessionConfig,
         options: DriverOptions,
     ) -> Result<Client, DriverError> {
-        if !matches!(config.get_role(), Role::Client { .. }) {
-            return Err(DriverError::Config("a client needs a session in the client role".into()));
-        }
-        endpoint.check(&config)?;
-        let timeout = config.get_handshake_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let io = match tokio::time::timeout_at(deadline, io::connect(endpoint, &options)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }),
-        };
-        let config = match io.packet_send_limit() {
-            Some(limit) if config.get_packet_send_limit().is_none() => config.packet_send_limit(Some(limit)),
-            _ => config,
-        };
-        let session = Session::new(config, conn::now());
-        let shared = Shared::new(session.id());
-        let (tx, commands) = mpsc::channel(options.command_capacity.max(1));
         let (messages_tx, messages) = mpsc::channel(options.inbox_capacity.max(1));
         let (events_tx, events) = mpsc::channel(options.event_capacity.max(1));
-        let sink = ClientSink { messages: messages_tx, events: events_tx };
-        let task = Conn::new(session, io, commands, true, sink, Arc::clone(&shared));
-        let mut state = shared.state.subscribe();
-        tokio::spawn(task.run());
-        let handle = ClientHandle { link: Link { tx, shared, send_wait: options.send_wait } };
-        // The session cuts the handshake at its timeout; the bound is a guard.
-        let wait = async {
-            loop {
-                match &*state.borrow_and_update() {
-                    State::Connected => return Ok(()),
-                    State::Closed(reason) => return Err(Arc::clone(reason)),
-                    State::Handshaking => {}
-                }
-                if state.changed().await.is_err() {
-                    return Err(Arc::new(CloseReason::Local));
-                }
-            }
-        };
-        match tokio::time::timeout_at(deadline + Duration::from_secs(1), wait).await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => return Err(DriverError::Handshake { endpoint: endpoint.clone(), reason }),
-            Err(_) => {
-                handle.close();
-                return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout });
-            }
-        }
-        tracing::info!(%endpoint, module = ?handle.link.shared.peer(), "connected");
-        Ok(Client { handle, messages: Messages { rx: messages }, events: Events { rx: events } })
+        let sink = |_: &Link| ClientSink { messages: messages_tx, events: events_tx };
+        let link = open(endpoint, config, &options, true, sink).await?;
+        Ok(Client { handle: ClientHandle { link }, messages: Messages { rx: messages }, events: Events { rx: events } })
     }
 
     /// A cloneable handle for sending from other tasks.
@@ -296,4 +254,59 @@ impl Client {
     pub fn close(&self) {
         self.handle.close();
     }
+}
+
+/// Connects to `endpoint`, starts the connection task with `sink` and waits
+/// for the handshake of `config` (client role) to complete.
+pub(crate) async fn open<S: Sink>(
+    endpoint: &Endpoint,
+    config: SessionConfig,
+    options: &DriverOptions,
+    close_when_orphaned: bool,
+    make_sink: impl FnOnce(&Link) -> S,
+) -> Result<Link, DriverError> {
+    if !matches!(config.get_role(), Role::Client { .. }) {
+        return Err(DriverError::Config("a client needs a session in the client role".into()));
+    }
+    endpoint.check(&config)?;
+    let timeout = config.get_handshake_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let io = match tokio::time::timeout_at(deadline, io::connect(endpoint, options)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }),
+    };
+    let config = match io.packet_send_limit() {
+        Some(limit) if config.get_packet_send_limit().is_none() => config.packet_send_limit(Some(limit)),
+        _ => config,
+    };
+    let session = Session::new(config, conn::now());
+    let shared = Shared::new(session.id());
+    let (tx, commands) = mpsc::channel(options.command_capacity.max(1));
+    let link = Link { tx, shared: Arc::clone(&shared), send_wait: options.send_wait };
+    let task = Conn::new(session, io, commands, close_when_orphaned, make_sink(&link), shared);
+    let mut state = link.shared.state.subscribe();
+    tokio::spawn(task.run());
+    // The session cuts the handshake at its timeout; the bound is a guard.
+    let wait = async {
+        loop {
+            match &*state.borrow_and_update() {
+                State::Connected => return Ok(()),
+                State::Closed(reason) => return Err(Arc::clone(reason)),
+                State::Handshaking => {}
+            }
+            if state.changed().await.is_err() {
+                return Err(Arc::new(CloseReason::Local));
+            }
+        }
+    };
+    match tokio::time::timeout_at(deadline + Duration::from_secs(1), wait).await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return Err(DriverError::Handshake { endpoint: endpoint.clone(), reason }),
+        Err(_) => {
+            link.close();
+            return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout });
+        }
+    }
+    tracing::info!(%endpoint, module = ?link.shared.peer(), "connected");
+    Ok(link)
 }

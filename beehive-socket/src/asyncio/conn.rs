@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use beehive_model::Message;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::block::block_on_deadline;
 use super::io::{Io, Read};
 use super::DriverError;
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
@@ -164,6 +166,91 @@ impl Link {
         self.call(self.send_wait, |reply| Command::SendMessage { msg, reply }).await
     }
 
+    /// [`call`](Self::call) from a thread outside the runtime: waits up to
+    /// `wait` for room in the command channel (not at all when zero), then
+    /// until `reply_by` for the answer.
+    fn call_blocking<T>(
+        &self,
+        wait: Duration,
+        reply_by: Instant,
+        make: impl FnOnce(oneshot::Sender<Result<T, DriverError>>) -> Command,
+    ) -> Result<T, DriverError> {
+        if let Some(reason) = self.shared.close_reason() {
+            return Err(DriverError::Closed(reason));
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                match block_on_deadline(self.tx.send(cmd), Instant::now() + wait) {
+                    Some(Ok(())) => {}
+                    Some(Err(_)) => return Err(self.shared.closed_error()),
+                    None => return Err(DriverError::Busy(wait)),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.shared.closed_error()),
+        }
+        match block_on_deadline(answer, reply_by) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(self.shared.closed_error()),
+            None => Err(DriverError::Busy(wait)),
+        }
+    }
+
+    /// [`send`](Self::send), blocking; `wait` bounds the wait for room.
+    pub(crate) fn send_blocking(&self, module: &str, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        let module = module.to_owned();
+        let reply_by = Instant::now() + wait + self.send_wait;
+        self.call_blocking(wait, reply_by, |reply| Command::Send { module, msg, reply })
+    }
+
+    /// [`send_sync`](Self::send_sync), blocking.
+    pub(crate) fn send_sync_blocking(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Message, DriverError> {
+        let deadline = Instant::now() + timeout;
+        let module = module.to_owned();
+        // The session times the request out at its deadline; the extra
+        // second only guards against a task gone without answering.
+        let r = self.call_blocking(timeout, deadline + Duration::from_secs(1), |reply| Command::SendSync {
+            module,
+            msg,
+            deadline,
+            reply,
+        });
+        match r {
+            Err(DriverError::Busy(_)) if Instant::now() >= deadline => Err(DriverError::Timeout(timeout)),
+            r => r,
+        }
+    }
+
+    /// [`send_resp`](Self::send_resp), blocking.
+    pub(crate) fn send_resp_blocking(&self, msg: Message) -> Result<(), DriverError> {
+        let reply_by = Instant::now() + 2 * self.send_wait;
+        self.call_blocking(self.send_wait, reply_by, |reply| Command::SendResp { msg, reply })
+    }
+
+    /// [`send_message`](Self::send_message), blocking; `wait` bounds the
+    /// wait for room.
+    pub(crate) fn send_message_blocking(&self, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        let reply_by = Instant::now() + wait + self.send_wait;
+        self.call_blocking(wait, reply_by, |reply| Command::SendMessage { msg, reply })
+    }
+
+    /// [`send`](Self::send) waiting at most `wait` for room.
+    pub(crate) async fn send_within(&self, module: &str, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        let module = module.to_owned();
+        self.call(wait, |reply| Command::Send { module, msg, reply }).await
+    }
+
+    /// [`send_message`](Self::send_message) waiting at most `wait` for room.
+    pub(crate) async fn send_message_within(&self, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        self.call(wait, |reply| Command::SendMessage { msg, reply }).await
+    }
+
     /// Asks the task to close; returns at once.
     pub(crate) fn close(&self) {
         self.shared.close.notify_one();
@@ -198,8 +285,10 @@ pub(crate) trait Sink: Send + 'static {
     /// Delivers a message; gives it back when the receiver is full. A gone
     /// receiver drops it.
     fn try_deliver(&mut self, msg: Message) -> Result<(), Message>;
-    /// Resolves when the receiver may have room again.
-    fn ready(&self) -> impl Future<Output = ()> + Send + '_;
+    /// Delivers a message the receiver had no room for: the future
+    /// resolves once it is delivered or given up (the sink reports that).
+    /// The connection reads nothing meanwhile.
+    fn deliver_later(&mut self, msg: Message) -> Stalled;
     /// Reports an event.
     fn event(&mut self, shared: &Shared, event: ConnEvent);
 }
@@ -223,10 +312,16 @@ pub(crate) fn report<T: std::fmt::Debug>(tx: &mpsc::Sender<T>, event: T) {
     }
 }
 
-/// Waits for room in a channel.
-pub(crate) async fn room<T>(tx: &mpsc::Sender<T>) {
-    // A closed channel takes (and drops) everything: no need to wait.
-    let _ = tx.reserve().await;
+/// A delivery waiting for room.
+pub(crate) type Stalled = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Delivers into a bounded channel once it has room (a closed channel
+/// drops the item).
+pub(crate) fn deliver_later<T: Send + 'static>(tx: &mpsc::Sender<T>, item: T) -> Stalled {
+    let tx = tx.clone();
+    Box::pin(async move {
+        let _ = tx.send(item).await;
+    })
 }
 
 /// A `send_sync` caller: its reply channel and its timeout.
@@ -246,6 +341,8 @@ pub(crate) struct Conn<S: Sink> {
     close_when_orphaned: bool,
     waiters: HashMap<String, Waiter>,
     deliveries: VecDeque<Message>,
+    /// A delivery waiting for room; nothing is read meanwhile.
+    stalled: Option<Stalled>,
     sink: S,
     shared: Arc<Shared>,
 }
@@ -270,6 +367,7 @@ impl<S: Sink> Conn<S> {
             close_when_orphaned,
             waiters: HashMap::new(),
             deliveries: VecDeque::new(),
+            stalled: None,
             sink,
             shared,
         }
@@ -286,7 +384,7 @@ impl<S: Sink> Conn<S> {
             }
             self.pull_frames();
             let want_write = !self.out.is_empty();
-            let want_read = self.deliveries.is_empty();
+            let want_read = self.deliveries.is_empty() && self.stalled.is_none();
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 r = self.io.writable(), if want_write => match r {
@@ -307,7 +405,7 @@ impl<S: Sink> Conn<S> {
                         }
                     }
                 },
-                () = self.sink.ready(), if !want_read => {},
+                () = wait_stalled(&mut self.stalled), if self.stalled.is_some() => self.stalled = None,
                 () = self.shared.close.notified() => self.session.close(),
                 () = sleep_until(deadline), if deadline.is_some() => self.session.handle_timeout(now()),
             }
@@ -373,10 +471,10 @@ impl<S: Sink> Conn<S> {
     }
 
     fn deliver(&mut self) {
-        while let Some(msg) = self.deliveries.pop_front() {
+        while self.stalled.is_none() {
+            let Some(msg) = self.deliveries.pop_front() else { break };
             if let Err(msg) = self.sink.try_deliver(msg) {
-                self.deliveries.push_front(msg);
-                break;
+                self.stalled = Some(self.sink.deliver_later(msg));
             }
         }
     }
@@ -499,6 +597,13 @@ impl<S: Sink> Conn<S> {
                 let _ = reply.send(r);
             }
         }
+    }
+}
+
+async fn wait_stalled(stalled: &mut Option<Stalled>) {
+    match stalled {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 

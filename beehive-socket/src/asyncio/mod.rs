@@ -22,6 +22,14 @@
 //!   [`ModuleRegistry`](crate::session::ModuleRegistry) between its
 //!   connections, yields their messages and events, and sends to any
 //!   connected module.
+//! * [`SocketBackend`]: the hive's `unixpacket` backend on this driver.
+//!   [`SocketBackend::serve`] makes a hive's modules reachable to remote
+//!   modules and the remote modules reachable through `Hive` calls, with
+//!   the handshake answer listing the hive's modules of the moment;
+//!   [`SocketBackend::connect`] makes a process a remote module of another
+//!   hive and reconnects after every drop. Its blocking calls work from any
+//!   thread, its async calls never block an executor thread, and a full
+//!   inbox pauses only the connection feeding it.
 //!
 //! Transports: SOCK_SEQPACKET (Go's `unixpacket`, one message per packet),
 //! unix stream and TCP (Raw or Package framing). TLS is not driven here yet.
@@ -67,12 +75,15 @@ use crate::config::{SocketConfig, UNIXPACKET};
 use crate::conn::StreamFraming;
 use crate::session::{CloseReason, SessionConfig, SessionError, TransportKind};
 
+mod block;
 mod client;
 mod conn;
+mod hive;
 mod io;
 mod server;
 
 pub use client::{Client, ClientEvent, ClientHandle, Events, Messages};
+pub use hive::{BackendOptions, ClientEvents, ConnectOptions, HiveClient, HiveServer, SocketBackend};
 pub use server::{Incoming, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions};
 
 /// Where a connection goes: the socket type and address of a

@@ -10,6 +10,7 @@ use beehive_model::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{self, Conn, ConnEvent, Link, Shared, Sink};
+use super::hive::HiveRoute;
 use super::io::Listener;
 use super::{DriverError, DriverOptions, Endpoint};
 use crate::session::{CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId};
@@ -144,22 +145,42 @@ impl ServerShared {
     }
 }
 
+/// Where a server's messages go.
+#[derive(Clone)]
+pub(crate) enum Delivery {
+    /// To [`Server::recv`].
+    Channel(mpsc::Sender<Incoming>),
+    /// Into a hive, through its socket backend.
+    Hive(Arc<HiveRoute>),
+}
+
 struct ServerSink {
     server: Arc<ServerShared>,
     session: SessionId,
     module: Option<String>,
-    incoming: mpsc::Sender<Incoming>,
+    delivery: Delivery,
     events: mpsc::Sender<ServerEvent>,
 }
 
 impl Sink for ServerSink {
     fn try_deliver(&mut self, message: Message) -> Result<(), Message> {
-        let item = Incoming { session: self.session, module: self.module.clone(), message };
-        conn::try_deliver(&self.incoming, item).map_err(|i| i.message)
+        match &self.delivery {
+            Delivery::Channel(tx) => {
+                let item = Incoming { session: self.session, module: self.module.clone(), message };
+                conn::try_deliver(tx, item).map_err(|i| i.message)
+            }
+            Delivery::Hive(route) => route.try_deliver(message),
+        }
     }
 
-    fn ready(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
-        conn::room(&self.incoming)
+    fn deliver_later(&mut self, message: Message) -> conn::Stalled {
+        match &self.delivery {
+            Delivery::Channel(tx) => {
+                let item = Incoming { session: self.session, module: self.module.clone(), message };
+                conn::deliver_later(tx, item)
+            }
+            Delivery::Hive(route) => route.deliver_later(message),
+        }
     }
 
     fn event(&mut self, _shared: &Shared, event: ConnEvent) {
@@ -171,12 +192,21 @@ impl Sink for ServerSink {
             }
             ConnEvent::Registered { module, groups } => {
                 self.server.modules.lock().unwrap_or_else(|e| e.into_inner()).insert(module.clone(), session);
+                if let Delivery::Hive(route) = &self.delivery {
+                    let link = self.server.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned();
+                    if let Some(link) = link {
+                        route.registered(&module, &groups, &link);
+                    }
+                }
                 ServerEvent::Registered { session, module, groups }
             }
             ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
             ConnEvent::Closed { reason } => {
                 self.server.modules.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| *s != session);
                 self.server.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
+                if let Delivery::Hive(route) = &self.delivery {
+                    route.closed(session);
+                }
                 ServerEvent::Disconnected { session, module: self.module.clone(), reason }
             }
         };
@@ -316,7 +346,7 @@ impl IncomingMessages {
 
 /// Stops the server when dropped, unless disarmed.
 #[derive(Debug)]
-struct StopGuard(Option<Arc<ServerShared>>);
+pub(crate) struct StopGuard(Option<Arc<ServerShared>>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
@@ -348,6 +378,19 @@ impl Server {
         config: SessionConfig,
         options: ServerOptions,
     ) -> Result<Server, DriverError> {
+        let (incoming_tx, incoming) = mpsc::channel(options.driver.inbox_capacity.max(1));
+        let (handle, events, endpoint, guard) =
+            Server::start(endpoint, config, options, Delivery::Channel(incoming_tx)).await?;
+        Ok(Server { handle, incoming: IncomingMessages { rx: incoming }, events, endpoint, guard })
+    }
+
+    /// Listens and starts accepting; messages go to `delivery`.
+    pub(crate) async fn start(
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: ServerOptions,
+        delivery: Delivery,
+    ) -> Result<(ServerHandle, ServerEvents, Endpoint, StopGuard), DriverError> {
         if !matches!(config.get_role(), Role::Server { .. }) {
             return Err(DriverError::Config("a server needs a session in the server role".into()));
         }
@@ -365,26 +408,24 @@ impl Server {
             refused: AtomicU64::new(0),
             stop: watch::Sender::new(false),
         });
-        let (incoming_tx, incoming) = mpsc::channel(options.driver.inbox_capacity.max(1));
         let (events_tx, events) = mpsc::channel(options.driver.event_capacity.max(1));
         let accept = Accept {
             listener,
             config,
             options,
             shared: Arc::clone(&shared),
-            incoming: incoming_tx,
+            delivery,
             events: events_tx,
             endpoint: endpoint.clone(),
         };
         tokio::spawn(accept.run());
         tracing::info!(%endpoint, "socket server listening");
-        Ok(Server {
-            handle: ServerHandle { shared: Arc::clone(&shared) },
-            incoming: IncomingMessages { rx: incoming },
-            events: ServerEvents { rx: events },
+        Ok((
+            ServerHandle { shared: Arc::clone(&shared) },
+            ServerEvents { rx: events },
             endpoint,
-            guard: StopGuard(Some(shared)),
-        })
+            StopGuard(Some(shared)),
+        ))
     }
 
     /// Where the server listens (a TCP port 0 resolved).
@@ -426,7 +467,7 @@ struct Accept {
     config: SessionConfig,
     options: ServerOptions,
     shared: Arc<ServerShared>,
-    incoming: mpsc::Sender<Incoming>,
+    delivery: Delivery,
     events: mpsc::Sender<ServerEvent>,
     endpoint: Endpoint,
 }
@@ -494,7 +535,7 @@ impl Accept {
             server: Arc::clone(&self.shared),
             session: id,
             module: None,
-            incoming: self.incoming.clone(),
+            delivery: self.delivery.clone(),
             events: self.events.clone(),
         };
         tracing::debug!(session = %id, "connection accepted");

@@ -1,6 +1,7 @@
 //! Session options.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::StreamFraming;
@@ -17,6 +18,31 @@ pub enum TransportKind {
     /// A stream socket (unix stream, TCP, TLS) with this framing, fed with
     /// [`Session::handle_bytes`](super::Session::handle_bytes).
     Stream(StreamFraming),
+}
+
+/// Where a server session looks up, at each registration, the modules of
+/// its process that the handshake answer lists (module, group) — a hive's
+/// registered modules, which may change while the server runs. It is asked
+/// for a list, never does I/O of the session's.
+#[derive(Clone)]
+pub struct ModuleDirectory(Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>);
+
+impl ModuleDirectory {
+    /// A directory that calls `list` for the current modules and groups.
+    pub fn new(list: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static) -> Self {
+        ModuleDirectory(Arc::new(list))
+    }
+
+    /// The modules and groups now.
+    pub fn list(&self) -> Vec<(String, String)> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ModuleDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ModuleDirectory").finish_non_exhaustive()
+    }
 }
 
 /// Which end of the connection a session is.
@@ -67,6 +93,7 @@ pub struct SessionConfig {
     pub(crate) role: Role,
     pub(crate) transport: TransportKind,
     pub(crate) local_modules: Vec<(String, String)>,
+    pub(crate) directory: Option<ModuleDirectory>,
     pub(crate) allowed: Option<BTreeSet<String>>,
     pub(crate) registry: Option<ModuleRegistry>,
     pub(crate) max_frame_len: usize,
@@ -87,6 +114,7 @@ impl SessionConfig {
             role,
             transport,
             local_modules: Vec::new(),
+            directory: None,
             allowed: None,
             registry: None,
             max_frame_len: crate::server::DEFAULT_BUFFER_SIZE,
@@ -116,6 +144,15 @@ impl SessionConfig {
     /// handshake answer, in `group` (Go lists every registered module).
     pub fn local_module(mut self, module: impl Into<String>, group: impl Into<String>) -> Self {
         self.local_modules.push((module.into(), group.into()));
+        self
+    }
+
+    /// Server side: where the other modules of this process are looked up
+    /// at each registration (after those of
+    /// [`local_module`](Self::local_module)); a module of the directory
+    /// cannot be registered by a peer either.
+    pub fn module_directory(mut self, directory: ModuleDirectory) -> Self {
+        self.directory = Some(directory);
         self
     }
 

@@ -56,7 +56,7 @@ mod error;
 mod registry;
 
 pub use config::{
-    Role, SessionConfig, TransportKind, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS,
+    ModuleDirectory, Role, SessionConfig, TransportKind, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS,
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::{CloseReason, Refusal, SessionError};
@@ -733,7 +733,8 @@ impl Session {
             self.close_with(CloseReason::HandshakeRefused(Refusal::NotAllowed { module }));
             return;
         }
-        if *own == module || self.config.local_modules.iter().any(|(m, _)| *m == module) {
+        let local = self.local_modules();
+        if *own == module || local.iter().any(|(m, _)| *m == module) {
             let taken = NameTaken { module, owner: self.id };
             self.close_with(CloseReason::HandshakeRefused(Refusal::NameTaken(taken)));
             return;
@@ -747,7 +748,7 @@ impl Session {
         }
         // Go's answer: NewRespByMessage(msg, GetModuleExchange()) through
         // SendResp, which sets the destination to the source.
-        let answer = msg.new_response(self.exchange()).set_destination(module.as_str());
+        let answer = msg.new_response(self.exchange(&local)).set_destination(module.as_str());
         match self.encode(&answer) {
             Ok(frame) => {
                 // Repeated registrations from a peer that does not read its
@@ -779,16 +780,25 @@ impl Session {
         }
     }
 
+    /// The modules of this process: those configured, then the directory's.
+    fn local_modules(&self) -> Vec<(String, String)> {
+        let mut local = self.config.local_modules.clone();
+        if let Some(directory) = &self.config.directory {
+            local.extend(directory.list());
+        }
+        local
+    }
+
     /// The server's module exchange: its own module first, in a group of its
     /// own name, then the other local modules.
-    fn exchange(&self) -> ModuleExchange {
+    fn exchange(&self, local: &[(String, String)]) -> ModuleExchange {
         let mut modules = Vec::new();
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if let Role::Server { module } = &self.config.role {
             modules.push(module.clone());
             groups.entry(module.clone()).or_default().push(module.clone());
         }
-        for (module, group) in &self.config.local_modules {
+        for (module, group) in local {
             if modules.contains(module) {
                 continue;
             }
