@@ -82,7 +82,8 @@ async fn registered(server: &mut HiveServer, module: &str) {
 async fn a_remote_module_reaches_a_module_of_the_hive_and_the_answer_lists_the_hive() {
     let dir = temp_dir("reach");
     let path = dir.join("hive.sock");
-    let (hive, _backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
+    let (hive, backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
+    let mut tap = backend.tap(16);
     let client = Client::connect(&Endpoint::unix_packet(&path), SessionConfig::client("edge", TransportKind::Packet))
         .await
         .unwrap();
@@ -95,6 +96,10 @@ async fn a_remote_module_reaches_a_module_of_the_hive_and_the_answer_lists_the_h
     let answer = within("send_sync", T, client.send_sync("echo", msg("edge", "ping"), T)).await.unwrap();
     assert_eq!(answer.content().as_str(), Some("echo:ping"));
     assert_eq!(answer.destination(), "edge");
+    // The tap saw the request (not the handshake).
+    let seen = tap.try_recv().unwrap();
+    assert_eq!((seen.source(), seen.destination(), seen.content().as_str()), ("edge", "echo", Some("ping")));
+    assert!(tap.try_recv().is_err());
     hive.shutdown_async(T).await;
 }
 

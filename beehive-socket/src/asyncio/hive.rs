@@ -21,7 +21,7 @@
 //! hold.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use beehive_context::{
@@ -29,7 +29,7 @@ use beehive_context::{
     RemoteError, SyncKeeper, DEFAULT_INBOX_CAPACITY,
 };
 use beehive_model::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::client::open;
 use super::conn::{self, ConnEvent, Link, Shared, Sink, Stalled};
@@ -109,7 +109,7 @@ struct Routes {
 }
 
 /// The socket backend of a hive (context type `unixpacket`) on the tokio
-/// driver. See the [module documentation](self).
+/// driver. See the [driver documentation](crate::asyncio).
 ///
 /// ```no_run
 /// use beehive_context::Hive;
@@ -133,6 +133,7 @@ pub struct SocketBackend {
     routes: RwLock<Routes>,
     keeper: SyncKeeper,
     options: BackendOptions,
+    tap: OnceLock<broadcast::Sender<Message>>,
 }
 
 fn remote_error(module: &str, e: DriverError) -> ContextError {
@@ -168,6 +169,7 @@ impl SocketBackend {
             routes: RwLock::default(),
             keeper: SyncKeeper::default(),
             options,
+            tap: OnceLock::new(),
         })
     }
 
@@ -197,6 +199,16 @@ impl SocketBackend {
 
     fn is_remote(&self, module: &str) -> bool {
         self.read().remote.contains(module)
+    }
+
+    /// A copy of every message read from the connections from now on
+    /// (handshakes aside), before it is delivered: for tools that show the
+    /// traffic. A receiver that falls more than `capacity` messages behind
+    /// loses the oldest and learns how many
+    /// ([`broadcast::error::RecvError::Lagged`]); the first call sets the
+    /// capacity for all. Without a receiver, nothing is copied.
+    pub fn tap(&self, capacity: usize) -> broadcast::Receiver<Message> {
+        self.tap.get_or_init(|| broadcast::Sender::new(capacity.max(1))).subscribe()
     }
 
     /// The remote modules connected now, sorted.
@@ -607,6 +619,11 @@ impl HiveRoute {
     }
 
     pub(crate) fn try_deliver(&self, msg: Message) -> Result<(), Message> {
+        if let Some(tap) = self.backend.tap.get() {
+            if tap.receiver_count() > 0 {
+                let _ = tap.send(msg.clone());
+            }
+        }
         if !msg.parent_id().is_empty() && self.backend.keeper.is_waiting(msg.parent_id()) {
             let _ = self.backend.keeper.deliver(msg);
             return Ok(());
