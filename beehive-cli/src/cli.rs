@@ -29,10 +29,21 @@ Examples:
   beehive conformance
   beehive record --listen /tmp/relay.sock --upstream /var/lib/kubeedge/beehive.sock --out rec/
   beehive listen --socket /tmp/beehive.sock --module probe --answer pong
+  RUST_LOG=beehive_socket=debug beehive listen --socket /tmp/beehive.sock --module probe
+  beehive --log info --log-format json listen --socket /tmp/beehive.sock --module probe
   beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
   beehive completions bash > ~/.local/share/bash-completion/completions/beehive
 
 Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
+
+Logs: events of beehive and its libraries go to stderr, never stdout, as
+text or (--log-format json) one JSON object per line:
+  {\"timestamp\":\"…\",\"level\":\"INFO\",\"fields\":{\"message\":\"connected\",…},\"target\":\"beehive_socket::asyncio::client\"}
+Which events: --log FILTER, else the RUST_LOG environment variable, else
+`warn`. FILTER is a level (error, warn, info, debug, trace, off) or
+comma-separated directives such as `warn,beehive_socket=debug`
+(tracing-subscriber's EnvFilter syntax). The command's own messages
+(progress, summaries, `beehive: error: …`) stay plain text lines.
 
 ",
     exit_codes!()
@@ -45,6 +56,13 @@ pub struct Cli {
     /// When to colour the output.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
     pub color: ColorWhen,
+    /// How log events are written to stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Which log events are written: a level (error, warn, info, debug, trace, off) or
+    /// directives such as `warn,beehive_socket=debug`; overrides RUST_LOG [default: warn].
+    #[arg(long, value_name = "FILTER", global = true, value_parser = crate::observe::parse_filter)]
+    pub log: Option<String>,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -90,6 +108,15 @@ impl ColorWhen {
         };
         choice.write_global();
     }
+}
+
+/// How log events are written.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event: time, level, target, message and fields.
+    Text,
+    /// One JSON object per event: timestamp, level, fields (message included), target.
+    Json,
 }
 
 /// How `decode` splits its input into frames.
@@ -538,6 +565,14 @@ mod tests {
         for sub in ["decode", "encode", "conformance", "record", "listen", "send"] {
             let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
             assert!(text.contains("Exit codes:"), "{sub}: {text}");
+        }
+    }
+
+    #[test]
+    fn help_documents_logs() {
+        let text = Cli::command().render_long_help().to_string();
+        for needle in ["--log-format", "--log <FILTER>", "RUST_LOG"] {
+            assert!(text.contains(needle), "{needle}: {text}");
         }
     }
 }

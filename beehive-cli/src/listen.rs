@@ -70,6 +70,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
             m = messages.recv() => match m {
                 Some(msg) => {
                     received += 1;
+                    tracing::debug!(id = msg.id(), source = msg.source(), sync = msg.is_sync(), "message received");
                     if args.json {
                         writeln!(out, "{}", client::json(&msg)?)?;
                     } else {

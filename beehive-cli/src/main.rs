@@ -6,9 +6,11 @@
 //! relays clients to their server unchanged and records the traffic as a
 //! capture set, `listen` and `send` join a hive as a remote module to
 //! print what arrives or to send (and time round trips), and `completions`
-//! prints a shell completion script. Exit codes: 0 success, 1 malformed
-//! input found, conformance failures, a connection that could not be
-//! relayed, or one lost or requests unanswered, 2 usage or I/O error.
+//! prints a shell completion script. Log events go to stderr (`--log`,
+//! `RUST_LOG`, `--log-format`; see [`observe`]). Exit codes: 0 success, 1
+//! malformed input found, conformance failures, a connection that could
+//! not be relayed, or one lost or requests unanswered, 2 usage or I/O
+//! error.
 
 mod cli;
 mod client;
@@ -16,6 +18,7 @@ mod conformance;
 mod decode;
 mod encode;
 mod listen;
+mod observe;
 mod record;
 mod report;
 mod send;
@@ -38,6 +41,7 @@ pub const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.color.apply();
+    observe::init_logging(cli.log_format, cli.log.as_deref());
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Encode(args) => encode::run(&args),

@@ -198,6 +198,14 @@ impl Conn {
         }
         log.closed_ns = Some(rec.now_ns());
         rec.open.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(
+            conn = self.id,
+            lines = log.seq,
+            client_to_server_bytes = log.dirs[Dir::ClientToServer as usize].bytes,
+            server_to_client_bytes = log.dirs[Dir::ServerToClient as usize].bytes,
+            error = log.error.as_deref(),
+            "connection closed"
+        );
     }
 }
 
@@ -398,6 +406,7 @@ fn accept_loop(
             conn.add_socket(&client);
             lock(&rec.conns).push(conn.clone());
             rec.open.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(conn = id, "connection accepted");
             let (rec, upstream) = (rec.clone(), upstream.clone());
             handles.push(thread::spawn(move || serve(&rec, &conn, client, &upstream)));
         }
