@@ -1,5 +1,6 @@
 //! The command line: subcommands, flags and their help texts.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,6 +29,8 @@ Examples:
   beehive decode --json --framing package capture.bin
   beehive conformance
   beehive record --listen /tmp/relay.sock --upstream /var/lib/kubeedge/beehive.sock --out rec/
+  beehive record --listen /tmp/relay.sock --upstream /var/lib/kubeedge/beehive.sock --out rec/ \\
+      --metrics 127.0.0.1:9184
   beehive listen --socket /tmp/beehive.sock --module probe --answer pong
   RUST_LOG=beehive_socket=debug beehive listen --socket /tmp/beehive.sock --module probe
   beehive --log info --log-format json listen --socket /tmp/beehive.sock --module probe
@@ -44,6 +47,10 @@ Which events: --log FILTER, else the RUST_LOG environment variable, else
 comma-separated directives such as `warn,beehive_socket=debug`
 (tracing-subscriber's EnvFilter syntax). The command's own messages
 (progress, summaries, `beehive: error: …`) stay plain text lines.
+
+Metrics: `record` and `listen` take --metrics HOST:PORT to serve Prometheus
+metrics at http://HOST:PORT/metrics (port 0 picks a free port); the address
+is printed on stderr once it listens (`beehive: metrics: http://…/metrics`).
 
 ",
     exit_codes!()
@@ -338,18 +345,31 @@ Ctrl-C stops at once.
 A packet larger than --max-packet is never cut: the connection is closed
 and the error recorded. A stale socket file at --listen is replaced.
 
+With --metrics HOST:PORT, Prometheus metrics are served at
+http://HOST:PORT/metrics while recording (port 0: a free port; the address
+is printed on stderr):
+  beehive_record_connections_total         connections accepted
+  beehive_record_connections_open          connections being relayed now
+  beehive_record_relay_failures_total      connections not relayed completely
+  beehive_record_packets_total{direction}  packets (unixpacket) or reads (unix,
+                                           tcp) relayed and recorded
+  beehive_record_bytes_total{direction}    the bytes of those
+where direction is client_to_server or server_to_client.
+
 Examples:
   beehive record --listen /tmp/relay.sock --upstream /tmp/beehive.sock --out rec/
   beehive record --transport unix --listen /tmp/relay.sock --upstream /tmp/beehive.sock \\
       --out rec/ --duration 30s
   beehive record --transport tcp --listen 127.0.0.1:10551 --upstream 127.0.0.1:10550 --out rec/
+  beehive record --listen /tmp/relay.sock --upstream /tmp/beehive.sock --out rec/ \\
+      --metrics 127.0.0.1:9184
   beehive conformance rec/
 
 Exit codes:
   0  the recording was written
   1  it was written, but some connection could not be relayed completely
      (upstream unreachable, a packet over --max-packet)
-  2  usage error, or --listen, --out or the recording could not be used";
+  2  usage error, or --listen, --out, --metrics or the recording could not be used";
 
 /// Arguments of `record`.
 #[derive(Args, Debug)]
@@ -374,6 +394,9 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
     pub max_packet: u64,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How `listen` and `send` reach the hive's socket server.
@@ -408,15 +431,24 @@ With --answer, every sync request is answered with a response holding TEXT
 --timeout, on Ctrl-C, or when the connection is lost (its reason is printed).
 After the last answer the connection is kept open briefly so it is written.
 
+With --metrics HOST:PORT, Prometheus metrics are served at
+http://HOST:PORT/metrics (port 0: a free port; the address is printed on
+stderr):
+  beehive_listen_messages_total   messages received
+  beehive_listen_answers_total    sync requests answered (--answer)
+  beehive_listen_malformed_total  inputs skipped because they were not messages
+
 Examples:
   beehive listen --socket /tmp/beehive.sock --module probe
   beehive listen --socket /tmp/beehive.sock --module probe --answer pong --count 1
   beehive listen --transport tcp --socket 127.0.0.1:10550 --module probe --json | jq .route
+  beehive listen --socket /tmp/beehive.sock --module probe --metrics 127.0.0.1:9185
 
 Exit codes:
   0  --count messages received, or ended by Ctrl-C (or --timeout without --count)
   1  the connection was lost, or --timeout ran out, before --count messages
-  2  usage error, or the server could not be reached or refused the module";
+  2  usage error, the server could not be reached or refused the module, or
+     --metrics could not be served";
 
 /// Arguments of `listen`.
 #[derive(Args, Debug)]
@@ -437,6 +469,9 @@ pub struct ListenArgs {
     /// Stop after this long (`30s`, `500ms`, `5m`; a bare number is seconds).
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
 }
 
 const SEND_AFTER_HELP: &str = "\
@@ -569,10 +604,23 @@ mod tests {
     }
 
     #[test]
-    fn help_documents_logs() {
-        let text = Cli::command().render_long_help().to_string();
-        for needle in ["--log-format", "--log <FILTER>", "RUST_LOG"] {
+    fn help_documents_logs_and_metrics() {
+        let mut cmd = Cli::command();
+        let text = cmd.render_long_help().to_string();
+        for needle in ["--log-format", "--log <FILTER>", "RUST_LOG", "--metrics HOST:PORT"] {
             assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let metrics = [
+            ("record", &["beehive_record_packets_total{direction}", "beehive_record_connections_open"][..]),
+            ("listen", &["beehive_listen_messages_total", "beehive_listen_answers_total"][..]),
+        ];
+        for (sub, names) in metrics {
+            let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
+            assert!(text.contains("--metrics <HOST:PORT>"), "{sub}: {text}");
+            assert!(text.contains("--metrics 127.0.0.1:"), "{sub} has an example: {text}");
+            for name in names {
+                assert!(text.contains(name), "{sub}: {name}: {text}");
+            }
         }
     }
 }

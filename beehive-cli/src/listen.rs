@@ -4,11 +4,12 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use metrics::Counter;
 use serde_json::json;
 
 use crate::cli::ListenArgs;
 use crate::client::{self, clock, summary};
-use crate::{style, EXIT_FINDINGS, EXIT_OK};
+use crate::{observe, style, EXIT_FINDINGS, EXIT_OK};
 
 /// Why listening ended.
 enum End {
@@ -18,11 +19,35 @@ enum End {
     Lost(String),
 }
 
+/// What `--metrics` shows, registered once.
+struct ListenMetrics {
+    messages: Counter,
+    answers: Counter,
+    malformed: Counter,
+}
+
+impl ListenMetrics {
+    fn new() -> Self {
+        metrics::describe_counter!("beehive_listen_messages_total", "Messages beehive listen received");
+        metrics::describe_counter!("beehive_listen_answers_total", "Sync requests beehive listen answered (--answer)");
+        metrics::describe_counter!(
+            "beehive_listen_malformed_total",
+            "Inputs beehive listen skipped because they were not messages"
+        );
+        ListenMetrics {
+            messages: metrics::counter!("beehive_listen_messages_total"),
+            answers: metrics::counter!("beehive_listen_answers_total"),
+            malformed: metrics::counter!("beehive_listen_malformed_total"),
+        }
+    }
+}
+
 pub fn run(args: &ListenArgs) -> anyhow::Result<u8> {
     let answer = match args.answer.as_deref() {
         Some(a) => Some(answer_text(a)?),
         None => None,
     };
+    observe::start_metrics(args.metrics)?;
     client::runtime()?.block_on(listen(args, answer))
 }
 
@@ -37,6 +62,7 @@ fn answer_text(arg: &str) -> anyhow::Result<String> {
 async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8> {
     let (endpoint, client) = client::connect(&args.connect, None).await?;
     let (handle, mut messages, mut events) = client.into_parts();
+    let counts = ListenMetrics::new();
     let ours = &args.connect.module;
     let mut out = io::stdout().lock();
     if args.json {
@@ -70,6 +96,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
             m = messages.recv() => match m {
                 Some(msg) => {
                     received += 1;
+                    counts.messages.increment(1);
                     tracing::debug!(id = msg.id(), source = msg.source(), sync = msg.is_sync(), "message received");
                     if args.json {
                         writeln!(out, "{}", client::json(&msg)?)?;
@@ -82,6 +109,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
                             warn(&format!("cannot answer message {}: {e}", msg.id()));
                         } else {
                             answered = true;
+                            counts.answers.increment(1);
                         }
                     }
                 }
@@ -92,6 +120,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
             },
             e = events.recv(), if events_open => match e {
                 Some(beehive_socket::asyncio::ClientEvent::Malformed { offset, error }) => {
+                    counts.malformed.increment(1);
                     warn(&format!("skipped input that is not a message at byte {offset}: {error}"));
                 }
                 Some(_) => {}

@@ -7,7 +7,8 @@
 //! capture set, `listen` and `send` join a hive as a remote module to
 //! print what arrives or to send (and time round trips), and `completions`
 //! prints a shell completion script. Log events go to stderr (`--log`,
-//! `RUST_LOG`, `--log-format`; see [`observe`]). Exit codes: 0 success, 1
+//! `RUST_LOG`, `--log-format`); `record` and `listen` serve Prometheus
+//! metrics with `--metrics` (see [`observe`]). Exit codes: 0 success, 1
 //! malformed input found, conformance failures, a connection that could
 //! not be relayed, or one lost or requests unanswered, 2 usage or I/O
 //! error.

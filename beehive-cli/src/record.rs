@@ -12,6 +12,10 @@
 //! The recording (`recorded/conn-NNNNNN.jsonl`, `recorded/index.jsonl`,
 //! `MANIFEST.json`) is described in the `record` help text and in
 //! conformance/CAPTURES.md.
+//!
+//! What is relayed is also counted through the `metrics` facade
+//! ([`RecordMetrics`]), served by `--metrics`; without it every update is a
+//! no-op.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -28,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use base64::Engine as _;
+use metrics::{Counter, Gauge};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::MsgFlags;
@@ -35,7 +40,7 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::cli::{RecordArgs, RecordTransport};
-use crate::{style, EXIT_FINDINGS, EXIT_OK};
+use crate::{observe, style, EXIT_FINDINGS, EXIT_OK};
 
 /// Bytes asked for per read on a stream socket.
 const STREAM_READ: usize = 64 * 1024;
@@ -45,6 +50,47 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(250);
 /// How often buffered recording lines are written out while recording.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The figures of a recording, registered once when it starts.
+struct RecordMetrics {
+    connections: Counter,
+    open: Gauge,
+    failures: Counter,
+    /// Per [`Dir`].
+    packets: [Counter; 2],
+    /// Per [`Dir`].
+    bytes: [Counter; 2],
+}
+
+impl RecordMetrics {
+    fn new() -> Self {
+        metrics::describe_counter!("beehive_record_connections_total", "Connections accepted by beehive record");
+        metrics::describe_gauge!("beehive_record_connections_open", "Connections beehive record is relaying now");
+        metrics::describe_counter!(
+            "beehive_record_relay_failures_total",
+            "Connections beehive record could not relay completely (upstream unreachable, a packet over --max-packet)"
+        );
+        metrics::describe_counter!(
+            "beehive_record_packets_total",
+            "Packets (unixpacket) or reads (unix, tcp) relayed and recorded, by direction"
+        );
+        metrics::describe_counter!(
+            "beehive_record_bytes_total",
+            metrics::Unit::Bytes,
+            "Bytes relayed and recorded, by direction"
+        );
+        let per_dir = |name: &'static str| {
+            [Dir::ClientToServer, Dir::ServerToClient].map(|d| metrics::counter!(name, "direction" => d.name()))
+        };
+        RecordMetrics {
+            connections: metrics::counter!("beehive_record_connections_total"),
+            open: metrics::gauge!("beehive_record_connections_open"),
+            failures: metrics::counter!("beehive_record_relay_failures_total"),
+            packets: per_dir("beehive_record_packets_total"),
+            bytes: per_dir("beehive_record_bytes_total"),
+        }
+    }
+}
 
 /// A direction of a relayed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +218,8 @@ impl Conn {
             }
         }
         rec.lines.fetch_add(1, Ordering::Relaxed);
+        rec.metrics.packets[dir as usize].increment(1);
+        rec.metrics.bytes[dir as usize].increment(data.len() as u64);
     }
 
     fn end(&self, dir: Dir, how: String) {
@@ -198,6 +246,10 @@ impl Conn {
         }
         log.closed_ns = Some(rec.now_ns());
         rec.open.fetch_sub(1, Ordering::Relaxed);
+        rec.metrics.open.decrement(1);
+        if log.error.is_some() {
+            rec.metrics.failures.increment(1);
+        }
         tracing::info!(
             conn = self.id,
             lines = log.seq,
@@ -218,6 +270,7 @@ struct Recorder {
     conns: Mutex<Vec<Arc<Conn>>>,
     lines: AtomicU64,
     open: AtomicU64,
+    metrics: RecordMetrics,
 }
 
 impl Recorder {
@@ -243,6 +296,8 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
     let (listener, shown) = listen(args).context("cannot listen")?;
     // A remove-on-exit guard for the socket file.
     let _socket_file = SocketFile((args.transport != RecordTransport::Tcp).then(|| PathBuf::from(&args.listen)));
+    // The recorder goes in before the figures register with it.
+    observe::start_metrics(args.metrics)?;
 
     // Signals and the end of the accept loop meet in one socket pair.
     let (wake_rx, wake_tx) = UnixStream::pair().context("cannot create the signal pipe")?;
@@ -260,6 +315,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         conns: Mutex::new(Vec::new()),
         lines: AtomicU64::new(0),
         open: AtomicU64::new(0),
+        metrics: RecordMetrics::new(),
     });
     let started_wall = SystemTime::now();
     note(&format!(
@@ -406,6 +462,8 @@ fn accept_loop(
             conn.add_socket(&client);
             lock(&rec.conns).push(conn.clone());
             rec.open.fetch_add(1, Ordering::Relaxed);
+            rec.metrics.connections.increment(1);
+            rec.metrics.open.increment(1);
             tracing::info!(conn = id, "connection accepted");
             let (rec, upstream) = (rec.clone(), upstream.clone());
             handles.push(thread::spawn(move || serve(&rec, &conn, client, &upstream)));
