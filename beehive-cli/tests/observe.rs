@@ -31,9 +31,19 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(10);
 // A running `beehive`, its stdout and stderr read line by line.
 
 struct Beehive {
-    child: Child,
+    /// `None` once it has ended; killed on drop while it runs (a failed test).
+    child: Option<Child>,
     stdout: Receiver<String>,
     stderr: Receiver<String>,
+}
+
+impl Drop for Beehive {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn lines_of(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
@@ -62,25 +72,19 @@ impl Beehive {
             .expect("beehive runs");
         let stdout = lines_of(child.stdout.take().unwrap());
         let stderr = lines_of(child.stderr.take().unwrap());
-        Beehive { child, stdout, stderr }
+        Beehive { child: Some(child), stdout, stderr }
     }
 
-    fn line(rx: &Receiver<String>, child: &mut Child, what: &str) -> String {
-        match rx.recv_timeout(T) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("{what}: no line within {T:?} ({e})");
-            }
-        }
+    fn line(rx: &Receiver<String>, what: &str) -> String {
+        rx.recv_timeout(T).unwrap_or_else(|e| panic!("{what}: no line within {T:?} ({e})"))
     }
 
     fn stderr_line(&mut self, what: &str) -> String {
-        Self::line(&self.stderr, &mut self.child, what)
+        Self::line(&self.stderr, what)
     }
 
     fn stdout_line(&mut self, what: &str) -> String {
-        Self::line(&self.stdout, &mut self.child, what)
+        Self::line(&self.stdout, what)
     }
 
     /// The address of `beehive: metrics: http://ADDR/metrics` on stderr,
@@ -95,8 +99,9 @@ impl Beehive {
     }
 
     /// Ends the process as Ctrl-C does; returns its exit status and the rest of stderr.
-    fn interrupt(self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
+    fn interrupt(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("beehive runs");
+        let pid = child.id().to_string();
         assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill runs").success());
         let mut rest = Vec::new();
         // stderr closes when the process exits.
@@ -104,10 +109,14 @@ impl Beehive {
             rest.push(line);
         }
         let (tx, rx) = mpsc::channel();
-        let mut child = self.child;
         thread::spawn(move || tx.send(child.wait()));
-        let status = rx.recv_timeout(T).expect("beehive ends").unwrap();
-        (status, rest.join("\n"))
+        match rx.recv_timeout(T) {
+            Ok(status) => (status.unwrap(), rest.join("\n")),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("beehive did not end within {T:?} of SIGINT");
+            }
+        }
     }
 }
 
