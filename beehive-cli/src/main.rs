@@ -23,6 +23,7 @@ mod observe;
 mod record;
 mod report;
 mod send;
+mod serve;
 mod style;
 
 use std::io;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Record(args) => record::run(&args),
         Command::Listen(args) => listen::run(&args),
         Command::Send(args) => send::run(&args),
+        Command::Serve(args) => serve::run(&args),
         Command::Completions(args) => {
             let mut out = io::stdout().lock();
             clap_complete::generate(args.shell, &mut Cli::command(), "beehive", &mut out);

@@ -1,0 +1,195 @@
+//! `beehive serve`: a hive with its socket server, from the socket module
+//! YAML file edgecore reads, printing whatever its remote modules send.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use beehive_context::{Hive, SimpleAsyncModule};
+use beehive_model::Message;
+use beehive_socket::asyncio::{Endpoint, ServerEvent, ServerOptions, SocketBackend};
+use beehive_socket::session::SessionConfig;
+use beehive_socket::{SocketModuleConfig, StreamFraming, DEFAULT_BUFFER_SIZE};
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cli::{EncodeFraming, ServeArgs};
+use crate::client::{self, clock, summary};
+use crate::listen::warn;
+use crate::{observe, EXIT_OK};
+
+/// How long the hive's modules get to stop at the end.
+const SHUTDOWN: Duration = Duration::from_secs(5);
+/// Messages the printer may fall behind before it skips some (and says so).
+const TAP_CAPACITY: usize = 16 * 1024;
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<u8> {
+    let config = SocketModuleConfig::from_path(&args.config)?;
+    observe::start_metrics(args.metrics)?;
+    client::runtime()?.block_on(serve(args, config))
+}
+
+/// A module answering every sync request with the request's own content.
+fn echo(name: String) -> SimpleAsyncModule {
+    let group = name.clone();
+    SimpleAsyncModule::new(name.clone(), group, move |hive: Hive| {
+        let name = name.clone();
+        async move {
+            while let Ok(req) = hive.receive_async(&name).await {
+                if req.is_sync() {
+                    if let Err(e) = hive.send_resp_async(req.new_response(req.content().clone())).await {
+                        tracing::warn!(module = %name, msg_id = req.id(), error = %e, "cannot answer");
+                    }
+                }
+            }
+            Ok(())
+        }
+    })
+}
+
+async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u8> {
+    let hive = Hive::builder().runtime(tokio::runtime::Handle::current()).build();
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
+    if args.echo {
+        hive.register_async(echo(args.echo_module.clone())).context("cannot add the echo module")?;
+    }
+    hive.start().context("cannot start the hive")?;
+    let mut tap = backend.tap(TAP_CAPACITY);
+    let framing = match args.framing {
+        EncodeFraming::Raw => StreamFraming::Raw,
+        EncodeFraming::Package => StreamFraming::Package,
+    };
+    // Go lets a module register only when it has a client entry.
+    let clients: Vec<&str> = config.entries.iter().filter(|e| !e.server).map(|e| e.module.as_str()).collect();
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let mut handles = Vec::new();
+    let mut out = io::stdout().lock();
+    for entry in config.servers() {
+        let endpoint = Endpoint::from_config(entry)
+            .with_context(|| format!("server entry {:?} in {}", entry.module, args.config.display()))?;
+        let max = if entry.buffer_size == 0 { DEFAULT_BUFFER_SIZE } else { entry.buffer_size };
+        let mut session = SessionConfig::server(entry.module.clone(), endpoint.transport(framing)).max_frame_len(max);
+        for module in &clients {
+            session = session.allow_module(*module);
+        }
+        let options = ServerOptions::default().conn_max(entry.conn_max);
+        let mut server = backend
+            .serve(&hive, &endpoint, session, options)
+            .await
+            .with_context(|| format!("cannot serve {:?} on {endpoint}", entry.module))?;
+        let endpoint = server.endpoint().clone();
+        if args.json {
+            writeln!(
+                out,
+                "{}",
+                json!({ "event": "listening", "module": entry.module, "endpoint": endpoint.to_string() })
+            )?;
+        } else {
+            writeln!(out, "serving {} on {endpoint}", entry.module)?;
+        }
+        handles.push(server.handle().clone());
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = server.events().recv().await {
+                if tx.send((endpoint.clone(), event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(events_tx);
+    if handles.is_empty() {
+        bail!("{} has no server entry (server: true)", args.config.display());
+    }
+    if clients.is_empty() {
+        warn("the configuration has no client entry: no module may register (Go lets in only modules with an entry)");
+    }
+    out.flush()?;
+
+    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
+    let sleep = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot wait for SIGTERM")?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            m = tap.recv() => match m {
+                Ok(msg) => print_message(&mut out, &msg, args.json)?,
+                Err(broadcast::error::RecvError::Lagged(n)) => warn(&format!("{n} messages not shown: printing fell behind")),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            e = events.recv() => match e {
+                Some((endpoint, event)) => print_event(&mut out, &endpoint, event, args.json)?,
+                None => break,
+            },
+            r = &mut ctrl_c => {
+                r.context("cannot wait for Ctrl-C")?;
+                break;
+            }
+            _ = terminate.recv() => break,
+            () = &mut sleep => break,
+        }
+    }
+    for handle in &handles {
+        handle.shutdown();
+    }
+    let report = hive.shutdown_async(SHUTDOWN).await;
+    tracing::debug!(?report, "hive stopped");
+    Ok(EXIT_OK)
+}
+
+fn print_message(out: &mut impl Write, msg: &Message, json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", client::json(msg)?)?;
+    } else {
+        writeln!(out, "{} {}", clock(), summary(msg))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_event(out: &mut impl Write, endpoint: &Endpoint, event: ServerEvent, json: bool) -> anyhow::Result<()> {
+    let (line, value) = match event {
+        ServerEvent::Registered { module, groups, .. } => (
+            format!("{} {module} registered on {endpoint} [{}]", clock(), groups.join(" ")),
+            json!({ "event": "registered", "module": module, "groups": groups, "endpoint": endpoint.to_string() }),
+        ),
+        ServerEvent::Disconnected { module: Some(module), reason, .. } => (
+            format!("{} {module} disconnected: {reason}", clock()),
+            json!({ "event": "disconnected", "module": module, "reason": reason.to_string(), "endpoint": endpoint.to_string() }),
+        ),
+        ServerEvent::Disconnected { module: None, reason, session } => (
+            format!("{} connection {session} closed before registering: {reason}", clock()),
+            json!({ "event": "disconnected", "session": session.get(), "reason": reason.to_string(), "endpoint": endpoint.to_string() }),
+        ),
+        ServerEvent::Malformed { session, offset, error } => (
+            format!("{} connection {session}: skipped input that is not a message at byte {offset}: {error}", clock()),
+            json!({ "event": "malformed", "session": session.get(), "offset": offset, "error": error.to_string() }),
+        ),
+        ServerEvent::Refused { conn_max } => (
+            format!("{} refused a connection: {conn_max} connections served (connmax)", clock()),
+            json!({ "event": "refused", "conn_max": conn_max, "endpoint": endpoint.to_string() }),
+        ),
+        ServerEvent::AcceptFailed { error, backoff } => (
+            format!("{} accept failed ({error}), pausing {backoff:?}", clock()),
+            json!({ "event": "accept_failed", "error": error.to_string(), "endpoint": endpoint.to_string() }),
+        ),
+        _ => return Ok(()),
+    };
+    if json {
+        writeln!(out, "{value}")?;
+        out.flush()?;
+    } else {
+        let mut err = anstream::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    }
+    Ok(())
+}

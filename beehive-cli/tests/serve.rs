@@ -1,0 +1,220 @@
+//! `beehive serve` run as a process, with `beehive send` and `beehive
+//! listen` as its remote modules: the echo module answers, the traffic is
+//! printed, one remote module reaches another through the hive, modules
+//! without a client entry are refused, and SIGINT stops it cleanly.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
+
+use beehive_model::Message;
+use beehive_socket::asyncio::{Client, Endpoint};
+use beehive_socket::session::{SessionConfig, TransportKind};
+use common::beehive;
+
+/// The longest any single step may take.
+const T: Duration = Duration::from_secs(20);
+
+/// A socket module configuration: one server entry, client entries for
+/// `clients`.
+fn config(dir: &Path, clients: &[&str]) -> (PathBuf, String) {
+    let socket = dir.join("beehive.sock");
+    let mut yaml = format!(
+        "- module: socketserver\n  server: true\n  address: {}\n  sockettype: unixpacket\n  buffersize: 4096\n",
+        socket.display()
+    );
+    for c in clients {
+        yaml.push_str(&format!(
+            "- module: {c}\n  server: false\n  address: {}\n  sockettype: unixpacket\n",
+            socket.display()
+        ));
+    }
+    let path = dir.join("socket_module.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (path, socket.to_str().unwrap().to_owned())
+}
+
+/// A running `beehive` process, its stdout read line by line.
+struct Running {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    what: &'static str,
+}
+
+impl Running {
+    fn start(what: &'static str, args: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("beehive runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child: Some(child), lines, what }
+    }
+
+    fn line(&mut self, waiting_for: &str) -> String {
+        match self.lines.recv_timeout(T) {
+            Ok(line) => line,
+            Err(e) => {
+                self.kill();
+                panic!("{waiting_for}: no line from beehive {} within {T:?} ({e})", self.what);
+            }
+        }
+    }
+
+    /// The next line containing `needle` (other lines are skipped).
+    fn line_with(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.line(needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGINT and waits for the process to end.
+    fn interrupt(self) -> ExitStatus {
+        let pid = self.child.as_ref().unwrap().id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        self.wait()
+    }
+
+    fn wait(mut self) -> ExitStatus {
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child.take().unwrap();
+        let pid = child.id();
+        thread::spawn(move || tx.send(child.wait()));
+        match rx.recv_timeout(T) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("beehive {} did not end within {T:?}", self.what);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails leaves no process behind.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn serve(config: &Path, extra: &[&str]) -> Running {
+    let mut args = vec!["serve", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Running::start("serve", &args)
+}
+
+#[test]
+fn the_echo_module_answers_send_and_the_request_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = config(dir.path(), &["cli"]);
+    let mut server = serve(&config, &["--echo"]);
+    let first = server.line("the listening line");
+    assert_eq!(first, format!("serving socketserver on unixpacket:{socket}"));
+
+    let out = beehive()
+        .args(["send", "--socket", &socket, "--module", "cli", "--to", "echo", "--sync"])
+        .args(["--content", "ping", "--resource", "node/edge-1", "--operation", "query"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = stdout.lines().next().unwrap_or_default();
+    assert!(line.starts_with("response from "), "{line}");
+    assert!(line.ends_with("\"ping\""), "{line}");
+
+    let printed = server.line_with("cli → echo");
+    assert!(printed.contains(" query node/edge-1 4B sync \"ping\""), "{printed}");
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn one_remote_module_reaches_another_through_the_hive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = config(dir.path(), &["cli", "watcher"]);
+    let mut server = serve(&config, &["--json"]);
+    let first: serde_json::Value = serde_json::from_str(&server.line("the listening line")).unwrap();
+    assert_eq!(first["event"], "listening");
+    assert_eq!(first["endpoint"], format!("unixpacket:{socket}"));
+
+    let mut listener =
+        Running::start("listen", &["listen", "--socket", &socket, "--module", "watcher", "--count", "1"]);
+    let registered = listener.line("the registered line");
+    assert!(registered.starts_with("registered as watcher on "), "{registered}");
+    let event: serde_json::Value = serde_json::from_str(&server.line_with("\"registered\"")).unwrap();
+    assert_eq!((event["event"].as_str(), event["module"].as_str()), (Some("registered"), Some("watcher")));
+
+    // Go's client sends only to the modules of the handshake answer, which
+    // lists the hive's own modules, not other remote ones; a message with
+    // another remote module as destination is forwarded all the same.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(async {
+        let endpoint = Endpoint::unix_packet(&socket);
+        let client = Client::connect(&endpoint, SessionConfig::client("cli", TransportKind::Packet)).await.unwrap();
+        let msg = Message::new("").build_router("cli", "g", "res", "update").fill_body("hello");
+        client.handle().send_message(msg.set_destination("watcher")).await.unwrap();
+        client
+    });
+    let got = listener.line("the forwarded message");
+    assert!(got.contains("cli → watcher "), "{got}");
+    assert!(got.ends_with("\"hello\""), "{got}");
+    assert!(listener.wait().success());
+    drop(client);
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn a_module_without_a_client_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = config(dir.path(), &["cli"]);
+    let mut server = serve(&config, &["--echo"]);
+    server.line("the listening line");
+    let out = beehive()
+        .args(["send", "--socket", &socket, "--module", "intruder", "--to", "echo", "--content", "x"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("intruder"), "{stderr}");
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn a_configuration_without_a_server_entry_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("socket_module.yaml");
+    std::fs::write(&path, "- module: cli\n  server: false\n  address: /tmp/x.sock\n").unwrap();
+    let out = beehive().args(["serve", "--config", path.to_str().unwrap()]).timeout(T).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no server entry"), "{stderr}");
+}
