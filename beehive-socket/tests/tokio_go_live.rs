@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use beehive_context::{ContextError, Hive, SimpleAsyncModule};
 use beehive_model::Message;
-use beehive_socket::asyncio::{Client, DriverError, Endpoint, Server, ServerEvent, ServerOptions};
+use beehive_socket::asyncio::{
+    Client, ConnectOptions, DriverError, Endpoint, Server, ServerEvent, ServerOptions, SocketBackend,
+};
 use beehive_socket::session::{SessionConfig, SessionError, TransportKind};
 
 const T: Duration = Duration::from_secs(20);
@@ -273,10 +276,11 @@ async fn the_go_client_against_the_async_server() {
         })
     };
     let p = path.to_str().unwrap();
+    let report_path = dir.join("r.jsonl");
     let peer = Peer::start(
         &bin,
         &["client", "--socket", p, "--module", "edgeclient", "--peer", "hub", "--duration", "9s"],
-        dir.join("r.jsonl"),
+        report_path.clone(),
     );
     let mut rows = Vec::new();
     let mut all = true;
@@ -295,8 +299,8 @@ async fn the_go_client_against_the_async_server() {
     })
     .await;
     all &= check("Go client registered", matches!(registered, Ok(true)), format!("{registered:?}"));
-    // Let the Go client take the handshake answer first (as gopeer's server does).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The Go client takes the handshake answer before anything else.
+    all &= check("Go client reports its handshake", reported(&report_path, "cli.handshake").await, String::new());
     for id in ["srv-uni-0001", "srv-big-60k"] {
         let r = sh.send("edgeclient", spec(id, "hub")).await;
         all &= check(&format!("send {id}"), r.is_ok(), format!("{r:?}"));
@@ -343,4 +347,206 @@ async fn the_go_client_against_the_async_server() {
     ));
     print_matrix("Go client (gopeer client) <-> async server", &rows);
     assert!(all && fails.is_empty() && !report.contains_key("cli.echo:cli-big-2m"), "see the matrix above");
+}
+
+/// Waits (bounded) until the Go peer's report has a line for `scenario`.
+async fn reported(report: &Path, scenario: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + T;
+    let needle = format!("\"scenario\":\"{scenario}\"");
+    while tokio::time::Instant::now() < deadline {
+        if std::fs::read_to_string(report).is_ok_and(|t| t.contains(&needle)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_client_against_a_hive_served_by_the_socket_backend() {
+    let Some(bin) = gopeer() else { return };
+    let dir = temp_dir("hive");
+    let path = dir.join("rs.sock");
+    let endpoint = Endpoint::unix_packet(&path);
+    let hive = Hive::builder().runtime(tokio::runtime::Handle::current()).build();
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
+    // The hive's module `hub` answers requests as gopeer's server does.
+    hive.register_async(SimpleAsyncModule::new("hub", "hubgroup", |hive: Hive| async move {
+        while let Ok(m) = hive.receive_async("hub").await {
+            if m.is_sync() {
+                let body = format!("pong:{}:by:hub", m.id());
+                hive.send_resp_async(m.new_response(body)).await?;
+            }
+        }
+        Ok(())
+    }))
+    .unwrap();
+    hive.start().unwrap();
+    let config = SessionConfig::server("socketserver", TransportKind::Packet).max_frame_len(GO_BUFFER);
+    let mut server = backend.serve(&hive, &endpoint, config, ServerOptions::default()).await.unwrap();
+    let p = path.to_str().unwrap();
+    let report_path = dir.join("r.jsonl");
+    let peer = Peer::start(
+        &bin,
+        &["client", "--socket", p, "--module", "edgeclient", "--peer", "hub", "--duration", "9s"],
+        report_path.clone(),
+    );
+    let mut rows = Vec::new();
+    let mut all = true;
+    let mut check = |what: &str, ok: bool, detail: String| {
+        rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
+        ok
+    };
+    let registered = tokio::time::timeout(T, async {
+        loop {
+            match server.events().recv().await {
+                Some(ServerEvent::Connected { module, .. }) if module == "edgeclient" => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    })
+    .await;
+    all &= check("Go client registered", matches!(registered, Ok(true)), format!("{registered:?}"));
+    // The Go client takes the handshake answer before anything else.
+    all &= check("Go client reports its handshake", reported(&report_path, "cli.handshake").await, String::new());
+    for id in ["srv-uni-0001", "srv-big-60k"] {
+        let r = hive.send_async("edgeclient", spec(id, "hub")).await;
+        all &= check(&format!("hive.send {id}"), r.is_ok(), format!("{r:?}"));
+    }
+    // Go's client cannot answer a request from its server (see above).
+    let r = hive.send_sync_async("edgeclient", spec("srv-sync-0001", "hub"), Duration::from_secs(1)).await;
+    let ok = matches!(r, Err(ContextError::ResponseTimeout { .. }));
+    all &= check("hive.send_sync srv-sync-0001 times out (Go's client cannot answer)", ok, format!("{r:?}"));
+    let r = hive.send_async("edgeclient", spec("srv-big-2m", "hub")).await;
+    let too_large = |e: &ContextError| match e {
+        ContextError::Remote { source, .. } => matches!(
+            source.downcast_ref::<DriverError>(),
+            Some(DriverError::Session(SessionError::MessageTooLarge { .. }))
+        ),
+        _ => false,
+    };
+    all &= check("hive.send srv-big-2m refused (MessageTooLarge)", r.as_ref().is_err_and(too_large), format!("{r:?}"));
+    let r = hive.send_async("edgeclient", spec("srv-tail-0001", "hub")).await;
+    all &= check("hive.send srv-tail-0001 after the 2 MB refusal", r.is_ok(), format!("{r:?}"));
+    let report = peer.finish().await;
+    server.shutdown();
+    for scenario in [
+        "cli.handshake",
+        "cli.recv:srv-uni-0001",
+        "cli.recv:srv-big-60k",
+        "cli.recv:srv-sync-0001",
+        "cli.recv:srv-tail-0001",
+        "cli.sendsync:cli-sync-0001",
+    ] {
+        all &= expect_go(&report, scenario, &mut rows);
+    }
+    let known = "cli.answer:srv-sync-0001";
+    let fails: Vec<_> =
+        report.iter().filter(|(s, (r, _))| r == "fail" && s.as_str() != known).map(|(s, _)| s.clone()).collect();
+    rows.push((
+        "go: no failing scenario".into(),
+        if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
+    ));
+    print_matrix("Go client (gopeer client) <-> hive served by SocketBackend", &rows);
+    hive.shutdown_async(T).await;
+    assert!(all && fails.is_empty(), "see the matrix above");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hive_joins_the_go_server_through_the_socket_backend() {
+    let Some(bin) = gopeer() else { return };
+    let dir = temp_dir("hive-client");
+    let path = dir.join("go.sock");
+    let p = path.to_str().unwrap();
+    let peer = Peer::start(
+        &bin,
+        &["server", "--socket", p, "--allow", "edgeclient", "--duration", "11s"],
+        dir.join("r.jsonl"),
+    );
+    let hive = Hive::builder().runtime(tokio::runtime::Handle::current()).build();
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
+    let endpoint = Endpoint::unix_packet(&path);
+    let config = SessionConfig::client("edgeclient", TransportKind::Packet).max_frame_len(GO_BUFFER);
+    let _client = tokio::time::timeout(T, async {
+        loop {
+            match backend.connect(&hive, &endpoint, config.clone(), ConnectOptions::default()).await {
+                Ok(c) => return c,
+                Err(DriverError::Io(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("connect: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the Go server did not come up");
+    let mut rows = vec![("rust handshake".to_owned(), "pass".to_owned())];
+    let mut check = |what: &str, ok: bool, detail: String| {
+        rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
+        ok
+    };
+    let mut all = check("hub reachable by name", backend.remote_modules().contains(&"hub".to_owned()), String::new());
+    for id in ["cli-uni-0001", "cli-big-60k"] {
+        let r = hive.send_async("hub", spec(id, "edgeclient")).await;
+        all &= check(&format!("hive.send {id}"), r.is_ok(), format!("{r:?}"));
+    }
+    let r = hive.send_sync_async("hub", spec("cli-sync-0001", "edgeclient"), Duration::from_secs(5)).await;
+    let ok = matches!(&r, Ok(m) if m.content().as_str() == Some("pong:cli-sync-0001:by:hub"));
+    all &= check("hive.send_sync cli-sync-0001", ok, format!("{r:?}"));
+    let r = hive.send_async("hub", spec("cli-big-2m", "edgeclient")).await;
+    all &= check("hive.send cli-big-2m refused", matches!(r, Err(ContextError::Remote { .. })), format!("{r:?}"));
+    // From a thread outside the runtime, with the blocking calls.
+    let h = hive.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        h.send("hub", spec("cli-tail-0001", "edgeclient"))?;
+        h.send_sync("hub", spec("cli-loop-0001", "edgeclient"), Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    let ok = matches!(&r, Ok(m) if m.content().as_str() == Some("pong:cli-loop-0001:by:hub"));
+    all &= check("blocking send and send_sync after the 2 MB refusal", ok, format!("{r:?}"));
+    let mut got: BTreeMap<String, Message> = BTreeMap::new();
+    let waited = tokio::time::timeout(T, async {
+        while let Ok(m) = hive.receive_async("edgeclient").await {
+            let id = m.id().to_owned();
+            got.insert(id.clone(), m);
+            if id == "srv-tail-0001" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    all &= check("connection up until srv-tail-0001", matches!(waited, Ok(true)), format!("{waited:?}"));
+    for id in ["srv-send-0001", "srv-uni-0001", "srv-big-60k", "srv-group-0001", "srv-sync-0001", "srv-tail-0001"] {
+        let m = got.get(id);
+        let ok = match (id, m) {
+            (_, None) => false,
+            ("srv-uni-0001", Some(m)) => m.content().as_str() == Some(UNI_TEXT),
+            ("srv-big-60k", Some(m)) => m.content().as_str() == Some(big(60 * 1024).as_str()),
+            (_, Some(m)) => m.source() == "hub" && m.destination() == "edgeclient",
+        };
+        all &= check(&format!("received {id} in the hive"), ok, format!("{:?}", m.map(|m| m.route().clone())));
+    }
+    let report = peer.finish().await;
+    for scenario in [
+        "srv.registered:edgeclient",
+        "srv.recv:cli-uni-0001",
+        "srv.recv:cli-big-60k",
+        "srv.recv:cli-sync-0001",
+        "srv.recv:cli-tail-0001",
+    ] {
+        all &= expect_go(&report, scenario, &mut rows);
+    }
+    let known = "srv.sendsync:srv-sync-0001";
+    let fails: Vec<_> =
+        report.iter().filter(|(s, (r, _))| r == "fail" && s.as_str() != known).map(|(s, _)| s.clone()).collect();
+    rows.push((
+        "go: no failing scenario".into(),
+        if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
+    ));
+    print_matrix("hive joined through SocketBackend::connect <-> Go server (gopeer server)", &rows);
+    hive.shutdown_async(T).await;
+    assert!(all && fails.is_empty(), "see the matrix above");
 }
