@@ -2,7 +2,12 @@
 //! captures, and the records of `decode --json`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde::Deserialize;
@@ -76,4 +81,114 @@ pub fn escape_controls(s: &str) -> String {
         }
     }
     out
+}
+
+/// The longest any single step of a test with processes may take.
+pub const STEP: Duration = Duration::from_secs(20);
+const T: Duration = STEP;
+
+/// A socket module configuration in `dir`: a server entry `socketserver`
+/// on `dir/beehive.sock` with `buffersize`, and client entries for
+/// `clients`. Returns the file and the socket path.
+pub fn socket_module_config(dir: &Path, buffersize: usize, clients: &[&str]) -> (PathBuf, String) {
+    let socket = dir.join("beehive.sock");
+    let mut yaml = format!(
+        "- module: socketserver\n  server: true\n  address: {}\n  sockettype: unixpacket\n  buffersize: {buffersize}\n",
+        socket.display()
+    );
+    for c in clients {
+        yaml.push_str(&format!(
+            "- module: {c}\n  server: false\n  address: {}\n  sockettype: unixpacket\n",
+            socket.display()
+        ));
+    }
+    let path = dir.join("socket_module.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (path, socket.to_str().unwrap().to_owned())
+}
+
+/// A running `beehive` process, its stdout read line by line.
+pub struct Running {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    what: &'static str,
+}
+
+impl Running {
+    pub fn start(what: &'static str, args: &[&str]) -> Running {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_beehive"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("beehive runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child: Some(child), lines, what }
+    }
+
+    pub fn line(&mut self, waiting_for: &str) -> String {
+        match self.lines.recv_timeout(T) {
+            Ok(line) => line,
+            Err(e) => {
+                self.kill();
+                panic!("{waiting_for}: no line from beehive {} within {T:?} ({e})", self.what);
+            }
+        }
+    }
+
+    /// The next line containing `needle` (other lines are skipped).
+    pub fn line_with(&mut self, needle: &str) -> String {
+        loop {
+            let line = self.line(needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGINT and waits for the process to end.
+    pub fn interrupt(self) -> ExitStatus {
+        let pid = self.child.as_ref().unwrap().id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        self.wait()
+    }
+
+    pub fn wait(mut self) -> ExitStatus {
+        let (tx, rx) = mpsc::channel();
+        let mut child = self.child.take().unwrap();
+        let pid = child.id();
+        thread::spawn(move || tx.send(child.wait()));
+        match rx.recv_timeout(T) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+                panic!("beehive {} did not end within {T:?}", self.what);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails leaves no process behind.
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
