@@ -1,59 +1,16 @@
 //! TCP with TLS: server authentication, mutual TLS, and refused clients.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
 use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 const T: Duration = Duration::from_secs(10);
 
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
-    /// as PEM files; plus a second, unrelated CA.
-    fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("beehive-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        write("ca.pem", ca_cert.pem());
-        for (name, usage) in
-            [("server", ExtendedKeyUsagePurpose::ServerAuth), ("client", ExtendedKeyUsagePurpose::ClientAuth)]
-        {
-            let key = KeyPair::generate().unwrap();
-            let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-            params.extended_key_usages = vec![usage];
-            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            write(&format!("{name}.pem"), cert.pem());
-            write(&format!("{name}.key"), key.serialize_pem());
-        }
-        let other_key = KeyPair::generate().unwrap();
-        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        write("other-ca.pem", other.self_signed(&other_key).unwrap().pem());
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
-
-fn free_address() -> String {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
-}
+mod common;
+use common::{free_address, Pki};
 
 fn yaml(address: &str, server_tls: &str, client_tls: &str) -> SocketModuleConfig {
     SocketModuleConfig::from_yaml(&format!(

@@ -269,6 +269,7 @@ pub(crate) async fn open<S: Sink>(
         return Err(DriverError::Config("a client needs a session in the client role".into()));
     }
     endpoint.check(&config)?;
+    endpoint.check_tls(options.tls.as_ref(), false)?;
     let timeout = config.get_handshake_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
     let io = match tokio::time::timeout_at(deadline, io::connect(endpoint, options)).await {

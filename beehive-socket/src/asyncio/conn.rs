@@ -383,7 +383,7 @@ impl<S: Sink> Conn<S> {
                 break;
             }
             self.pull_frames();
-            let want_write = !self.out.is_empty();
+            let want_write = !self.out.is_empty() || self.io.wants_write();
             let want_read = self.deliveries.is_empty() && self.stalled.is_none();
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -489,6 +489,10 @@ impl<S: Sink> Conn<S> {
     }
 
     fn write(&mut self) {
+        if let Err(e) = self.io.flush() {
+            self.io_failed("writing", &e);
+            return;
+        }
         let packet = matches!(self.session.config().get_transport(), TransportKind::Packet);
         while !self.out.is_empty() {
             let (front, _) = self.out.as_slices();

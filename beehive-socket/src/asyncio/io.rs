@@ -4,6 +4,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use nix::sys::socket::MsgFlags;
@@ -12,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use super::{DriverOptions, Endpoint};
+use super::{DriverOptions, Endpoint, Tls};
 
 /// Bytes a stream read takes at first; the buffer grows when reads fill it.
 const STREAM_READ_START: usize = 4 * 1024;
@@ -32,6 +33,119 @@ pub(crate) enum Io {
     Unix(UnixStream),
     /// TCP.
     Tcp(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsIo>),
+}
+
+/// TLS over a nonblocking TCP stream: rustls is driven as a state machine
+/// (records in, plaintext out and back), so the connection task keeps one
+/// readiness loop for every transport.
+#[derive(Debug)]
+pub(crate) struct TlsIo {
+    tcp: TcpStream,
+    tls: rustls::Connection,
+    /// Decrypted bytes waiting in rustls: a read can make progress without
+    /// the socket.
+    plaintext: usize,
+    /// The peer's stream ended (TCP end or `close_notify`).
+    eof: bool,
+}
+
+/// Plaintext taken into rustls per write, at most: the rest waits until its
+/// records are on the socket, so the session's write timeout still sees a
+/// peer that does not read.
+const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// `std::io` access to a tokio TCP stream that never waits.
+struct Nonblocking<'a>(&'a TcpStream);
+
+impl io::Read for Nonblocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl io::Write for Nonblocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TlsIo {
+    pub(crate) fn new(tcp: TcpStream, tls: rustls::Connection) -> Self {
+        TlsIo { tcp, tls, plaintext: 0, eof: false }
+    }
+
+    /// Writes the records rustls holds until the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut Nonblocking(&self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Read> {
+        if buf.is_empty() {
+            buf.resize(STREAM_READ_START, 0);
+        }
+        loop {
+            if self.plaintext > 0 || self.eof {
+                let n = match io::Read::read(&mut self.tls.reader(), buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                    Err(e) => return Err(e),
+                };
+                self.plaintext = self.plaintext.saturating_sub(n);
+                if n > 0 || self.eof {
+                    if n == buf.len() && buf.len() < STREAM_READ_MAX {
+                        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
+                    }
+                    return Ok(Read::Bytes(n));
+                }
+            }
+            match self.tls.read_tls(&mut Nonblocking(&self.tcp)) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            let state = self.tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.plaintext = state.plaintext_bytes_to_read();
+            if state.peer_has_closed() {
+                self.eof = true;
+            }
+            // Handshake messages and alerts to answer.
+            self.flush()?;
+        }
+    }
+
+    fn write(&mut self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
+        self.flush()?;
+        if self.tls.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut taken = 0;
+        for (i, frame) in frames.iter().enumerate() {
+            let bytes = if i == 0 { &frame[offset.min(frame.len())..] } else { &frame[..] };
+            let room = TLS_WRITE_CHUNK - taken;
+            let part = &bytes[..bytes.len().min(room)];
+            io::Write::write_all(&mut self.tls.writer(), part)?;
+            taken += part.len();
+            if taken == TLS_WRITE_CHUNK {
+                break;
+            }
+        }
+        self.flush()?;
+        Ok(taken)
+    }
 }
 
 /// What one read produced.
@@ -51,6 +165,8 @@ impl Io {
             Io::Packet(fd) => fd.readable().await.map(drop),
             Io::Unix(s) => s.readable().await,
             Io::Tcp(s) => s.readable().await,
+            Io::Tls(t) if t.plaintext > 0 || t.eof => Ok(()),
+            Io::Tls(t) => t.tcp.readable().await,
         }
     }
 
@@ -60,23 +176,39 @@ impl Io {
             Io::Packet(fd) => fd.writable().await.map(drop),
             Io::Unix(s) => s.writable().await,
             Io::Tcp(s) => s.writable().await,
+            Io::Tls(t) => t.tcp.writable().await,
+        }
+    }
+
+    /// True when bytes of the transport's own wait to be written (TLS
+    /// records: handshake messages, alerts, encrypted frames).
+    pub(crate) fn wants_write(&self) -> bool {
+        matches!(self, Io::Tls(t) if t.tls.wants_write())
+    }
+
+    /// Writes what the transport holds of its own, until the socket is full.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Io::Tls(t) => t.flush(),
+            _ => Ok(()),
         }
     }
 
     /// One nonblocking read into `buf` (grown on demand, packets up to
     /// `max_frame + 1` bytes); `WouldBlock` when there is nothing.
-    pub(crate) fn try_read(&self, buf: &mut Vec<u8>, max_frame: usize) -> io::Result<Read> {
+    pub(crate) fn try_read(&mut self, buf: &mut Vec<u8>, max_frame: usize) -> io::Result<Read> {
         match self {
             Io::Packet(fd) => fd.try_io(Interest::READABLE, |s| recv_packet(s, buf, max_frame)).map(Read::Packet),
             Io::Unix(s) => stream_read(buf, |b| s.try_read(b)),
             Io::Tcp(s) => stream_read(buf, |b| s.try_read(b)),
+            Io::Tls(t) => t.read(buf),
         }
     }
 
     /// One nonblocking write of the frames at the front of `frames` (the
     /// first one from byte `offset`); returns the bytes written. A packet
     /// goes out whole or not at all.
-    pub(crate) fn try_write(&self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
+    pub(crate) fn try_write(&mut self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
         match self {
             Io::Packet(fd) => {
                 let Some(frame) = frames.first() else { return Ok(0) };
@@ -87,6 +219,7 @@ impl Io {
             }
             Io::Unix(s) => with_slices(frames, offset, |slices| s.try_write_vectored(slices)),
             Io::Tcp(s) => with_slices(frames, offset, |slices| s.try_write_vectored(slices)),
+            Io::Tls(t) => t.write(frames, offset),
         }
     }
 
@@ -194,7 +327,17 @@ pub(crate) async fn connect(endpoint: &Endpoint, options: &DriverOptions) -> io:
         Endpoint::Tcp(address) => {
             let stream = TcpStream::connect(address.as_str()).await?;
             stream.set_nodelay(true)?;
-            Ok(Io::Tcp(stream))
+            match &options.tls {
+                None => Ok(Io::Tcp(stream)),
+                Some(Tls::Client { config, server_name }) => {
+                    let tls = rustls::ClientConnection::new(Arc::clone(config), server_name.clone())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                    Ok(Io::Tls(Box::new(TlsIo::new(stream, tls.into()))))
+                }
+                Some(Tls::Server(_)) => {
+                    Err(io::Error::new(io::ErrorKind::InvalidInput, "server TLS settings on a connecting client"))
+                }
+            }
         }
     }
 }
@@ -258,7 +401,14 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (stream, _) = l.accept().await?;
                 stream.set_nodelay(true)?;
-                Ok(Io::Tcp(stream))
+                match &options.tls {
+                    Some(Tls::Server(config)) => {
+                        let tls = rustls::ServerConnection::new(Arc::clone(config))
+                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                        Ok(Io::Tls(Box::new(TlsIo::new(stream, tls.into()))))
+                    }
+                    _ => Ok(Io::Tcp(stream)),
+                }
             }
         }
     }

@@ -32,7 +32,9 @@
 //!   inbox pauses only the connection feeding it.
 //!
 //! Transports: SOCK_SEQPACKET (Go's `unixpacket`, one message per packet),
-//! unix stream and TCP (Raw or Package framing). TLS is not driven here yet.
+//! unix stream and TCP (Raw or Package framing), and TCP with TLS
+//! ([`Tls`], rustls driven as a state machine inside the same readiness
+//! loop, its handshake within the session's handshake timeout).
 //!
 //! Handles talk to the connection task over a bounded channel: when it
 //! stays full for the caller's wait ([`DriverOptions::send_wait`], or the
@@ -116,12 +118,13 @@ impl Endpoint {
     }
 
     /// The endpoint of a configuration entry (`sockettype` and `address`).
-    /// Entries with TLS files are refused: TLS is not driven here yet.
+    /// TLS files (`ca`, `cert`, `key`) are for TCP entries only; their
+    /// settings come from [`Tls::from_config`].
     pub fn from_config(entry: &SocketConfig) -> Result<Self, DriverError> {
-        if !entry.ca.is_empty() || !entry.cert.is_empty() || !entry.key.is_empty() {
-            return Err(DriverError::Unsupported("TLS (ca, cert, key) in the tokio driver".into()));
-        }
+        let tls = !entry.ca.is_empty() || !entry.cert.is_empty() || !entry.key.is_empty();
         match entry.socket_type.as_str() {
+            "" | UNIXPACKET if tls => Err(DriverError::Unsupported("TLS on a unixpacket socket".into())),
+            crate::net::UNIX if tls => Err(DriverError::Unsupported("TLS on a unix socket".into())),
             "" | UNIXPACKET => Ok(Endpoint::unix_packet(&entry.address)),
             crate::net::UNIX => Ok(Endpoint::unix(&entry.address)),
             crate::net::TCP => Ok(Endpoint::tcp(entry.address.clone())),
@@ -134,6 +137,23 @@ impl Endpoint {
         match self {
             Endpoint::UnixPacket(_) => TransportKind::Packet,
             Endpoint::Unix(_) | Endpoint::Tcp(_) => TransportKind::Stream(framing),
+        }
+    }
+
+    /// TLS settings fit: TCP only, and the side's own kind.
+    fn check_tls(&self, tls: Option<&Tls>, server: bool) -> Result<(), DriverError> {
+        match (tls, self) {
+            (None, _) => Ok(()),
+            (Some(_), Endpoint::UnixPacket(_) | Endpoint::Unix(_)) => {
+                Err(DriverError::Unsupported(format!("TLS on {self}: TLS is for TCP endpoints")))
+            }
+            (Some(Tls::Server(_)), Endpoint::Tcp(_)) if !server => {
+                Err(DriverError::Config("server TLS settings given to a client".into()))
+            }
+            (Some(Tls::Client { .. }), Endpoint::Tcp(_)) if server => {
+                Err(DriverError::Config("client TLS settings given to a server".into()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -152,6 +172,39 @@ impl std::fmt::Display for Endpoint {
             Endpoint::UnixPacket(p) => write!(f, "unixpacket:{}", p.display()),
             Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
             Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// TLS settings of TCP connections (rustls, ring provider).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Tls {
+    /// Connect with TLS, verifying the server as `server_name`.
+    Client {
+        /// The client settings (roots, client certificate).
+        config: Arc<rustls::ClientConfig>,
+        /// The name (or IP address) the server's certificate must carry.
+        server_name: rustls::pki_types::ServerName<'static>,
+    },
+    /// Accept with TLS.
+    Server(Arc<rustls::ServerConfig>),
+}
+
+impl Tls {
+    /// The TLS settings of a configuration entry, as Go's configuration
+    /// describes them: a server entry with `cert` and `key` speaks TLS (and
+    /// with `ca` requires client certificates signed by it); a client entry
+    /// with `ca` verifies the server with it and presents `cert`/`key` when
+    /// given. `None` without TLS files.
+    pub fn from_config(entry: &SocketConfig) -> Result<Option<Tls>, DriverError> {
+        let tls_error = |e: crate::SocketError| DriverError::Config(e.to_string());
+        if entry.server {
+            Ok(crate::tls::server_config(entry).map_err(tls_error)?.map(Tls::Server))
+        } else {
+            Ok(crate::tls::client_config(entry)
+                .map_err(tls_error)?
+                .map(|(config, server_name)| Tls::Client { config, server_name }))
         }
     }
 }
@@ -177,6 +230,17 @@ pub struct DriverOptions {
     /// (`SO_SNDBUF`), which bounds the largest packet that can be sent.
     /// `None` (the default) keeps the system's default, as Go does.
     pub packet_send_buffer: Option<usize>,
+    /// TCP: TLS settings (client settings to connect, server settings to
+    /// accept); `None`: plain TCP.
+    pub tls: Option<Tls>,
+}
+
+impl DriverOptions {
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
+    }
 }
 
 impl Default for DriverOptions {
@@ -187,6 +251,7 @@ impl Default for DriverOptions {
             event_capacity: 1024,
             send_wait: Duration::from_secs(5),
             packet_send_buffer: None,
+            tls: None,
         }
     }
 }

@@ -47,6 +47,12 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
+    /// Sets [`driver`](Self::driver) (channel sizes, waits, TLS).
+    pub fn driver(mut self, driver: DriverOptions) -> Self {
+        self.driver = driver;
+        self
+    }
+
     /// Sets [`conn_max`](Self::conn_max).
     pub fn conn_max(mut self, conn_max: usize) -> Self {
         self.conn_max = conn_max;
@@ -395,6 +401,7 @@ impl Server {
             return Err(DriverError::Config("a server needs a session in the server role".into()));
         }
         endpoint.check(&config)?;
+        endpoint.check_tls(options.driver.tls.as_ref(), true)?;
         let config = if config.registry.is_none() { config.registry(ModuleRegistry::new()) } else { config };
         let listener = Listener::bind(endpoint, options.backlog).await?;
         let endpoint = match (endpoint, listener.local_tcp_addr()) {

@@ -1,0 +1,52 @@
+//! Test helpers shared by the TLS tests: a throwaway PKI and a free port.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM files in a temporary directory; plus a second, unrelated CA.
+pub struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate,
+    /// as PEM files; plus a second, unrelated CA.
+    pub fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("beehive-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        write("ca.pem", ca_cert.pem());
+        for (name, usage) in
+            [("server", ExtendedKeyUsagePurpose::ServerAuth), ("client", ExtendedKeyUsagePurpose::ClientAuth)]
+        {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        let other_key = KeyPair::generate().unwrap();
+        let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+        other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        write("other-ca.pem", other.self_signed(&other_key).unwrap().pem());
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+pub fn free_address() -> String {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}

@@ -1,0 +1,202 @@
+//! TLS in the tokio driver: mutual and server-only TLS with round trips
+//! both ways and frames larger than a TLS record, refused clients (wrong
+//! CA, plain TCP) seen within a bound, and the blocking TLS server as the
+//! peer.
+#![cfg(feature = "tokio")]
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beehive_context::{Hive, SimpleModule};
+use beehive_model::Message;
+use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions, Tls};
+use beehive_socket::session::{SessionConfig, TransportKind};
+use beehive_socket::{SocketContext, SocketModuleConfig, SocketServer, StreamFraming};
+use common::{free_address, Pki};
+
+const T: Duration = Duration::from_secs(10);
+const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
+
+async fn within<F: Future>(what: &str, f: F) -> F::Output {
+    match tokio::time::timeout(T, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: nothing within {T:?}"),
+    }
+}
+
+/// The server and client entries of a TCP configuration with TLS lines.
+fn entries(address: &str, server_tls: &str, client_tls: &str) -> SocketModuleConfig {
+    SocketModuleConfig::from_yaml(&format!(
+        "- module: socketserver\n  server: true\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{server_tls}- module: edgeclient\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{client_tls}"
+    ))
+    .unwrap()
+}
+
+fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(ca) = ca {
+        s += &format!("  ca: {}\n", pki.path(ca));
+    }
+    if let Some(name) = cert {
+        s += &format!("  cert: {}\n  key: {}\n", pki.path(&format!("{name}.pem")), pki.path(&format!("{name}.key")));
+    }
+    s
+}
+
+fn tls_of(cfg: &SocketModuleConfig, server: bool) -> Option<Tls> {
+    let entry = if server { cfg.servers().next().unwrap() } else { cfg.client("edgeclient").unwrap() };
+    Tls::from_config(entry).unwrap()
+}
+
+/// An async TLS server whose module `hub` answers "re: <body>".
+async fn tls_server(cfg: &SocketModuleConfig) -> (Server, Endpoint) {
+    let entry = cfg.servers().next().unwrap();
+    let endpoint = Endpoint::from_config(entry).unwrap();
+    let options = ServerOptions::default().driver(DriverOptions::default().tls(tls_of(cfg, true)));
+    let config = SessionConfig::server("socketserver", RAW).local_module("hub", "hubgroup").max_frame_len(1 << 20);
+    let server = Server::bind(&endpoint, config, options).await.unwrap();
+    let endpoint = server.endpoint().clone();
+    (server, endpoint)
+}
+
+fn answer(server: Server) -> tokio::task::JoinHandle<Server> {
+    tokio::spawn(async move {
+        let mut server = server;
+        while let Some(i) = server.recv().await {
+            if i.message.is_sync() {
+                let body = format!("re: {}", i.message.content().as_str().unwrap_or_default());
+                let _ = server.handle().send_resp(i.message.new_response(body)).await;
+            }
+        }
+        server
+    })
+}
+
+async fn tls_client(cfg: &SocketModuleConfig, endpoint: &Endpoint) -> Result<Client, DriverError> {
+    let options = DriverOptions::default().tls(tls_of(cfg, false));
+    let config =
+        SessionConfig::client("edgeclient", RAW).max_frame_len(1 << 20).handshake_timeout(Duration::from_secs(3));
+    Client::connect_with(endpoint, config, options).await
+}
+
+fn msg(body: &str) -> Message {
+    Message::new("").build_router("edgeclient", "g", "res", "query").fill_body(body)
+}
+
+#[tokio::test]
+async fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
+    let pki = Pki::new("tokio-mutual");
+    let cfg = entries(
+        &free_address(),
+        &tls_lines(&pki, Some("ca.pem"), Some("server")),
+        &tls_lines(&pki, Some("ca.pem"), Some("client")),
+    );
+    let (server, endpoint) = tls_server(&cfg).await;
+    let handle = server.handle().clone();
+    let answering = answer(server);
+    let mut client = within("TLS connect", tls_client(&cfg, &endpoint)).await.unwrap();
+    let answer = within("round trip", client.send_sync("hub", msg("ping"), T)).await.unwrap();
+    assert_eq!(answer.content().as_str(), Some("re: ping"));
+    // 300 KB: several TLS records and more than one write of plaintext.
+    let big = "0123456789abcdef".repeat(300 * 1024 / 16);
+    let answer = within("big round trip", client.send_sync("hub", msg(&big), T)).await.unwrap();
+    assert_eq!(answer.content().as_str().map(str::len), Some(big.len() + 4));
+    // Server → client.
+    handle.send("edgeclient", msg("down")).await.unwrap();
+    let got = within("server to client", client.recv()).await.unwrap();
+    assert_eq!(got.content().as_str(), Some("down"));
+    handle.shutdown();
+    let _ = answering.await;
+}
+
+#[tokio::test]
+async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
+    let pki = Pki::new("tokio-server-only");
+    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    // The blocking implementation's TLS server, module `srvmod` answering.
+    let hive = Hive::new();
+    let ctx = Arc::new(SocketContext::new());
+    hive.add_backend(ctx.clone());
+    hive.register(SimpleModule::new("srvmod", "g", |hive: &Hive| {
+        while let Ok(m) = hive.receive("srvmod") {
+            if m.is_sync() {
+                hive.send_resp(m.new_response("secure pong"))?;
+            }
+        }
+        Ok(())
+    }))
+    .unwrap();
+    hive.start().unwrap();
+    let entry = cfg.servers().next().unwrap();
+    let _srv = SocketServer::start(&hive, &ctx, &cfg, entry).unwrap();
+    let endpoint = Endpoint::from_config(entry).unwrap();
+    let client = within("TLS connect", tls_client(&cfg, &endpoint)).await.unwrap();
+    let answer = within("round trip", client.send_sync("srvmod", msg("ping"), T)).await.unwrap();
+    assert_eq!(answer.content().as_str(), Some("secure pong"));
+    drop(client);
+    hive.shutdown(T);
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_is_refused_within_the_handshake_timeout() {
+    let pki = Pki::new("tokio-wrong-ca");
+    let cfg =
+        entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("other-ca.pem"), None));
+    let (mut server, endpoint) = tls_server(&cfg).await;
+    let started = std::time::Instant::now();
+    let r = within("refusal", tls_client(&cfg, &endpoint)).await;
+    assert!(matches!(r, Err(DriverError::Handshake { .. })), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "refused after {:?}", started.elapsed());
+    // The server saw the connection close without a registration.
+    within("server event", async {
+        loop {
+            match server.events().recv().await {
+                Some(ServerEvent::Disconnected { module: None, .. }) => return,
+                Some(_) => {}
+                None => panic!("server stopped"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_plain_tcp_client_gets_no_registration_from_a_tls_server() {
+    let pki = Pki::new("tokio-plain");
+    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), "");
+    let (mut server, endpoint) = tls_server(&cfg).await;
+    let config = SessionConfig::client("edgeclient", RAW).handshake_timeout(Duration::from_secs(2));
+    let r = within("refusal", Client::connect(&endpoint, config)).await;
+    assert!(r.is_err(), "a plain client must not register with a TLS server");
+    within("server event", async {
+        loop {
+            match server.events().recv().await {
+                Some(ServerEvent::Disconnected { module: None, .. }) => return,
+                Some(ServerEvent::Registered { .. }) => panic!("a plain client registered"),
+                Some(_) => {}
+                None => panic!("server stopped"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
+    let pki = Pki::new("tokio-misuse");
+    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let dir = std::env::temp_dir().join(format!("beehive-tokio-tls-misuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unix = Endpoint::unix(dir.join("s.sock"));
+    let options = DriverOptions::default().tls(tls_of(&cfg, false));
+    let r = Client::connect_with(&unix, SessionConfig::client("edgeclient", RAW), options).await;
+    assert!(matches!(r, Err(DriverError::Unsupported(_))), "{r:?}");
+    let entry = cfg.servers().next().unwrap();
+    let endpoint = Endpoint::from_config(entry).unwrap();
+    let options = ServerOptions::default().driver(DriverOptions::default().tls(tls_of(&cfg, false)));
+    let r = Server::bind(&endpoint, SessionConfig::server("socketserver", RAW), options).await;
+    assert!(matches!(r, Err(DriverError::Config(_))), "{r:?}");
+}
