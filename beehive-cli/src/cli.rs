@@ -35,6 +35,8 @@ Examples:
   RUST_LOG=beehive_socket=debug beehive listen --socket /tmp/beehive.sock --module probe
   beehive --log info --log-format json listen --socket /tmp/beehive.sock --module probe
   beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
+  beehive send --transport tcp --socket 10.0.0.7:10550 --ca ca.pem --cert probe.pem --key probe.key \\
+      --module probe --to hub --sync --content ping     # TLS, with a client certificate
   beehive completions bash > ~/.local/share/bash-completion/completions/beehive
 
 Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
@@ -416,6 +418,15 @@ pub struct ConnectArgs {
     /// How messages are framed on unix and tcp streams (unixpacket: one message per packet).
     #[arg(long, value_enum, default_value_t = EncodeFraming::Raw)]
     pub framing: EncodeFraming,
+    /// TLS over tcp: verify the server with this CA (PEM); turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// TLS: the client certificate (PEM) to present, with --key.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"])]
+    pub key: Option<PathBuf>,
 }
 
 const LISTEN_AFTER_HELP: &str = "\

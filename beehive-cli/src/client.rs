@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use beehive_model::Message;
-use beehive_socket::asyncio::{Client, ClientHandle, DriverError, Endpoint};
+use beehive_socket::asyncio::{Client, ClientHandle, DriverError, DriverOptions, Endpoint, Tls};
 use beehive_socket::session::SessionConfig;
-use beehive_socket::StreamFraming;
+use beehive_socket::{SocketConfig, StreamFraming};
 
 use crate::cli::{ConnectArgs, EncodeFraming, RecordTransport};
 
@@ -49,11 +49,31 @@ pub async fn connect(args: &ConnectArgs, timeout: Option<Duration>) -> anyhow::R
     if let Some(t) = timeout {
         config = config.handshake_timeout(t);
     }
-    match Client::connect(&endpoint, config).await {
+    let options = DriverOptions::default().tls(tls(args)?);
+    match Client::connect_with(&endpoint, config, options).await {
         Ok(client) => Ok((endpoint, client)),
         Err(DriverError::Io(e)) => Err(e).with_context(|| format!("cannot connect to {} ({endpoint})", args.socket)),
         Err(e) => Err(e).with_context(|| format!("cannot join {} as module {:?}", args.socket, args.module)),
     }
+}
+
+/// The TLS settings of `--ca`, `--cert`, `--key` (TLS over tcp only).
+fn tls(args: &ConnectArgs) -> anyhow::Result<Option<Tls>> {
+    let Some(ca) = &args.ca else { return Ok(None) };
+    if args.transport != RecordTransport::Tcp {
+        anyhow::bail!("--ca (TLS) needs --transport tcp");
+    }
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let entry = SocketConfig {
+        module: args.module.clone(),
+        address: args.socket.clone(),
+        socket_type: beehive_socket::TCP.to_owned(),
+        ca: ca.display().to_string(),
+        cert: path(&args.cert),
+        key: path(&args.key),
+        ..SocketConfig::default()
+    };
+    Tls::from_config(&entry).context("bad TLS settings")
 }
 
 /// Keeps the connection open up to [`LINGER`] for queued frames, then closes it.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use beehive_context::{Hive, SimpleAsyncModule};
 use beehive_model::Message;
-use beehive_socket::asyncio::{Endpoint, ServerEvent, ServerOptions, SocketBackend};
+use beehive_socket::asyncio::{DriverOptions, Endpoint, ServerEvent, ServerOptions, SocketBackend, Tls};
 use beehive_socket::session::SessionConfig;
 use beehive_socket::{SocketModuleConfig, StreamFraming, DEFAULT_BUFFER_SIZE};
 use serde_json::json;
@@ -73,7 +73,9 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
         for module in &clients {
             session = session.allow_module(*module);
         }
-        let options = ServerOptions::default().conn_max(entry.conn_max);
+        let tls = Tls::from_config(entry)
+            .with_context(|| format!("TLS settings of {:?} in {}", entry.module, args.config.display()))?;
+        let options = ServerOptions::default().conn_max(entry.conn_max).driver(DriverOptions::default().tls(tls));
         let mut server = backend
             .serve(&hive, &endpoint, session, options)
             .await
