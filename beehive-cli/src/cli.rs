@@ -441,7 +441,9 @@ and each message is Go's JSON of the message, one per line.
 
 With --answer, every sync request is answered with a response holding TEXT
 (Go's NewRespByMessage). Listening ends after --count messages, after
---timeout, on Ctrl-C, or when the connection is lost (its reason is printed).
+--timeout or on Ctrl-C. A lost connection is reported on stderr and joined
+again (the registration line is printed again), with pauses from 100 ms up
+to 5 s between attempts; with --once, listening ends there instead.
 After the last answer the connection is kept open briefly so it is written.
 
 With --metrics HOST:PORT, Prometheus metrics are served at
@@ -459,7 +461,7 @@ Examples:
 
 Exit codes:
   0  --count messages received, or ended by Ctrl-C (or --timeout without --count)
-  1  the connection was lost, or --timeout ran out, before --count messages
+  1  the connection was lost (--once), or --timeout ran out, before --count messages
   2  usage error, the server could not be reached or refused the module, or
      --metrics could not be served";
 
@@ -482,6 +484,9 @@ pub struct ListenArgs {
     /// Stop after this long (`30s`, `500ms`, `5m`; a bare number is seconds).
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+    /// End (exit code 1) when the connection is lost instead of reconnecting.
+    #[arg(long)]
+    pub once: bool,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: a free port).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,

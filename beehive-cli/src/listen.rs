@@ -59,22 +59,36 @@ fn answer_text(arg: &str) -> anyhow::Result<String> {
     }
 }
 
-async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8> {
-    let (endpoint, client) = client::connect(&args.connect, None).await?;
-    let (handle, mut messages, mut events) = client.into_parts();
-    let counts = ListenMetrics::new();
+/// First and longest pause before reconnecting.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The registration line.
+fn registered(
+    out: &mut impl Write,
+    args: &ListenArgs,
+    endpoint: &beehive_socket::asyncio::Endpoint,
+    handle: &beehive_socket::asyncio::ClientHandle,
+) -> anyhow::Result<()> {
     let ours = &args.connect.module;
-    let mut out = io::stdout().lock();
     if args.json {
         let modules: serde_json::Map<_, _> =
             handle.modules().into_iter().filter(|(m, _)| m != ours).map(|(m, g)| (m, json!(g))).collect();
         let line = json!({ "registered": ours, "endpoint": endpoint.to_string(), "modules": modules });
         writeln!(out, "{line}")?;
     } else {
-        writeln!(out, "registered as {ours} on {endpoint}; server modules: {}", client::modules_text(&handle, ours))?;
+        writeln!(out, "registered as {ours} on {endpoint}; server modules: {}", client::modules_text(handle, ours))?;
     }
     out.flush()?;
+    Ok(())
+}
 
+async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8> {
+    // The first connection must work: a wrong path or a refused module is
+    // a usage error, not something to retry.
+    let (endpoint, client) = client::connect(&args.connect, None).await?;
+    let counts = ListenMetrics::new();
+    let mut out = io::stdout().lock();
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
     let sleep = async {
         match deadline {
@@ -85,59 +99,96 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
     tokio::pin!(sleep);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut events_open = true;
     let mut received = 0u64;
-    let mut answered = false;
-    let end = loop {
-        if args.count.is_some_and(|n| received >= n) {
-            break End::Count;
-        }
-        tokio::select! {
-            m = messages.recv() => match m {
-                Some(msg) => {
-                    received += 1;
-                    counts.messages.increment(1);
-                    tracing::debug!(id = msg.id(), source = msg.source(), sync = msg.is_sync(), "message received");
-                    if args.json {
-                        writeln!(out, "{}", client::json(&msg)?)?;
-                    } else {
-                        writeln!(out, "{} {}", clock(), summary(&msg))?;
-                    }
-                    out.flush()?;
-                    if let (Some(text), true) = (&answer, msg.is_sync()) {
-                        if let Err(e) = handle.send_resp(msg.new_response(text.as_str())).await {
-                            warn(&format!("cannot answer message {}: {e}", msg.id()));
+    let mut client = Some(client);
+    let (end, handle) = loop {
+        let Some(c) = client.take() else { unreachable!("a client is connected at the top of the loop") };
+        let (handle, mut messages, mut events) = c.into_parts();
+        registered(&mut out, args, &endpoint, &handle)?;
+        let mut events_open = true;
+        let mut answered = false;
+        let end = loop {
+            if args.count.is_some_and(|n| received >= n) {
+                break End::Count;
+            }
+            tokio::select! {
+                m = messages.recv() => match m {
+                    Some(msg) => {
+                        received += 1;
+                        counts.messages.increment(1);
+                        tracing::debug!(id = msg.id(), source = msg.source(), sync = msg.is_sync(), "message received");
+                        if args.json {
+                            writeln!(out, "{}", client::json(&msg)?)?;
                         } else {
-                            answered = true;
-                            counts.answers.increment(1);
+                            writeln!(out, "{} {}", clock(), summary(&msg))?;
+                        }
+                        out.flush()?;
+                        if let (Some(text), true) = (&answer, msg.is_sync()) {
+                            if let Err(e) = handle.send_resp(msg.new_response(text.as_str())).await {
+                                warn(&format!("cannot answer message {}: {e}", msg.id()));
+                            } else {
+                                answered = true;
+                                counts.answers.increment(1);
+                            }
                         }
                     }
+                    None => {
+                        let reason = handle.closed().await;
+                        break End::Lost(reason.to_string());
+                    }
+                },
+                e = events.recv(), if events_open => match e {
+                    Some(beehive_socket::asyncio::ClientEvent::Malformed { offset, error }) => {
+                        counts.malformed.increment(1);
+                        warn(&format!("skipped input that is not a message at byte {offset}: {error}"));
+                    }
+                    Some(_) => {}
+                    None => events_open = false,
+                },
+                r = &mut ctrl_c => {
+                    r.context("cannot wait for Ctrl-C")?;
+                    break End::Interrupted;
                 }
-                None => {
-                    let reason = handle.closed().await;
-                    break End::Lost(reason.to_string());
-                }
-            },
-            e = events.recv(), if events_open => match e {
-                Some(beehive_socket::asyncio::ClientEvent::Malformed { offset, error }) => {
-                    counts.malformed.increment(1);
-                    warn(&format!("skipped input that is not a message at byte {offset}: {error}"));
-                }
-                Some(_) => {}
-                None => events_open = false,
-            },
-            r = &mut ctrl_c => {
-                r.context("cannot wait for Ctrl-C")?;
-                break End::Interrupted;
+                () = &mut sleep => break End::TimedOut,
             }
-            () = &mut sleep => break End::TimedOut,
+        };
+        match &end {
+            End::Lost(reason) if !args.once => {
+                warn(&format!("disconnected from {endpoint}: {reason} (after {received} messages); reconnecting"));
+            }
+            End::Lost(_) => break (end, handle),
+            _ => {
+                if answered {
+                    client::linger_and_close(&handle).await;
+                }
+                break (end, handle);
+            }
+        }
+        // Reconnect with backoff until connected, Ctrl-C or --timeout.
+        let mut wait = RETRY_FIRST;
+        let reconnected = loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                r = &mut ctrl_c => {
+                    r.context("cannot wait for Ctrl-C")?;
+                    break Err(End::Interrupted);
+                }
+                () = &mut sleep => break Err(End::TimedOut),
+            }
+            match client::connect(&args.connect, None).await {
+                Ok((_, c)) => break Ok(c),
+                Err(e) => {
+                    tracing::info!(error = %format!("{e:#}"), ?wait, "cannot reconnect, retrying");
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+        };
+        match reconnected {
+            Ok(c) => client = Some(c),
+            Err(end) => break (end, handle),
         }
     };
-    match &end {
-        End::Lost(_) => {}
-        _ if answered => client::linger_and_close(&handle).await,
-        _ => handle.close(),
-    }
+    handle.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), handle.closed()).await;
     let code = match end {
         End::Count | End::Interrupted => EXIT_OK,

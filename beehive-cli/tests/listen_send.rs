@@ -285,9 +285,9 @@ fn a_missing_socket_is_a_usage_error_naming_the_path() {
 }
 
 #[test]
-fn listen_exits_1_when_disconnected_before_its_count() {
+fn listen_once_exits_1_when_disconnected_before_its_count() {
     let mut hive = Hive::start();
-    let listener = Listener::start(&hive.socket, &["--count", "5"]);
+    let listener = Listener::start(&hive.socket, &["--count", "5", "--once"]);
     hive.registered();
     assert!(hive.handle.disconnect("cli"), "cli is connected");
     assert_eq!(listener.wait().code(), Some(1));

@@ -162,3 +162,41 @@ fn serve_speaks_tls_over_tcp_and_send_verifies_it_with_the_ca() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(server.interrupt().success());
 }
+
+#[test]
+fn listen_joins_again_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = config(dir.path(), &["cli", "watcher"]);
+    let mut server = serve(&config, &[]);
+    server.line("the listening line");
+    let mut listener =
+        Running::start("listen", &["listen", "--socket", &socket, "--module", "watcher", "--count", "1"]);
+    assert!(listener.line("the registered line").starts_with("registered as watcher on "));
+    // The server goes away and comes back.
+    assert!(server.interrupt().success());
+    let mut server = serve(&config, &[]);
+    server.line("the listening line");
+    let again = listener.line("the registered line after reconnecting");
+    assert!(again.starts_with("registered as watcher on "), "{again}");
+    let out = beehive()
+        .args(["send", "--socket", &socket, "--module", "cli", "--to", "socketserver", "--content", "x"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // What cli sends to the server module is not for watcher; a message to
+    // watcher comes through the hive from a library client.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = rt.block_on(async {
+        let endpoint = Endpoint::unix_packet(&socket);
+        let client = Client::connect(&endpoint, SessionConfig::client("cli", TransportKind::Packet)).await.unwrap();
+        let msg = Message::new("").build_router("cli", "g", "res", "update").fill_body("after restart");
+        client.handle().send_message(msg.set_destination("watcher")).await.unwrap();
+        client
+    });
+    let got = listener.line("the message after reconnecting");
+    assert!(got.ends_with("\"after restart\""), "{got}");
+    assert!(listener.wait().success());
+    drop(client);
+    assert!(server.interrupt().success());
+}
