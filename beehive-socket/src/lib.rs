@@ -33,6 +33,8 @@ mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz_bridge;
+#[cfg(feature = "tokio")]
+mod metrics;
 mod net;
 mod server;
 pub mod session;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use super::block::block_on_deadline;
 use super::io::{Io, Read};
 use super::DriverError;
+use crate::metrics::{trace_message, ConnMetrics, ConnRole, Trail};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 
 /// Packets (or stream reads) taken per wake-up before the task looks at its
@@ -345,6 +346,8 @@ pub(crate) struct Conn<S: Sink> {
     stalled: Option<Stalled>,
     sink: S,
     shared: Arc<Shared>,
+    /// Registered when the connection starts: the hot path increments.
+    metrics: ConnMetrics,
 }
 
 impl<S: Sink> Conn<S> {
@@ -356,6 +359,7 @@ impl<S: Sink> Conn<S> {
         sink: S,
         shared: Arc<Shared>,
     ) -> Self {
+        let metrics = ConnMetrics::open(ConnRole::of(session.config().get_role()));
         Conn {
             session,
             io,
@@ -370,6 +374,7 @@ impl<S: Sink> Conn<S> {
             stalled: None,
             sink,
             shared,
+            metrics,
         }
     }
 
@@ -423,15 +428,21 @@ impl<S: Sink> Conn<S> {
 
     /// Hands the session's events to waiters, the sink and the handles.
     fn dispatch(&mut self) {
+        self.metrics.decoded(self.session.messages_received());
         while let Some(event) = self.session.poll_event() {
             match event {
-                Event::Message(msg) => self.deliveries.push_back(msg),
+                Event::Message(msg) => {
+                    self.trace_read(&msg);
+                    self.deliveries.push_back(msg);
+                }
                 Event::UnmatchedResponse(msg) => {
+                    self.trace_read(&msg);
                     tracing::debug!(session = %self.session.id(), parent = msg.parent_id(), "a response to no request of this connection, delivered as a message");
                     self.deliveries.push_back(msg);
                 }
                 Event::Response(msg) => match self.waiters.remove(msg.parent_id()) {
                     Some((waiter, _)) => {
+                        self.trace_read(&msg);
                         let _ = waiter.send(Ok(msg));
                     }
                     None => tracing::debug!(session = %self.session.id(), "a response whose caller is gone"),
@@ -455,9 +466,11 @@ impl<S: Sink> Conn<S> {
                     self.sink.event(&self.shared, ConnEvent::Registered { module, groups });
                 }
                 Event::Malformed { offset, error } => {
+                    self.metrics.malformed.increment(1);
                     self.sink.event(&self.shared, ConnEvent::Malformed { offset, error });
                 }
                 Event::Closed { reason } => {
+                    self.metrics.closed(&reason);
                     let reason = Arc::new(reason);
                     tracing::info!(session = %self.session.id(), reason = %reason, "connection closed");
                     self.shared.set_closed(Arc::clone(&reason));
@@ -468,6 +481,12 @@ impl<S: Sink> Conn<S> {
                 }
             }
         }
+    }
+
+    /// The message event of a message read from the connection.
+    #[inline]
+    fn trace_read(&self, msg: &Message) {
+        trace_message!(msg, session = %self.session.id(), role = self.metrics.role().label(), "read from a connection");
     }
 
     fn deliver(&mut self) {
@@ -503,8 +522,10 @@ impl<S: Sink> Conn<S> {
                 }
                 Ok(mut n) => {
                     self.session.handle_written(n, now());
+                    self.metrics.bytes_written.increment(n as u64);
                     if packet {
                         self.out.pop_front();
+                        self.metrics.messages_written.increment(1);
                         continue;
                     }
                     while n > 0 {
@@ -514,6 +535,7 @@ impl<S: Sink> Conn<S> {
                             n -= left;
                             self.out.pop_front();
                             self.out_offset = 0;
+                            self.metrics.messages_written.increment(1);
                         } else {
                             self.out_offset += n;
                             n = 0;
@@ -543,11 +565,15 @@ impl<S: Sink> Conn<S> {
         for _ in 0..READ_BUDGET {
             match self.io.try_read(&mut self.rbuf, max) {
                 Ok(Read::Packet(len)) => {
+                    self.metrics.bytes_read.increment(len as u64);
                     let n = len.min(self.rbuf.len());
                     self.session.handle_packet(&self.rbuf[..n], now());
                 }
                 Ok(Read::Bytes(0)) => self.session.handle_eof(now()),
-                Ok(Read::Bytes(n)) => self.session.handle_bytes(&self.rbuf[..n], now()),
+                Ok(Read::Bytes(n)) => {
+                    self.metrics.bytes_read.increment(n as u64);
+                    self.session.handle_bytes(&self.rbuf[..n], now());
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -574,32 +600,58 @@ impl<S: Sink> Conn<S> {
         };
         match cmd {
             Command::Send { module, msg, reply } => {
+                let trail = Trail::of(&msg).map(|t| t.to(&module));
                 let r = self.session.send(&module, msg, now).map_err(|e| closed(&self.shared, e));
+                self.trace_queued(trail, None, r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendSync { module, msg, deadline, reply } => {
                 let timeout = deadline.saturating_duration_since(now);
+                let trail = Trail::of(&msg).map(|t| t.to(&module));
                 match self.session.send_sync(&module, msg, timeout, now) {
                     Ok(id) => {
+                        self.trace_queued(trail, None, Ok(()));
                         self.waiters.insert(id, (reply, timeout));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(closed(&self.shared, e)));
+                        let e = closed(&self.shared, e);
+                        self.trace_queued(trail, None, Err(&e));
+                        let _ = reply.send(Err(e));
                     }
                 }
             }
             Command::SendResp { msg, reply } => {
+                let trail = Trail::of(&msg).map(|t| {
+                    let source = t.source().to_owned();
+                    t.to(&source)
+                });
                 let r = self.session.send_resp(msg, now).map_err(|e| closed(&self.shared, e));
+                self.trace_queued(trail, None, r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendToGroup { group, msg, reply } => {
+                let trail = Trail::of(&msg);
                 let r = self.session.send_to_group(&group, msg, now).map_err(|e| closed(&self.shared, e));
+                self.trace_queued(trail, Some(&group), r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendMessage { msg, reply } => {
+                let trail = Trail::of(&msg);
                 let r = self.session.send_message(msg, now).map_err(|e| closed(&self.shared, e));
+                self.trace_queued(trail, None, r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
+        }
+    }
+
+    /// The message event of a send (`trail` is `None` while the events are
+    /// off).
+    fn trace_queued(&self, trail: Option<Trail>, group: Option<&str>, r: Result<(), &DriverError>) {
+        let Some(t) = trail else { return };
+        let (session, role) = (self.session.id(), self.metrics.role().label());
+        match r {
+            Ok(()) => trace_message!(t, session = %session, role, group, "queued for writing"),
+            Err(e) => trace_message!(t, session = %session, role, group, error = %e, "not queued"),
         }
     }
 }

@@ -36,6 +36,7 @@ use super::conn::{self, ConnEvent, Link, Shared, Sink, Stalled};
 use super::server::{Delivery, ServerEvents, ServerHandle, StopGuard};
 use super::{ClientEvent, DriverError, DriverOptions, Endpoint, Server, ServerOptions};
 use crate::config::UNIXPACKET;
+use crate::metrics::{trace_message, Trail};
 use crate::session::{ModuleDirectory, Role, SessionConfig, SessionId};
 
 /// Waits and sizes of a [`SocketBackend`].
@@ -625,16 +626,24 @@ impl HiveRoute {
             }
         }
         if !msg.parent_id().is_empty() && self.backend.keeper.is_waiting(msg.parent_id()) {
+            trace_message!(msg, "response to a waiting request");
             let _ = self.backend.keeper.deliver(msg);
             return Ok(());
         }
         let (dest, remote) = self.destination(&msg);
         if remote {
+            trace_message!(msg, module = %dest, "forwarded to another connection");
             // To another connection: an async send, never a wait here.
             return Err(msg);
         }
+        let trail = Trail::of(&msg);
         match self.hive.offer(&dest, msg) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(t) = trail {
+                    trace_message!(t, module = %dest, waited = false, "delivered into the hive");
+                }
+                Ok(())
+            }
             Err(Offer::Full(msg)) => Err(msg),
             Err(Offer::Failed(e)) => {
                 undelivered(&dest, &e);
@@ -644,14 +653,20 @@ impl HiveRoute {
     }
 
     pub(crate) fn deliver_later(&self, msg: Message) -> Stalled {
-        let (dest, _) = self.destination(&msg);
+        let (dest, remote) = self.destination(&msg);
         let hive = self.hive.clone();
         let wait = self.backend.options.delivery_wait;
+        // A forward is traced by the connection that queues it.
+        let trail = if remote { None } else { Trail::of(&msg) };
         Box::pin(async move {
             let id = msg.id().to_owned();
             let source = msg.source().to_owned();
             match tokio::time::timeout(wait, hive.send_async(&dest, msg)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    if let Some(t) = trail {
+                        trace_message!(t, module = %dest, waited = true, "delivered into the hive");
+                    }
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(msg_id = %id, %source, "not delivered");
                     undelivered(&dest, &e);

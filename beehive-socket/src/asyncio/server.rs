@@ -498,6 +498,7 @@ impl Accept {
                     if conn_max > 0 && self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).len() >= conn_max {
                         tracing::warn!(conn_max, "refusing a connection: too many connections");
                         self.shared.refused.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::refused();
                         conn::report(&self.events, ServerEvent::Refused { conn_max });
                         drop(io);
                         continue;
@@ -506,6 +507,7 @@ impl Accept {
                 }
                 Err(error) => {
                     self.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::accept_error();
                     tracing::warn!(endpoint = %self.endpoint, error = %error, ?backoff, "accept failed, pausing");
                     conn::report(&self.events, ServerEvent::AcceptFailed { error, backoff });
                     tokio::select! {

@@ -160,6 +160,26 @@ pub enum CloseReason {
     },
 }
 
+impl CloseReason {
+    /// A short, stable name of the reason's kind (`"peer_closed"`,
+    /// `"idle_timeout"`...), for metric labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::Local => "local",
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::HandshakeRefused(_) => "handshake_refused",
+            CloseReason::HandshakeTimeout(_) => "handshake_timeout",
+            CloseReason::IdleTimeout(_) => "idle_timeout",
+            CloseReason::StallTimeout { .. } => "stall_timeout",
+            CloseReason::WriteTimeout { .. } => "write_timeout",
+            CloseReason::OutboundOverflow { .. } => "outbound_overflow",
+            CloseReason::Malformed { .. } => "malformed",
+            CloseReason::NotRegistered { .. } => "not_registered",
+            CloseReason::SourceNotAllowed { .. } => "source_not_allowed",
+        }
+    }
+}
+
 /// The byte offset a codec error refers to.
 pub(crate) fn codec_offset(e: &CodecError) -> u64 {
     match e {

@@ -174,6 +174,8 @@ pub struct Session {
     inflight_bytes: usize,
     write_since: Option<Instant>,
     events: VecDeque<Event>,
+    /// Messages decoded from the input so far.
+    received: u64,
 }
 
 impl Session {
@@ -212,6 +214,7 @@ impl Session {
             inflight_bytes: 0,
             write_since: None,
             events: VecDeque::new(),
+            received: 0,
         };
         if let Role::Client { module } = &session.config.role {
             // Go's exchangeModuleInfo: the registration goes out through
@@ -291,6 +294,12 @@ impl Session {
     /// Requests waiting for their response.
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Messages decoded from the input so far, handshakes included
+    /// (malformed packets and frames aside).
+    pub fn messages_received(&self) -> u64 {
+        self.received
     }
 
     // ---- inputs -------------------------------------------------------
@@ -684,6 +693,7 @@ impl Session {
     }
 
     fn on_message(&mut self, msg: Message, now: Instant) {
+        self.received += 1;
         match (&self.config.role, self.state) {
             (_, State::Closed) => {}
             (Role::Server { .. }, _) if is_handshake(&msg) => self.register_peer(msg, now),

@@ -1,0 +1,197 @@
+//! The message events of the tokio driver: one request followed, by its
+//! ids, from a client's socket into a hive's module and back.
+//!
+//! One test in this binary, on purpose: `tracing` caches per call site
+//! whether anyone listens, process-wide, and a test without a subscriber
+//! hitting the same call sites on another thread at the same time can
+//! leave them cached as unheard. The subscriber is thread-local, so the
+//! runtime is a current-thread one on the test's thread. Every wait is
+//! bounded; running out of time is a failure.
+#![cfg(feature = "tokio")]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use beehive_context::{Hive, SimpleAsyncModule};
+use beehive_model::Message;
+use beehive_socket::asyncio::{BackendOptions, Client, Endpoint, ServerEvent, ServerOptions, SocketBackend};
+use beehive_socket::session::{SessionConfig, TransportKind};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Runs `f` to completion on a current-thread runtime on this thread.
+fn on_this_thread<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("beehive-tracing-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: nothing within {limit:?}"),
+    }
+}
+
+/// One captured event: its text and fields.
+#[derive(Debug, Clone)]
+struct Captured {
+    level: tracing::Level,
+    fields: HashMap<String, String>,
+}
+
+impl Captured {
+    fn get(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).map(String::as_str)
+    }
+}
+
+/// A subscriber keeping the events of target `beehive_socket::message`
+/// (and enabling nothing else).
+#[derive(Clone, Default)]
+struct Collector {
+    events: Arc<Mutex<Vec<Captured>>>,
+}
+
+struct Fields<'a>(&'a mut HashMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl tracing::Subscriber for Collector {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "beehive_socket::message"
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = HashMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.events.lock().unwrap().push(Captured { level: *event.metadata().level(), fields });
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Collector {
+    /// The captured events with text `message` whose fields include
+    /// `fields`.
+    fn find(&self, message: &str, fields: &[(&str, &str)]) -> Vec<Captured> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("message") == Some(message))
+            .filter(|e| fields.iter().all(|(k, v)| e.get(k) == Some(*v)))
+            .cloned()
+            .collect()
+    }
+
+    /// The one event with text `message` and `fields`.
+    fn one(&self, message: &str, fields: &[(&str, &str)]) -> Captured {
+        let found = self.find(message, fields);
+        assert_eq!(found.len(), 1, "{message} {fields:?}: {found:?}\nall: {:?}", self.events.lock().unwrap());
+        found.into_iter().next().unwrap()
+    }
+}
+
+/// A module answering every request with "<name>:<body>".
+fn echo(name: &'static str) -> SimpleAsyncModule {
+    SimpleAsyncModule::new(name, name, move |hive: Hive| async move {
+        while let Ok(req) = hive.receive_async(name).await {
+            if req.is_sync() {
+                let body = format!("{name}:{}", req.content().as_str().unwrap_or_default());
+                hive.send_resp_async(req.new_response(body)).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn a_request_is_followed_from_a_socket_into_a_module_and_back() {
+    let collector = Collector::default();
+    tracing::subscriber::with_default(collector.clone(), || {
+        on_this_thread(async {
+            let dir = temp_dir("trace");
+            let endpoint = Endpoint::unix_packet(dir.join("hive.sock"));
+            let hive = Hive::builder().runtime(tokio::runtime::Handle::current()).build();
+            let backend = SocketBackend::with_options(BackendOptions::default());
+            hive.add_backend(backend.clone());
+            hive.register_async(echo("echo")).unwrap();
+            hive.start().unwrap();
+            let config = SessionConfig::server("socketserver", TransportKind::Packet);
+            let mut server = backend.serve(&hive, &endpoint, config, ServerOptions::default()).await.unwrap();
+            let client =
+                within("connect", T, Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)))
+                    .await
+                    .unwrap();
+            let session = within("registration", T, async {
+                loop {
+                    match server.events().recv().await.expect("server stopped") {
+                        ServerEvent::Connected { session, .. } => return session.to_string(),
+                        _ => continue,
+                    }
+                }
+            })
+            .await;
+            let client_session = client.handle().session_id().to_string();
+
+            let request = Message::new("").build_router("edge", "grp", "res", "query").fill_body("ping");
+            let id = request.id().to_owned();
+            let answer = within("send_sync", T, client.send_sync("echo", request, T)).await.unwrap();
+            assert_eq!(answer.content().as_str(), Some("echo:ping"));
+
+            // Out of the client, into the server's connection, into the
+            // hive's module.
+            let request_fields =
+                [("msg_id", id.as_str()), ("source", "edge"), ("destination", "echo"), ("operation", "query")];
+            let queued = collector.one("queued for writing", &request_fields);
+            assert_eq!((queued.get("role"), queued.get("session")), (Some("client"), Some(client_session.as_str())));
+            assert_eq!(queued.get("parent_msg_id"), Some(""));
+            let read = collector.one("read from a connection", &request_fields);
+            assert_eq!((read.get("role"), read.get("session")), (Some("server"), Some(session.as_str())));
+            let delivered = collector.one("delivered into the hive", &request_fields);
+            assert_eq!((delivered.get("module"), delivered.get("waited")), (Some("echo"), Some("false")));
+            // The answer back, out of the server's connection into the
+            // client's.
+            let answer_fields = [
+                ("msg_id", answer.id()),
+                ("parent_msg_id", id.as_str()),
+                ("source", answer.source()),
+                ("destination", "edge"),
+                ("operation", answer.operation()),
+            ];
+            let queued = collector.one("queued for writing", &answer_fields);
+            assert_eq!((queued.get("role"), queued.get("session")), (Some("server"), Some(session.as_str())));
+            let read = collector.one("read from a connection", &answer_fields);
+            assert_eq!((read.get("role"), read.get("session")), (Some("client"), Some(client_session.as_str())));
+            assert!(collector.events.lock().unwrap().iter().all(|e| e.level == tracing::Level::TRACE));
+            hive.shutdown_async(T).await;
+        })
+    });
+}
