@@ -444,7 +444,7 @@ With --answer, every sync request is answered with a response holding TEXT
 --timeout or on Ctrl-C. A lost connection is reported on stderr and joined
 again (the registration line is printed again), with pauses from 100 ms up
 to 5 s between attempts; with --once, listening ends there instead.
-After the last answer the connection is kept open briefly so it is written.
+The connection closes once the last answer is written (at most 5 s).
 
 With --metrics HOST:PORT, Prometheus metrics are served at
 http://HOST:PORT/metrics (port 0: a free port; the address is printed on
@@ -506,8 +506,8 @@ with its round-trip time:
 copies are sent one after the other and only a summary is printed:
 messages per second and, for --sync, the round-trip p50 and p99 (--json:
 one object with sent, failed, seconds, per_second, rtt_p50_ms, rtt_p99_ms). Messages
-sent without --sync are queued on the connection, which is kept open
-briefly before closing so they are written.
+sent without --sync are queued on the connection, which closes once they
+are all written (at most 5 s; a warning says when they were not).
 
 Examples:
   beehive send --socket /tmp/beehive.sock --module probe --to hub --content hello

@@ -12,10 +12,9 @@ use beehive_socket::{SocketConfig, StreamFraming};
 
 use crate::cli::{ConnectArgs, EncodeFraming, RecordTransport};
 
-/// How long the connection stays open after the last message was queued,
-/// so that it is written before the connection closes (unless the peer
-/// closes first).
-pub const LINGER: Duration = Duration::from_millis(200);
+/// How long the last queued messages may take to be written before the
+/// connection closes anyway.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// The most characters of content shown in a line.
 const PREVIEW_CHARS: usize = 60;
@@ -76,9 +75,12 @@ fn tls(args: &ConnectArgs) -> anyhow::Result<Option<Tls>> {
     Tls::from_config(&entry).context("bad TLS settings")
 }
 
-/// Keeps the connection open up to [`LINGER`] for queued frames, then closes it.
-pub async fn linger_and_close(handle: &ClientHandle) {
-    let _ = tokio::time::timeout(LINGER, handle.closed()).await;
+/// Waits (up to [`FLUSH_WAIT`]) until every queued message is written,
+/// then closes the connection; says so when some could not be written.
+pub async fn flush_and_close(handle: &ClientHandle) {
+    if let Err(e) = handle.flush(FLUSH_WAIT).await {
+        crate::listen::warn(&format!("queued messages may not all be written: {e}"));
+    }
     handle.close();
 }
 

@@ -159,7 +159,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
             End::Lost(_) => break (end, handle),
             _ => {
                 if answered {
-                    client::linger_and_close(&handle).await;
+                    client::flush_and_close(&handle).await;
                 }
                 break (end, handle);
             }

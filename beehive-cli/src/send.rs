@@ -109,7 +109,7 @@ async fn send(args: &SendArgs) -> anyhow::Result<u8> {
         if args.sync {
             handle.close();
         } else {
-            client::linger_and_close(&handle).await;
+            client::flush_and_close(&handle).await;
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), handle.closed()).await;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
 use beehive_socket::asyncio::{
-    Client, ClientEvent, ClientHandle, DriverError, Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents,
-    ServerHandle, ServerOptions,
+    Client, ClientEvent, ClientHandle, DriverError, DriverOptions, Endpoint, IncomingMessages, Server, ServerEvent,
+    ServerEvents, ServerHandle, ServerOptions,
 };
 use beehive_socket::session::{CloseReason, SessionConfig, SessionError, TransportKind};
 use beehive_socket::{
@@ -804,4 +804,38 @@ fn the_packet_send_limit_refuses_a_larger_packet_at_once() {
     }
     // The frame limit (64 KiB) still bounds what is received.
     assert!(client.is_connected());
+}
+
+#[tokio::test]
+async fn flush_waits_until_everything_queued_is_written() {
+    let dir = temp_dir("flush");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    // The server takes 4 messages, then stops reading until they are taken.
+    let mut driver = DriverOptions::default();
+    driver.inbox_capacity = 4;
+    let options = ServerOptions::default().driver(driver);
+    let server = Server::bind(&endpoint, server_config(TransportKind::Packet), options).await.unwrap();
+    let (sh, incoming, _events) = server.into_parts();
+    let client = within("connect", T, Client::connect(&endpoint, client_config("edgeclient", TransportKind::Packet)))
+        .await
+        .unwrap();
+    // Far more than the socket buffers hold.
+    let body = "x".repeat(1024);
+    let n = 1000;
+    for i in 0..n {
+        let m = msg("edgeclient", &body).set_destination("srvmod").set_resource_operation(format!("{i}"), "update");
+        client.handle().send_message(m).await.unwrap();
+    }
+    // Nobody takes the server's messages: the data cannot all be written.
+    let r = client.handle().flush(Duration::from_millis(200)).await;
+    assert!(matches!(r, Err(DriverError::Timeout(_))), "{r:?}");
+    // Once they are taken, flush returns and a close loses nothing.
+    let mut others = responder(sh.clone(), incoming);
+    within("flush", T, client.handle().flush(T)).await.unwrap();
+    client.close();
+    for i in 0..n {
+        let (_, m) = within("a flushed message", T, others.recv()).await.unwrap();
+        assert_eq!(m.resource(), format!("{i}"));
+    }
+    sh.shutdown();
 }

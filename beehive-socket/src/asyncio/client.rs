@@ -107,6 +107,14 @@ impl ClientHandle {
         self.link.send_message(msg).await
     }
 
+    /// Waits until every message queued so far is written to the socket
+    /// (handed to the kernel), at most `timeout`: before closing, so that
+    /// nothing queued is lost. Fails with [`DriverError::Timeout`] when the
+    /// peer does not take it in time, or the connection's close reason.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), DriverError> {
+        self.link.flush(timeout).await
+    }
+
     /// Closes the connection (returns at once; the `Disconnected` event
     /// follows).
     pub fn close(&self) {

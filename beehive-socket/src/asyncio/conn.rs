@@ -34,11 +34,34 @@ pub(crate) fn now() -> Instant {
 /// What a handle asks the connection task to do.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Send { module: String, msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
-    SendSync { module: String, msg: Message, deadline: Instant, reply: oneshot::Sender<Result<Message, DriverError>> },
-    SendResp { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
-    SendToGroup { group: String, msg: Message, reply: oneshot::Sender<Result<usize, DriverError>> },
-    SendMessage { msg: Message, reply: oneshot::Sender<Result<(), DriverError>> },
+    Send {
+        module: String,
+        msg: Message,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    SendSync {
+        module: String,
+        msg: Message,
+        deadline: Instant,
+        reply: oneshot::Sender<Result<Message, DriverError>>,
+    },
+    SendResp {
+        msg: Message,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    SendToGroup {
+        group: String,
+        msg: Message,
+        reply: oneshot::Sender<Result<usize, DriverError>>,
+    },
+    SendMessage {
+        msg: Message,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
+    /// Answers once everything queued before it is written.
+    Flush {
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
 }
 
 /// The state of a connection as the handles see it.
@@ -252,6 +275,15 @@ impl Link {
         self.call(wait, |reply| Command::SendMessage { msg, reply }).await
     }
 
+    /// Waits until every message queued before the call is written to the
+    /// socket, at most `timeout` in all.
+    pub(crate) async fn flush(&self, timeout: Duration) -> Result<(), DriverError> {
+        match tokio::time::timeout(timeout, self.call(timeout, |reply| Command::Flush { reply })).await {
+            Ok(Err(DriverError::Busy(_))) | Err(_) => Err(DriverError::Timeout(timeout)),
+            Ok(r) => r,
+        }
+    }
+
     /// Asks the task to close; returns at once.
     pub(crate) fn close(&self) {
         self.shared.close.notify_one();
@@ -341,6 +373,8 @@ pub(crate) struct Conn<S: Sink> {
     /// connections live until they or the server close.
     close_when_orphaned: bool,
     waiters: HashMap<String, Waiter>,
+    /// Callers waiting until everything queued is written.
+    flushes: Vec<oneshot::Sender<Result<(), DriverError>>>,
     deliveries: VecDeque<Message>,
     /// A delivery waiting for room; nothing is read meanwhile.
     stalled: Option<Stalled>,
@@ -370,6 +404,7 @@ impl<S: Sink> Conn<S> {
             commands_open: true,
             close_when_orphaned,
             waiters: HashMap::new(),
+            flushes: Vec::new(),
             deliveries: VecDeque::new(),
             stalled: None,
             sink,
@@ -389,6 +424,11 @@ impl<S: Sink> Conn<S> {
             }
             self.pull_frames();
             let want_write = !self.out.is_empty() || self.io.wants_write();
+            if !want_write && !self.flushes.is_empty() && self.session.outbound_queued() == 0 {
+                for flush in self.flushes.drain(..) {
+                    let _ = flush.send(Ok(()));
+                }
+            }
             let want_read = self.deliveries.is_empty() && self.stalled.is_none();
             let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -417,6 +457,26 @@ impl<S: Sink> Conn<S> {
         }
         for (_, (waiter, _)) in self.waiters.drain() {
             let _ = waiter.send(Err(self.shared.closed_error()));
+        }
+        // No more commands: senders learn at once that the connection is
+        // closed, and none waits on this task while it delivers below.
+        self.commands.close();
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.refuse(cmd);
+        }
+        // What was read before the end still reaches its receiver (a
+        // delivery that waits for room is bounded by its sink).
+        loop {
+            if let Some(stalled) = self.stalled.take() {
+                stalled.await;
+            }
+            self.deliver();
+            if self.stalled.is_none() && self.deliveries.is_empty() {
+                break;
+            }
+        }
+        for flush in self.flushes.drain(..) {
+            let _ = flush.send(Err(self.shared.closed_error()));
         }
         tracing::debug!(session = %id, "connection task ends");
     }
@@ -640,6 +700,26 @@ impl<S: Sink> Conn<S> {
                 let r = self.session.send_message(msg, now).map_err(|e| closed(&self.shared, e));
                 self.trace_queued(trail, None, r.as_ref().map(drop));
                 let _ = reply.send(r);
+            }
+            Command::Flush { reply } => self.flushes.push(reply),
+        }
+    }
+
+    /// Answers a command that comes after the close.
+    fn refuse(&self, cmd: Command) {
+        let closed = |shared: &Shared| shared.closed_error();
+        match cmd {
+            Command::Send { reply, .. }
+            | Command::SendResp { reply, .. }
+            | Command::SendMessage { reply, .. }
+            | Command::Flush { reply } => {
+                let _ = reply.send(Err(closed(&self.shared)));
+            }
+            Command::SendSync { reply, .. } => {
+                let _ = reply.send(Err(closed(&self.shared)));
+            }
+            Command::SendToGroup { reply, .. } => {
+                let _ = reply.send(Err(closed(&self.shared)));
             }
         }
     }
