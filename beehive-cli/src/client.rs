@@ -28,6 +28,14 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Resolves once `timeout` has passed from now; never without one.
+pub async fn ends_after(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The endpoint `--socket` names for `--transport`.
 pub fn endpoint(args: &ConnectArgs) -> Endpoint {
     match args.transport {

@@ -89,13 +89,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
     let (endpoint, client) = client::connect(&args.connect, None).await?;
     let counts = ListenMetrics::new();
     let mut out = io::stdout().lock();
-    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let sleep = client::ends_after(args.timeout);
     tokio::pin!(sleep);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);

@@ -109,13 +109,7 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
     }
     out.flush()?;
 
-    let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let sleep = client::ends_after(args.timeout);
     tokio::pin!(sleep);
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot wait for SIGTERM")?;

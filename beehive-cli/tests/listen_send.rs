@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::thread;
 use std::time::Duration;
 
 use beehive_model::Message;
@@ -16,7 +12,7 @@ use beehive_socket::asyncio::{
     Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
 };
 use beehive_socket::session::{SessionConfig, TransportKind};
-use common::beehive;
+use common::{beehive, Running};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -86,64 +82,15 @@ fn msg(body: &str) -> Message {
     Message::new("").build_router("srvmod", "srvgroup", "default/pod/nginx", "update").fill_body(body)
 }
 
-/// A running `beehive listen`, its stdout read line by line.
-struct Listener {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Listener {
-    fn start(socket: &str, args: &[&str]) -> Listener {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
-            .args(["listen", "--socket", socket, "--module", "cli"])
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("beehive runs");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut l = Listener { child, lines };
-        let first = l.line("the registered line");
-        assert!(first.starts_with("registered as cli on unixpacket:"), "{first}");
-        assert!(first.contains("srvmod [srvgroup]"), "{first}");
-        l
-    }
-
-    fn line(&mut self, what: &str) -> String {
-        match self.lines.recv_timeout(T) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = self.child.kill();
-                panic!("{what}: no line from beehive listen within {T:?} ({e})");
-            }
-        }
-    }
-
-    /// Waits for the process to end.
-    fn wait(self) -> ExitStatus {
-        let (tx, rx) = mpsc::channel();
-        let mut child = self.child;
-        let pid = child.id();
-        thread::spawn(move || tx.send(child.wait()));
-        match rx.recv_timeout(T) {
-            Ok(status) => status.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
-                panic!("beehive listen did not end within {T:?}");
-            }
-        }
-    }
+/// `beehive listen` as module `cli` with `args`, once registered.
+fn listener(socket: &str, args: &[&str]) -> Running {
+    let mut all = vec!["listen", "--socket", socket, "--module", "cli"];
+    all.extend_from_slice(args);
+    let mut l = Running::start("listen", &all);
+    let first = l.line("the registered line");
+    assert!(first.starts_with("registered as cli on unixpacket:"), "{first}");
+    assert!(first.contains("srvmod [srvgroup]"), "{first}");
+    l
 }
 
 #[test]
@@ -204,7 +151,7 @@ fn send_count_sync_prints_throughput_and_latency() {
 #[test]
 fn listen_prints_the_messages_it_receives() {
     let mut hive = Hive::start();
-    let mut listener = Listener::start(&hive.socket, &["--count", "2"]);
+    let mut listener = listener(&hive.socket, &["--count", "2"]);
     hive.registered();
     for body in ["first", "second"] {
         hive.rt.block_on(hive.handle.send("cli", msg(body))).expect("the server sends");
@@ -222,40 +169,24 @@ fn listen_prints_the_messages_it_receives() {
 #[test]
 fn listen_json_prints_gos_json() {
     let mut hive = Hive::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
-        .args(["listen", "--socket", &hive.socket, "--module", "cli", "--json", "--count", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
-            if tx.send(std::mem::take(&mut line)).is_err() {
-                return;
-            }
-        }
-    });
-    let first: serde_json::Value = serde_json::from_str(&rx.recv_timeout(T).expect("registered")).unwrap();
+    let mut listen =
+        Running::start("listen", &["listen", "--socket", &hive.socket, "--module", "cli", "--json", "--count", "1"]);
+    let first: serde_json::Value = serde_json::from_str(&listen.line("registered")).unwrap();
     assert_eq!(first["registered"], "cli");
     assert_eq!(first["modules"]["srvmod"], serde_json::json!(["srvgroup"]));
     hive.registered();
     let sent = msg("hello");
     hive.rt.block_on(hive.handle.send("cli", sent.clone())).unwrap();
-    let line = rx.recv_timeout(T).expect("the message");
-    let got = beehive_model::from_slice(line.trim_end().as_bytes()).expect("Go's JSON of a message");
+    let line = listen.line("the message");
+    let got = beehive_model::from_slice(line.as_bytes()).expect("Go's JSON of a message");
     assert_eq!((got.id(), got.content().as_str()), (sent.id(), Some("hello")));
-    let (done_tx, done_rx) = mpsc::channel();
-    thread::spawn(move || done_tx.send(child.wait()));
-    assert!(done_rx.recv_timeout(T).expect("beehive listen ends").unwrap().success());
+    assert!(listen.wait().success());
 }
 
 #[test]
 fn listen_answers_sync_requests() {
     let mut hive = Hive::start();
-    let mut listener = Listener::start(&hive.socket, &["--answer", "pong", "--count", "1"]);
+    let mut listener = listener(&hive.socket, &["--answer", "pong", "--count", "1"]);
     hive.registered();
     let request = msg("ping");
     let answer = hive.rt.block_on(hive.handle.send_sync("cli", request, T)).expect("the listener answers");
@@ -287,7 +218,7 @@ fn a_missing_socket_is_a_usage_error_naming_the_path() {
 #[test]
 fn listen_once_exits_1_when_disconnected_before_its_count() {
     let mut hive = Hive::start();
-    let listener = Listener::start(&hive.socket, &["--count", "5", "--once"]);
+    let listener = listener(&hive.socket, &["--count", "5", "--once"]);
     hive.registered();
     assert!(hive.handle.disconnect("cli"), "cli is connected");
     assert_eq!(listener.wait().code(), Some(1));

@@ -5,8 +5,9 @@
 //! Every wait is bounded; running out of time is a failure.
 #![cfg(feature = "tokio")]
 
-use std::future::Future;
-use std::path::PathBuf;
+mod common;
+use common::{temp_dir, within};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,20 +21,6 @@ use beehive_socket::asyncio::{
 use beehive_socket::session::{SessionConfig, TransportKind};
 
 const T: Duration = Duration::from_secs(10);
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beehive-hive-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: nothing within {limit:?}"),
-    }
-}
 
 fn msg(source: &str, body: &str) -> Message {
     Message::new("").build_router(source, "grp", "res", "query").fill_body(body)

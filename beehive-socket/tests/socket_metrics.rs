@@ -7,10 +7,12 @@
 //! Every wait is bounded; running out of time is a failure.
 #![cfg(feature = "tokio")]
 
+mod common;
+use common::{on_this_thread, temp_dir, within};
+
 use std::collections::HashMap;
-use std::future::Future;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,25 +105,6 @@ fn side(r: &TestRecorder, role: &str) -> Side {
 }
 
 // ---- helpers -------------------------------------------------------------------
-
-/// Runs `f` to completion on a current-thread runtime on this thread.
-fn on_this_thread<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beehive-metrics-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: nothing within {limit:?}"),
-    }
-}
 
 async fn blocking<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
     within(what, T * 2, tokio::task::spawn_blocking(f)).await.unwrap()

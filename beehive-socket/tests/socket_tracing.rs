@@ -9,9 +9,10 @@
 //! bounded; running out of time is a failure.
 #![cfg(feature = "tokio")]
 
+mod common;
+use common::{on_this_thread, temp_dir, within};
+
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,25 +22,6 @@ use beehive_socket::asyncio::{BackendOptions, Client, Endpoint, ServerEvent, Ser
 use beehive_socket::session::{SessionConfig, TransportKind};
 
 const T: Duration = Duration::from_secs(10);
-
-/// Runs `f` to completion on a current-thread runtime on this thread.
-fn on_this_thread<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beehive-tracing-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: nothing within {limit:?}"),
-    }
-}
 
 /// One captured event: its text and fields.
 #[derive(Debug, Clone)]

@@ -5,9 +5,11 @@
 //! a failure.
 #![cfg(feature = "tokio")]
 
-use std::future::Future;
+mod common;
+use common::{temp_dir, within};
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,20 +28,6 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::sync::mpsc;
 
 const T: Duration = Duration::from_secs(10);
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beehive-tokio-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
-    match tokio::time::timeout(limit, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: nothing within {limit:?}"),
-    }
-}
 
 fn msg(source: &str, body: &str) -> Message {
     Message::new("").build_router(source, "grp", "res", "update").fill_body(body)

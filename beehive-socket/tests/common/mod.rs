@@ -1,10 +1,34 @@
-//! Test helpers shared by the TLS tests: a throwaway PKI and a free port.
+//! Test helpers shared by the integration tests: temporary directories,
+//! bounded waits, a throwaway PKI and a free port.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+/// An empty directory of its own for test `tag` (of this process).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("beehive-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `f`'s output; a panic naming `what` when it takes longer than `limit`.
+pub async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: nothing within {limit:?}"),
+    }
+}
+
+/// Runs `f` to completion on a current-thread runtime on this thread.
+pub fn on_this_thread<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as
 /// PEM files in a temporary directory; plus a second, unrelated CA.
