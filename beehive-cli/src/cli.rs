@@ -133,7 +133,9 @@ pub enum LogFormat {
 /// How `decode` splits its input into frames.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeFraming {
-    /// Package if the input starts with the magic `beeh`; Raw if it starts
+    /// Package if the input starts with the magic `beeh`; a packet log if
+    /// its first non-blank line is a JSON object with `dir` and `data_b64`,
+    /// `text` or `text_b64` (and no `header` or `route`); Raw if it starts
     /// with `{` or JSON whitespace (space, tab, CR, LF) or is empty;
     /// anything else is reported as unrecognised.
     Auto,
@@ -141,6 +143,9 @@ pub enum DecodeFraming {
     Package,
     /// One JSON message per line; blank lines are skipped.
     Raw,
+    /// A packet log, one JSON object per packet or stream read: `beehive
+    /// record`'s transcripts, the conformance capture sessions.
+    Packets,
 }
 
 const DECODE_AFTER_HELP: &str = "\
@@ -163,10 +168,38 @@ length, truncated frame) stops decoding; with --resync it is reported, the
 bytes up to the next valid header (`beehv1rv` and a length from 0 up to the
 maximum) are skipped and counted, and decoding goes on there.
 
+Packet logs (--framing packets) hold one JSON object per line, each the bytes
+of one packet or one stream read: `beehive record`'s transcripts (conn, seq,
+dir, t_ns, transport, len, data_b64) and the conformance capture sessions
+(seq, dir, text or text_b64, bytes). A packet (transport unixpacket, or none)
+holds one message as Go writes it: its JSON and a line feed. The reads of a
+stream transport (unix, tcp) are joined per connection and direction, and
+that stream is split as Package (when it starts with `beeh`) or Raw. Records
+start with the log line and what it says of the packet:
+  line 3 conn 1 #3 client_to_server 202 SUMMARY
+      a packet of 202 bytes (conn, #seq and direction as the line has them)
+  line 5 conn 2 #5 server_to_client @412 165 SUMMARY
+      a stream frame at byte 412 of its direction's stream, which starts in
+      the read of line 5
+  line 7 error: …
+      a line that holds no packet
+With --json, records add line, conn, seq and dir (null when the line has
+none), offset is where the frame starts in the bytes its direction carried,
+and stream frames add \"stream\":\"raw\" or \"package\":
+  {\"line\":3,\"conn\":1,\"seq\":3,\"dir\":\"client_to_server\",\"offset\":404,\"length\":202,\"framing\":\"packets\",\"message\":{…}}
+A line that is not a JSON object, has no bytes, or whose len or bytes
+disagrees with them is reported (kind bad_line) and decoding goes on at the
+next line; so is a packet over --max-frame-len (packet_too_large). The
+handshake answer, which Go writes from a struct (modules before groups), is
+printed in Go's order. auto takes a packet log when its first non-blank line
+is an object with dir and data_b64, text or text_b64, and without the header
+and route of a message; --resync does not apply.
+
 Examples:
   beehive decode capture.bin
   cat capture.bin | beehive decode -
   beehive decode --json --resync damaged.bin | jq .message.route
+  beehive decode rec/recorded/conn-000001.jsonl
 
 Exit codes:
   0  every frame held a valid message
@@ -186,10 +219,11 @@ pub struct DecodeArgs {
     /// One JSON object per frame (machine-readable).
     #[arg(long)]
     pub json: bool,
-    /// After a broken Package frame, skip to the next valid header instead of stopping.
+    /// After a broken Package frame, skip to the next valid header instead of stopping
+    /// (not in packet logs).
     #[arg(long)]
     pub resync: bool,
-    /// Largest frame accepted (Package: header included; Raw: line length).
+    /// Largest frame accepted (Package: header included; Raw: line length; packets: packet length).
     #[arg(long, value_name = "BYTES", default_value_t = beehive_codec::DEFAULT_MAX_FRAME_LEN as u64,
           value_parser = clap::value_parser!(u64).range(12..=i32::MAX as u64 + 12))]
     pub max_frame_len: u64,

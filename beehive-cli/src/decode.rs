@@ -3,15 +3,28 @@
 //! The framing is beehive-codec's ([`PackageCodec`], [`RawCodec`]); this
 //! module only feeds them the input in chunks, keeps the stream offsets, and
 //! decides what happens after an error (go on, stop, or resynchronise).
+//!
+//! A packet log (`--framing packets`: `beehive record`'s transcripts, the
+//! capture sessions) is read line by line: each line carries the bytes of
+//! one packet, decoded as beehive-socket decodes a packet, or of one read
+//! of a stream transport, joined per connection and direction and split
+//! with the same codecs.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal as _, Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use beehive_codec::{CodecError, Framing as _, PackageCodec, RawCodec, HEADER_LEN};
+use base64::Engine as _;
+use beehive_codec::{CodecError, Framing, PackageCodec, RawCodec, HEADER_LEN};
+use beehive_model::{Content, Message, ModuleExchange, Value};
 use bytes::{Buf as _, Bytes, BytesMut};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::json;
 
 use crate::cli::{DecodeArgs, DecodeFraming};
 use crate::report::{Printer, Stats};
@@ -149,13 +162,13 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<u8> {
     let out = BufWriter::with_capacity(WRITE_BUFFER, io::stdout().lock());
     let mut printer = Printer::new(out, args.json, color);
     let mut input = Input::new(reader, Progress::new(io::stderr().is_terminal() && !io::stdout().is_terminal(), size));
-    let framing = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"));
+    let decoded = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"));
     input.progress.clear();
-    let framing = framing?;
+    let (framing, lines) = decoded?;
     let (_, stats) = printer.finish().context("cannot write to stdout")?;
     if !args.json {
         let stopped = !input.eof || !input.buf.is_empty();
-        summary(&name, framing, &stats, input.start, stopped);
+        summary(&name, framing, &stats, lines, input.start, stopped);
     }
     Ok(if stats.errors > 0 { EXIT_FINDINGS } else { EXIT_OK })
 }
@@ -169,8 +182,9 @@ fn open(path: &Path) -> anyhow::Result<File> {
 }
 
 /// `beehive: FILE: package, 4 frames, 4 messages, 0 errors, 735 bytes` on
-/// stderr (`stopped at byte N` instead of the size when decoding stopped early).
-fn summary(name: &str, framing: &str, stats: &Stats, bytes: u64, stopped: bool) {
+/// stderr (`stopped at byte N` instead of the size when decoding stopped
+/// early; the number of lines before the size for a packet log).
+fn summary(name: &str, framing: &str, stats: &Stats, lines: Option<u64>, bytes: u64, stopped: bool) {
     let color = style::stderr_colored();
     let mut err = io::stderr().lock();
     let mut text = format!(
@@ -182,6 +196,9 @@ fn summary(name: &str, framing: &str, stats: &Stats, bytes: u64, stopped: bool) 
     );
     if stats.skipped > 0 {
         text.push_str(&format!(", {} skipped", plural(stats.skipped, "byte")));
+    }
+    if let Some(lines) = lines {
+        text.push_str(&format!(", {}", plural(lines, "line")));
     }
     if stopped {
         text.push_str(&format!(", stopped at byte {bytes}"));
@@ -201,36 +218,43 @@ fn plural(n: u64, what: &str) -> String {
     }
 }
 
-/// Decodes the whole input; returns the framing used.
+/// Decodes the whole input; returns the framing used, and for a packet log
+/// the number of its lines.
 fn decode_stream<R: Read, W: Write>(
     input: &mut Input<R>,
     p: &mut Printer<W>,
     args: &DecodeArgs,
-) -> io::Result<&'static str> {
+) -> io::Result<(&'static str, Option<u64>)> {
+    let max = args.max_frame_len as usize;
     let framing = match args.framing {
-        DecodeFraming::Package => DecodeFraming::Package,
-        DecodeFraming::Raw => DecodeFraming::Raw,
         DecodeFraming::Auto => {
             input.fill_to(MAGIC.len())?;
             match recognise(&input.buf) {
+                Some(DecodeFraming::Raw) if is_packet_log(input, line_limit(max))? => DecodeFraming::Packets,
                 Some(f) => f,
                 None => {
                     p.unrecognised(&input.buf[..input.buf.len().min(8)])?;
-                    return Ok("unrecognised");
+                    return Ok(("unrecognised", None));
                 }
             }
         }
+        f => f,
     };
     match framing {
         DecodeFraming::Package => {
             p.set_framing("package");
-            package(input, p, args.max_frame_len as usize, args.resync)?;
-            Ok("package")
+            package(input, p, max, args.resync)?;
+            Ok(("package", None))
+        }
+        DecodeFraming::Packets => {
+            p.set_framing("packets");
+            let lines = packets(input, p, max)?;
+            Ok(("packets", Some(lines)))
         }
         _ => {
             p.set_framing("raw");
-            raw(input, p, args.max_frame_len as usize)?;
-            Ok("raw")
+            raw(input, p, max)?;
+            Ok(("raw", None))
         }
     }
 }
@@ -239,7 +263,8 @@ const MAGIC: &[u8; 4] = b"beeh";
 
 /// The `auto` rule: Package when the input starts with the magic `beeh`
 /// (or, when shorter than four bytes, with a prefix of it); Raw when it is
-/// empty or starts with `{` or JSON whitespace; otherwise unrecognised.
+/// empty or starts with `{` or JSON whitespace (unless [`is_packet_log`]);
+/// otherwise unrecognised.
 fn recognise(head: &[u8]) -> Option<DecodeFraming> {
     let n = head.len().min(MAGIC.len());
     match head.first() {
@@ -248,6 +273,63 @@ fn recognise(head: &[u8]) -> Option<DecodeFraming> {
         Some(b'{' | b' ' | b'\t' | b'\r' | b'\n') => Some(DecodeFraming::Raw),
         Some(_) => None,
     }
+}
+
+fn is_json_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// What `auto` looks at in the first line of an input that starts like Raw.
+#[derive(Deserialize)]
+struct Probe {
+    dir: Option<IgnoredAny>,
+    data_b64: Option<IgnoredAny>,
+    text: Option<IgnoredAny>,
+    text_b64: Option<IgnoredAny>,
+    header: Option<IgnoredAny>,
+    route: Option<IgnoredAny>,
+}
+
+/// The `auto` rule for packet logs, on an input that starts like Raw: its
+/// first non-blank line (read up to `limit` bytes, nothing consumed) is a
+/// JSON object with a `dir` key and a `data_b64`, `text` or `text_b64` key,
+/// and without the `header` and `route` keys of a message.
+fn is_packet_log<R: Read>(input: &mut Input<R>, limit: usize) -> io::Result<bool> {
+    let mut searched = 0;
+    let start = loop {
+        if let Some(i) = input.buf[searched..].iter().position(|b| !is_json_space(b)) {
+            break searched + i;
+        }
+        searched = input.buf.len();
+        if input.eof || searched > limit {
+            return Ok(false);
+        }
+        input.fill()?;
+    };
+    if input.buf[start] != b'{' {
+        return Ok(false);
+    }
+    let mut searched = start;
+    let end = loop {
+        if let Some(i) = memchr::memchr(b'\n', &input.buf[searched..]) {
+            break searched + i;
+        }
+        searched = input.buf.len();
+        if input.eof {
+            break searched;
+        }
+        if searched - start > limit {
+            return Ok(false);
+        }
+        input.fill()?;
+    };
+    let probe = serde_json::from_slice::<Probe>(&input.buf[start..end]);
+    Ok(probe.is_ok_and(|l| {
+        l.dir.is_some()
+            && (l.data_b64.is_some() || l.text.is_some() || l.text_b64.is_some())
+            && l.header.is_none()
+            && l.route.is_none()
+    }))
 }
 
 /// Prints one frame: its message, or why its payload is not one.
@@ -393,6 +475,470 @@ fn skip_line<R: Read, W: Write>(input: &mut Input<R>, p: &mut Printer<W>) -> io:
     p.skipped(from, input.start - from, resumed, "next line")
 }
 
+/// The longest packet log line accepted, for packets of at most `max`
+/// bytes: as `text`, a byte may take six characters (`\u0000`).
+fn line_limit(max: usize) -> usize {
+    max.saturating_mul(6).saturating_add(4096)
+}
+
+/// Packet log: one packet (or stream read) per line. A line that holds no
+/// packet is reported and decoding goes on at the next line; the streams
+/// of stream transports are finished at the end of the input. Returns the
+/// number of lines.
+fn packets<R: Read, W: Write>(input: &mut Input<R>, p: &mut Printer<W>, max: usize) -> io::Result<u64> {
+    let limit = line_limit(max);
+    let mut log = PacketLog::new(max);
+    let mut line = 0u64;
+    let mut searched = 0;
+    loop {
+        if let Some(i) = memchr::memchr(b'\n', &input.buf[searched..]) {
+            let len = searched + i;
+            line += 1;
+            if len > limit {
+                line_too_long(p, line, input.start, len as u64, limit)?;
+            } else {
+                log.line(p, line, input.start, &input.buf[..len])?;
+            }
+            input.advance(len + 1);
+            searched = 0;
+        } else if input.buf.len() > limit {
+            line += 1;
+            let at = input.start;
+            let length = skip_to_line_feed(input)?;
+            line_too_long(p, line, at, length, limit)?;
+            searched = 0;
+        } else if input.eof {
+            if !input.buf.is_empty() {
+                line += 1;
+                log.line(p, line, input.start, &input.buf)?;
+                input.advance(input.buf.len());
+            }
+            break;
+        } else {
+            searched = input.buf.len();
+            input.fill()?;
+        }
+    }
+    log.finish(p)?;
+    Ok(line)
+}
+
+/// A log line over the limit (at byte `at` of the input), skipped.
+fn line_too_long<W: Write>(p: &mut Printer<W>, line: u64, at: u64, length: u64, limit: usize) -> io::Result<()> {
+    p.set_place(line, None, None, None, None);
+    let message = format!("line of {length} bytes at byte {at} exceeds the maximum of {limit} bytes; skipped");
+    let error = json!({"kind": "line_too_long", "input_offset": at, "max": limit, "message": message});
+    p.place_error(None, Some(length), &message, error)
+}
+
+/// Drops the input up to and including the next line feed (or to its end);
+/// returns how many bytes that was, the line feed not counted.
+fn skip_to_line_feed<R: Read>(input: &mut Input<R>) -> io::Result<u64> {
+    let mut skipped = 0;
+    loop {
+        if let Some(i) = memchr::memchr(b'\n', &input.buf) {
+            input.advance(i + 1);
+            return Ok(skipped + i as u64);
+        }
+        skipped += input.buf.len() as u64;
+        input.advance(input.buf.len());
+        if input.eof {
+            return Ok(skipped);
+        }
+        input.fill()?;
+    }
+}
+
+/// One line of a packet log: `beehive record`'s (`conn`, `seq`, `dir`,
+/// `t_ns`, `transport`, `len`, `data_b64`) or a capture session's (`seq`,
+/// `dir`, `text` or `text_b64`, `bytes`). Other keys are ignored.
+#[derive(Deserialize)]
+struct LogLine<'a> {
+    conn: Option<u64>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    dir: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    transport: Option<Cow<'a, str>>,
+    len: Option<u64>,
+    bytes: Option<u64>,
+    #[serde(borrow)]
+    data_b64: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text_b64: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// Why a log line holds no packet.
+struct BadLine(String);
+
+/// A connection's direction (conn, dir) and whether its lines are stream reads.
+type DirectionKey = (Option<u64>, Option<String>, bool);
+
+/// The state of a packet log: per connection and direction, the bytes seen
+/// so far, and for stream transports the stream being split.
+struct PacketLog {
+    max: usize,
+    directions: Vec<Direction>,
+    index: HashMap<DirectionKey, usize>,
+    /// Scratch for re-encodings.
+    scratch: Vec<u8>,
+}
+
+struct Direction {
+    conn: Option<u64>,
+    dir: Option<String>,
+    /// Packet transports: bytes of the packets so far (the next packet's offset).
+    carried: u64,
+    /// Stream transports: the stream.
+    stream: Option<Stream>,
+}
+
+/// The bytes of a stream transport's reads, joined, being split into frames.
+struct Stream {
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    start: u64,
+    /// Stream offset where the current codec started.
+    base: u64,
+    /// Chosen from the first bytes (as `auto` chooses).
+    codec: Option<(Box<dyn Framing>, &'static str)>,
+    state: StreamState,
+    /// The reads that may still hold the start of a frame: stream offset,
+    /// log line, `seq`.
+    reads: VecDeque<(u64, u64, Option<u64>)>,
+}
+
+enum StreamState {
+    Live,
+    /// After a Raw line over the limit: dropping bytes up to the next line feed.
+    SkipLine {
+        from: u64,
+    },
+    /// After a broken Package frame or an unrecognised start: the rest of
+    /// the stream is not decoded.
+    Broken {
+        from: u64,
+    },
+}
+
+impl PacketLog {
+    fn new(max: usize) -> Self {
+        PacketLog { max, directions: Vec::new(), index: HashMap::new(), scratch: Vec::new() }
+    }
+
+    /// One line, `at` its byte offset in the input, without its line feed.
+    fn line<W: Write>(&mut self, p: &mut Printer<W>, line: u64, at: u64, text: &[u8]) -> io::Result<()> {
+        let Some(first) = text.iter().find(|b| !is_json_space(b)) else {
+            return Ok(()); // blank
+        };
+        let parsed = if *first == b'{' {
+            serde_json::from_slice::<LogLine<'_>>(text)
+                .map_err(|e| BadLine(format!("not a packet log line: {}", json_error(&e))))
+        } else {
+            Err(BadLine("not a JSON object".to_owned()))
+        };
+        let l = match parsed {
+            Ok(l) => l,
+            Err(BadLine(message)) => {
+                p.set_place(line, None, None, None, None);
+                return bad_line(p, at, text.len(), &message);
+            }
+        };
+        p.set_place(line, l.conn, l.seq, l.dir.as_deref(), None);
+        let stream = match l.transport.as_deref() {
+            None | Some("unixpacket") => false,
+            Some("unix" | "tcp") => true,
+            Some(t) => {
+                return bad_line(p, at, text.len(), &format!("unknown transport {t:?} (unixpacket, unix or tcp)"))
+            }
+        };
+        let data = match packet_bytes(&l) {
+            Ok(d) => d,
+            Err(BadLine(message)) => return bad_line(p, at, text.len(), &message),
+        };
+        let key = (l.conn, l.dir.as_deref().map(str::to_owned), stream);
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let (conn, dir, stream) = key.clone();
+                self.directions.push(Direction { conn, dir, carried: 0, stream: stream.then(Stream::new) });
+                self.index.insert(key, self.directions.len() - 1);
+                self.directions.len() - 1
+            }
+        };
+        let d = &mut self.directions[i];
+        match &mut d.stream {
+            Some(s) => {
+                s.push(line, l.seq, &data);
+                s.drain(p, (d.conn, d.dir.as_deref()), self.max, false, &mut self.scratch)
+            }
+            None => {
+                let offset = d.carried;
+                d.carried += data.len() as u64;
+                self.packet(p, offset, Bytes::from(data))
+            }
+        }
+    }
+
+    /// One packet: one message as Go writes it, decoded as beehive-socket's
+    /// session decodes a packet.
+    fn packet<W: Write>(&mut self, p: &mut Printer<W>, offset: u64, packet: Bytes) -> io::Result<()> {
+        let length = packet.len() as u64;
+        if packet.len() > self.max {
+            p.stats.frames += 1;
+            return p.error(offset, Some(length), &CodecError::PacketTooLarge { max: self.max });
+        }
+        match beehive_codec::raw::packet::decode_lazy(&packet) {
+            Ok(msg) => {
+                let written = packet.strip_suffix(b"\n").unwrap_or(&packet);
+                let msg = as_go_wrote(msg, written, &mut self.scratch);
+                p.message(offset, length, &msg)
+            }
+            Err(CodecError::Json { source, .. }) => p.invalid_message(offset, length, offset, source),
+            Err(e) => {
+                p.stats.frames += 1;
+                p.error(offset, Some(length), &e)
+            }
+        }
+    }
+
+    /// The end of the input: every stream's last frame, and what could not
+    /// be decoded.
+    fn finish<W: Write>(&mut self, p: &mut Printer<W>) -> io::Result<()> {
+        for d in &mut self.directions {
+            if let Some(s) = &mut d.stream {
+                s.drain(p, (d.conn, d.dir.as_deref()), self.max, true, &mut self.scratch)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A line that holds no packet, reported.
+fn bad_line<W: Write>(p: &mut Printer<W>, at: u64, length: usize, message: &str) -> io::Result<()> {
+    let error = json!({"kind": "bad_line", "input_offset": at, "message": message});
+    p.place_error(None, Some(length as u64), message, error)
+}
+
+/// A serde_json error as `MESSAGE at column N` (the log line is its line 1).
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let what = text.rsplit_once(" at line ").map_or(text.as_str(), |(what, _)| what);
+    format!("{what} at column {}", e.column())
+}
+
+/// The packet's bytes: `data_b64`, `text_b64` or `text` (the first present),
+/// checked against `len` or `bytes` when given.
+fn packet_bytes(l: &LogLine<'_>) -> Result<Vec<u8>, BadLine> {
+    let b64 = |key: &str, s: &str| {
+        base64::engine::general_purpose::STANDARD.decode(s).map_err(|e| BadLine(format!("{key} is not base64: {e}")))
+    };
+    let data = match (&l.data_b64, &l.text_b64, &l.text) {
+        (Some(d), _, _) => b64("data_b64", d)?,
+        (None, Some(t), _) => b64("text_b64", t)?,
+        (None, None, Some(t)) => t.as_bytes().to_vec(),
+        (None, None, None) => return Err(BadLine("no packet bytes (data_b64, text_b64 or text)".to_owned())),
+    };
+    for (key, n) in [("len", l.len), ("bytes", l.bytes)] {
+        if let Some(n) = n.filter(|&n| n != data.len() as u64) {
+            return Err(BadLine(format!("{key} is {n} but the line holds {} bytes", data.len())));
+        }
+    }
+    Ok(data)
+}
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            buf: BytesMut::new(),
+            start: 0,
+            base: 0,
+            codec: None,
+            state: StreamState::Live,
+            reads: VecDeque::new(),
+        }
+    }
+
+    /// The bytes of one read (log line `line`).
+    fn push(&mut self, line: u64, seq: Option<u64>, data: &[u8]) {
+        if let StreamState::Broken { .. } = self.state {
+            // Only counted; nothing will point at them.
+            self.start += data.len() as u64;
+            return;
+        }
+        let end = self.start + self.buf.len() as u64;
+        self.reads.push_back((end, line, seq));
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Points the printer at the read holding stream offset `offset`.
+    /// Offsets come in increasing order, so earlier reads are dropped.
+    fn place<W: Write>(&mut self, p: &mut Printer<W>, (conn, dir): (Option<u64>, Option<&str>), offset: u64) {
+        while self.reads.get(1).is_some_and(|r| r.0 <= offset) {
+            self.reads.pop_front();
+        }
+        let (line, seq) = self.reads.front().map_or((0, None), |r| (r.1, r.2));
+        p.set_place(line, conn, seq, dir, Some(self.codec.as_ref().map_or("unrecognised", |c| c.1)));
+    }
+
+    /// Splits off and prints every complete frame (with `eof`, the last
+    /// ones too).
+    fn drain<W: Write>(
+        &mut self,
+        p: &mut Printer<W>,
+        who: (Option<u64>, Option<&str>),
+        max: usize,
+        eof: bool,
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        loop {
+            match self.state {
+                StreamState::Live => {}
+                StreamState::SkipLine { from } => {
+                    if let Some(i) = memchr::memchr(b'\n', &self.buf) {
+                        self.advance(i + 1);
+                        self.place(p, who, from);
+                        p.skipped(from, self.start - from, Some(self.start), "next line")?;
+                        self.state = StreamState::Live;
+                        self.codec = None;
+                        self.base = self.start;
+                        continue;
+                    }
+                    self.advance(self.buf.len());
+                    if eof {
+                        self.place(p, who, from);
+                        p.skipped(from, self.start - from, None, "no line feed after the long line")?;
+                    }
+                    return Ok(());
+                }
+                StreamState::Broken { from } => {
+                    if eof && self.start > from {
+                        self.place(p, who, from);
+                        p.skipped(from, self.start - from, None, "not decoded after the error")?;
+                    }
+                    return Ok(());
+                }
+            }
+            if self.codec.is_none() {
+                if self.buf.is_empty() || (self.buf.len() < MAGIC.len() && !eof) {
+                    return Ok(());
+                }
+                let codec: (Box<dyn Framing>, &'static str) = match recognise(&self.buf) {
+                    Some(DecodeFraming::Package) => (Box::new(package_codec(max)?), "package"),
+                    Some(_) => (Box::new(raw_codec(max)?), "raw"),
+                    None => {
+                        let at = self.start;
+                        self.place(p, who, at);
+                        let found = &self.buf[..self.buf.len().min(8)];
+                        let message = format!(
+                            "cannot recognise the framing of the stream: it starts with {} (Package starts with \
+                             \"beeh\", Raw with '{{' or whitespace)",
+                            crate::report::escape_bytes(found)
+                        );
+                        let error = json!({
+                            "kind": "unrecognised_framing", "offset": at, "found": found, "message": message,
+                        });
+                        p.place_error(Some(at), None, &message, error)?;
+                        self.break_off(at);
+                        continue;
+                    }
+                };
+                self.codec = Some(codec);
+                self.base = self.start;
+            }
+            let Some((codec, framing)) = &mut self.codec else { return Ok(()) };
+            let package = *framing == "package";
+            let before = self.buf.len();
+            let r = if eof { codec.decode_frame_eof(&mut self.buf) } else { codec.decode_frame(&mut self.buf) };
+            let at = self.start;
+            // Raw: blank lines are consumed even when no frame comes back.
+            self.start += (before - self.buf.len()) as u64;
+            match r {
+                Ok(Some(payload)) => {
+                    let (offset, length, payload_offset) = if package {
+                        (at, self.start - at, at + HEADER_LEN as u64)
+                    } else {
+                        let offset = self.base + codec.last_frame_offset();
+                        (offset, payload.len() as u64, offset)
+                    };
+                    self.place(p, who, offset);
+                    match beehive_model::json::from_bytes_lazy(&payload) {
+                        Ok(msg) => p.message(offset, length, &as_go_wrote(msg, &payload, scratch))?,
+                        Err(e) => p.invalid_message(offset, length, payload_offset, e)?,
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(CodecError::Io(e)) => return Err(e),
+                Err(e) => {
+                    let at = self.start;
+                    let long_line = matches!(e, CodecError::LineTooLong { .. });
+                    let e = shift(e, self.base);
+                    self.place(p, who, at);
+                    p.error(at, None, &e)?;
+                    if long_line {
+                        self.state = StreamState::SkipLine { from: at };
+                    } else if eof {
+                        // The error (a truncated frame) covers the bytes left.
+                        self.break_off(self.start + self.buf.len() as u64);
+                    } else {
+                        self.break_off(at);
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.start += n as u64;
+    }
+
+    /// Gives up on the stream from `from` on: what is buffered is dropped
+    /// (and counted when the stream ends).
+    fn break_off(&mut self, from: u64) {
+        self.advance(self.buf.len());
+        self.buf = BytesMut::new();
+        self.state = StreamState::Broken { from };
+    }
+}
+
+fn package_codec(max: usize) -> io::Result<PackageCodec> {
+    PackageCodec::with_max_frame_len(max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn raw_codec(max: usize) -> io::Result<RawCodec> {
+    RawCodec::with_max_line_len(max).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+/// The message as Go wrote it when `written` (its JSON as it went over the
+/// socket) shows how: Go writes the handshake answer from its
+/// `*socket.ModuleExchange` struct, `modules` before `groups`, while decoded
+/// content is a map written back with its keys sorted. Any other message
+/// is returned as decoded.
+fn as_go_wrote(msg: Message, written: &[u8], scratch: &mut Vec<u8>) -> Message {
+    let value = match msg.content() {
+        Content::Value(v @ Value::Object(_)) => Cow::Borrowed(v),
+        Content::Raw(raw) if !raw.is_canonical() && raw.as_bytes().first() == Some(&b'{') => match raw.parse() {
+            Ok(v) => Cow::Owned(v),
+            Err(_) => return msg,
+        },
+        _ => return msg,
+    };
+    let Some(exchange) = ModuleExchange::from_value(&value) else { return msg };
+    scratch.clear();
+    if beehive_model::encode_into(&msg, scratch).is_err() || scratch.as_slice() == written {
+        return msg;
+    }
+    let as_struct = msg.clone().fill_body(Content::ModuleExchange(exchange));
+    scratch.clear();
+    match beehive_model::encode_into(&as_struct, scratch) {
+        Ok(()) if scratch.as_slice() == written => as_struct,
+        _ => msg,
+    }
+}
+
 /// The error with its offsets counted from the start of the input instead
 /// of from `base`, where the codec that found it started.
 fn shift(e: CodecError, base: u64) -> CodecError {
@@ -445,6 +991,36 @@ mod tests {
         v.extend_from_slice(&(payload.len() as i32).to_be_bytes());
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn auto_tells_a_packet_log_from_a_raw_stream() {
+        let probe = |text: &[u8]| {
+            let mut input = Input::new(OneByte(text), Progress::new(false, None));
+            is_packet_log(&mut input, 1 << 20).unwrap()
+        };
+        assert!(probe(b"\n {\"seq\":1,\"dir\":\"client_to_server\",\"text\":\"x\",\"bytes\":1}\n{"));
+        assert!(probe(br#"{"conn":1,"seq":1,"dir":"server_to_client","transport":"unix","len":0,"data_b64":""}"#));
+        assert!(!probe(MSG));
+        assert!(!probe(br#"{"header":{},"route":{},"dir":"x","text":"y"}"#));
+        assert!(!probe(br#"{"dir":"x"}"#));
+        assert!(!probe(b"{\"dir\":\"x\",\n\"text\":\"y\"}"));
+        assert!(!probe(b" \n"));
+    }
+
+    #[test]
+    fn the_handshake_answer_keeps_gos_key_order() {
+        let written =
+            br#"{"header":{"msg_id":"a","timestamp":1},"route":{},"content":{"modules":["m"],"groups":{"m":["m"]}}}"#;
+        let mut scratch = Vec::new();
+        let msg = beehive_model::json::from_bytes_lazy(&Bytes::from_static(written)).unwrap();
+        let sorted = beehive_model::to_vec(&msg).unwrap();
+        assert_ne!(&sorted[..], &written[..]);
+        let msg = as_go_wrote(msg, written, &mut scratch);
+        assert_eq!(beehive_model::to_vec(&msg).unwrap(), written);
+        // Written sorted, it stays sorted.
+        let msg = beehive_model::json::from_bytes_lazy(&Bytes::from(sorted.clone())).unwrap();
+        assert_eq!(beehive_model::to_vec(&as_go_wrote(msg, &sorted, &mut scratch)).unwrap(), sorted);
     }
 
     #[test]

@@ -32,8 +32,24 @@ pub struct Printer<W: Write> {
     framing: &'static str,
     line: Vec<u8>,
     text: String,
+    /// Where the records come from in a packet log (`--framing packets`);
+    /// `None` for a Package or Raw stream.
+    place: Option<Place>,
     /// What has been printed so far.
     pub stats: Stats,
+}
+
+/// Where a record of a packet log comes from: the log line and what it
+/// says about the packet.
+#[derive(Debug, Default)]
+struct Place {
+    line: u64,
+    conn: Option<u64>,
+    seq: Option<u64>,
+    dir: Option<String>,
+    /// How a stream transport's bytes were split (`raw`, `package`); `None`
+    /// for a packet, whose offset is not shown in text.
+    stream: Option<&'static str>,
 }
 
 impl<W: Write> Printer<W> {
@@ -46,8 +62,34 @@ impl<W: Write> Printer<W> {
             framing: "unknown",
             line: Vec::with_capacity(4096),
             text: String::with_capacity(256),
+            place: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Says where the records that follow come from in a packet log: the
+    /// line, its `conn`, `seq` and `dir`, and for the frames of a stream
+    /// transport how its bytes were split (`raw`, `package`).
+    pub fn set_place(
+        &mut self,
+        line: u64,
+        conn: Option<u64>,
+        seq: Option<u64>,
+        dir: Option<&str>,
+        stream: Option<&'static str>,
+    ) {
+        let place = self.place.get_or_insert_with(Place::default);
+        place.line = line;
+        place.conn = conn;
+        place.seq = seq;
+        match (dir, &mut place.dir) {
+            (Some(d), Some(buf)) => {
+                buf.clear();
+                buf.push_str(d);
+            }
+            (d, buf) => *buf = d.map(str::to_owned),
+        }
+        place.stream = stream;
     }
 
     /// Names the framing in the records that follow.
@@ -57,6 +99,9 @@ impl<W: Write> Printer<W> {
 
     /// `{"offset":…,"length":…,"framing":"…"` into `self.line` (no closing brace).
     fn json_head(&mut self, offset: u64, length: Option<u64>) {
+        if self.place.is_some() {
+            return self.place_json_head(Some(offset), length);
+        }
         let mut n = itoa::Buffer::new();
         self.line.clear();
         self.line.extend_from_slice(b"{\"offset\":");
@@ -71,7 +116,74 @@ impl<W: Write> Printer<W> {
         self.line.push(b'"');
     }
 
+    /// `{"line":…,"conn":…,"seq":…,"dir":…,"offset":…,"length":…,"framing":"packets"`
+    /// (and `"stream":…` for a stream transport) into `self.line`.
+    fn place_json_head(&mut self, offset: Option<u64>, length: Option<u64>) {
+        let Some(place) = &self.place else { return };
+        let mut n = itoa::Buffer::new();
+        let mut opt = |line: &mut Vec<u8>, v: Option<u64>| match v {
+            Some(v) => line.extend_from_slice(n.format(v).as_bytes()),
+            None => line.extend_from_slice(b"null"),
+        };
+        let line = &mut self.line;
+        line.clear();
+        line.extend_from_slice(b"{\"line\":");
+        opt(line, Some(place.line));
+        line.extend_from_slice(b",\"conn\":");
+        opt(line, place.conn);
+        line.extend_from_slice(b",\"seq\":");
+        opt(line, place.seq);
+        line.extend_from_slice(b",\"dir\":");
+        // A string from the log: escaped by serde_json (cannot fail).
+        let _ = serde_json::to_writer(&mut *line, &place.dir);
+        line.extend_from_slice(b",\"offset\":");
+        opt(line, offset);
+        line.extend_from_slice(b",\"length\":");
+        opt(line, length);
+        line.extend_from_slice(b",\"framing\":\"");
+        line.extend_from_slice(self.framing.as_bytes());
+        line.push(b'"');
+        if let Some(stream) = place.stream {
+            line.extend_from_slice(b",\"stream\":\"");
+            line.extend_from_slice(stream.as_bytes());
+            line.push(b'"');
+        }
+    }
+
+    /// `line 3 conn 1 #3 client_to_server 202 `: what is known of the line,
+    /// then `@OFFSET` for a stream transport's frame and the length.
+    fn place_text_head(&mut self, offset: Option<u64>, length: Option<u64>) -> io::Result<()> {
+        let Some(place) = &self.place else { return Ok(()) };
+        let mut head = format!("line {}", place.line);
+        if let Some(c) = place.conn {
+            let _ = write!(head, " conn {c}");
+        }
+        if let Some(s) = place.seq {
+            let _ = write!(head, " #{s}");
+        }
+        if let Some(d) = &place.dir {
+            head.push(' ');
+            head.push_str(d);
+        }
+        if let (Some(_), Some(o)) = (place.stream, offset) {
+            let _ = write!(head, " @{o}");
+        }
+        if let Some(l) = length {
+            let _ = write!(head, " {l}");
+        }
+        if head.chars().any(char::is_control) {
+            let mut escaped = Vec::new();
+            write_escaped(&mut escaped, &head)?;
+            head = String::from_utf8_lossy(&escaped).into_owned();
+        }
+        style::paint(&mut self.out, self.color, style::DIM, &head)?;
+        self.out.write_all(b" ")
+    }
+
     fn text_head(&mut self, offset: u64, length: Option<u64>) -> io::Result<()> {
+        if self.place.is_some() {
+            return self.place_text_head(Some(offset), length);
+        }
         let mut n = itoa::Buffer::new();
         let mut head = String::with_capacity(24);
         head.push_str(n.format(offset));
@@ -155,6 +267,28 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, " {message}")
     }
 
+    /// A problem in a packet log that is not a frame's: a line that holds
+    /// no packet (`offset` `None`), or a stream whose framing is not
+    /// recognised. `error` is its JSON, `message` its text.
+    pub fn place_error(
+        &mut self,
+        offset: Option<u64>,
+        length: Option<u64>,
+        message: &str,
+        error: Value,
+    ) -> io::Result<()> {
+        if self.json {
+            self.place_json_head(offset, length);
+            return self.finish_error(error);
+        }
+        self.stats.errors += 1;
+        self.place_text_head(offset, None)?;
+        style::paint(&mut self.out, self.color, style::ERROR, "error:")?;
+        self.out.write_all(b" ")?;
+        write_escaped(&mut self.out, message)?;
+        self.out.write_all(b"\n")
+    }
+
     /// `skipped` bytes from `offset` dropped; decoding resumes at
     /// `resumed_at`, or never (the end of the input came first).
     pub fn skipped(&mut self, offset: u64, skipped: u64, resumed_at: Option<u64>, what: &str) -> io::Result<()> {
@@ -175,6 +309,7 @@ impl<W: Write> Printer<W> {
         self.text_head(offset, Some(skipped))?;
         let text = match resumed_at {
             Some(r) => format!("skipped {skipped} bytes, resumed at byte {r} ({what})"),
+            None if self.place.is_some() => format!("skipped {skipped} bytes to the end of the stream ({what})"),
             None => format!("skipped {skipped} bytes to the end of the input (no {what} found)"),
         };
         style::paint(&mut self.out, self.color, style::WARN, &text)?;
@@ -257,6 +392,7 @@ pub fn codec_error_json(err: &CodecError) -> Value {
         CodecError::LineTooLong { offset, max } => {
             json!({"kind": "line_too_long", "offset": offset, "max": max, "message": message})
         }
+        CodecError::PacketTooLarge { max } => json!({"kind": "packet_too_large", "max": max, "message": message}),
         CodecError::Json { offset, source } => json!({
             "kind": "invalid_message", "offset": offset, "message": message,
             "cause": decode_error_json(source, *offset),

@@ -4,10 +4,14 @@
 
 mod common;
 
-use std::io::Write as _;
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::Path;
 
 use base64::Engine as _;
 use common::{beehive, captures, escape_controls, package_frame, records};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One line of `frames/index.jsonl`.
@@ -435,7 +439,7 @@ fn missing_files_and_bad_flags_exit_2() {
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(stderr.starts_with("beehive: error: cannot open /nonexistent/capture.bin:"), "{stderr}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
-    beehive().args(["decode", "--framing", "packets"]).assert().code(2);
+    beehive().args(["decode", "--framing", "packet"]).assert().code(2);
     beehive().args(["decode", "--max-frame-len", "5", "-"]).write_stdin(capture("package-001.bin")).assert().code(2);
     beehive().arg("decode").arg(captures()).assert().code(2);
 }
@@ -461,4 +465,419 @@ fn colour_only_when_asked_or_forced_and_never_with_no_color() {
     assert!(run(&[], &[("CLICOLOR_FORCE", "1")]).contains("\x1b["));
     assert!(!run(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains('\x1b'));
     assert!(!run(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]).contains('\x1b'));
+}
+
+/// One record of `decode --framing packets --json`; `message` is kept as
+/// the exact bytes printed.
+#[derive(Debug, Deserialize)]
+struct PacketRecord<'a> {
+    line: u64,
+    conn: Option<u64>,
+    seq: Option<u64>,
+    dir: Option<String>,
+    offset: Option<u64>,
+    length: Option<u64>,
+    framing: String,
+    #[serde(default)]
+    stream: Option<String>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+impl PacketRecord<'_> {
+    fn message(&self) -> &str {
+        self.message.unwrap_or_else(|| panic!("not a message: {self:?}")).get()
+    }
+
+    fn error_kind(&self) -> &str {
+        self.error.as_ref().and_then(|e| e["kind"].as_str()).unwrap_or("")
+    }
+}
+
+fn packet_records(out: &str) -> Vec<PacketRecord<'_>> {
+    out.lines()
+        .map(|l| {
+            let r: PacketRecord<'_> = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(r.framing, "packets", "{l}");
+            r
+        })
+        .collect()
+}
+
+/// `decode ARGS FILE`: stdout, stderr and the exit code.
+fn decode_file(args: &[&str], file: &Path) -> (String, String, i32) {
+    let out = beehive().arg("decode").args(args).arg(file).output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (text(out.stdout), text(out.stderr), out.status.code().unwrap())
+}
+
+/// Go's `String()` of the message a JSON text holds.
+fn go_string(json: &str) -> String {
+    let v: Value = serde_json::from_str(json).unwrap();
+    let s = |o: &str, k: &str| v[o][k].as_str().unwrap_or("").to_owned();
+    format!(
+        "MessageID: {} ParentID: {} Group: {} Source: {} Destination: {} Resource: {} Operation: {}",
+        s("header", "msg_id"),
+        s("header", "parent_msg_id"),
+        s("route", "group"),
+        s("route", "source"),
+        s("route", "destination"),
+        s("route", "resource"),
+        s("route", "operation"),
+    )
+}
+
+/// Every packet of every Go session decodes, and re-encodes to exactly the
+/// bytes Go sent (its JSON; the packet adds a line feed), the handshake
+/// answer written from Go's struct included.
+#[test]
+fn every_capture_session_decodes_as_packets_to_gos_exact_bytes() {
+    let mut files: Vec<_> = std::fs::read_dir(captures().join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl") && !p.ends_with("index.jsonl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let (mut packets, mut exchanges) = (0, 0);
+    for file in &files {
+        let lines: Vec<Value> =
+            std::fs::read_to_string(file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for framing in ["packets", "auto"] {
+            let (stdout, stderr, code) = decode_file(&["--json", "--framing", framing], file);
+            assert_eq!(code, 0, "{}: {stdout}{stderr}", file.display());
+            let recs = packet_records(&stdout);
+            assert_eq!(recs.len(), lines.len(), "{}: {stdout}", file.display());
+            let mut carried: HashMap<String, u64> = HashMap::new();
+            for (i, (r, l)) in recs.iter().zip(&lines).enumerate() {
+                let text = l["text"].as_str().unwrap();
+                let dir = l["dir"].as_str().unwrap();
+                let at = carried.entry(dir.to_owned()).or_default();
+                assert_eq!(
+                    (r.line, r.conn, r.seq, r.dir.as_deref(), r.offset, r.length, r.stream.as_deref()),
+                    (i as u64 + 1, None, l["seq"].as_u64(), Some(dir), Some(*at), l["bytes"].as_u64(), None),
+                    "{}",
+                    file.display()
+                );
+                *at += text.len() as u64;
+                assert_eq!(Some(r.message()), text.strip_suffix('\n'), "{} line {}", file.display(), i + 1);
+                packets += 1;
+                exchanges += usize::from(r.message().contains(r#""content":{"modules":"#));
+            }
+        }
+        // Text: the line, seq, direction, length and Go's String().
+        let (stdout, stderr, _) = decode_file(&[], file);
+        let expected: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let text = l["text"].as_str().unwrap();
+                format!(
+                    "line {} #{} {} {} {}\n",
+                    i + 1,
+                    l["seq"],
+                    l["dir"].as_str().unwrap(),
+                    text.len(),
+                    escape_controls(&go_string(text))
+                )
+            })
+            .collect();
+        assert_eq!(stdout, expected);
+        let n = lines.len();
+        let summary = format!("packets, {n} frames, {n} messages, 0 errors, {n} lines, ");
+        assert!(stderr.contains(&summary), "{stderr}");
+    }
+    assert!(packets >= 2 * 24, "{packets}");
+    // Each session starts with the handshake, whose answer Go writes from
+    // its ModuleExchange struct: `modules` before `groups`.
+    assert_eq!(exchanges, 2 * files.len());
+}
+
+/// A line of `beehive record`'s transcript.
+fn record_line(conn: u64, seq: u64, dir: &str, transport: &str, data: &[u8]) -> String {
+    format!(
+        r#"{{"conn":{conn},"seq":{seq},"dir":"{dir}","t_ns":{},"transport":"{transport}","len":{},"data_b64":"{}"}}"#,
+        seq * 1000,
+        data.len(),
+        base64::engine::general_purpose::STANDARD.encode(data)
+    )
+}
+
+/// `beehive encode` of a message with fixed id and timestamp.
+fn encoded(id: &str, framing: &str, content: &str) -> Vec<u8> {
+    let out = beehive()
+        .args(["encode", "--source", "edged", "--group", "meta", "--resource", "default/pod/x", "--operation"])
+        .args(["update", "--msg-id", id, "--timestamp", "1700000000000", "--content", content, "--framing", framing])
+        .assert()
+        .success();
+    out.get_output().stdout.clone()
+}
+
+fn write_log(lines: &[String]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    for l in lines {
+        writeln!(file, "{l}").unwrap();
+    }
+    file
+}
+
+/// Stream transports: the reads of each connection and direction are
+/// joined and split as Raw or Package, frames are placed by their offset
+/// in that stream and by the line of the read where they start.
+#[test]
+fn stream_reads_of_a_record_log_are_joined_per_connection_and_direction() {
+    let (a, b) = (encoded("a", "raw", r#"{"n":1}"#), encoded("b", "raw", r#""two""#));
+    let c = encoded("c", "package", "[3]");
+    let (c2, c5) = ("client_to_server", "server_to_client");
+    // Blank lines (consumed with the frame after them) before b and the
+    // repeat of a; b starts in one read and ends in another.
+    let mut raw_stream = a.clone();
+    raw_stream.extend_from_slice(b"\r\n \n");
+    let b_at = raw_stream.len();
+    raw_stream.extend_from_slice(&b);
+    let a2_at = raw_stream.len() + 1;
+    let log = write_log(&[
+        record_line(7, 1, c2, "unix", &raw_stream[..10]),
+        record_line(7, 2, c5, "unix", &c[..5]),
+        record_line(7, 3, c2, "unix", &raw_stream[10..b_at + 3]),
+        record_line(7, 4, c5, "unix", &c[5..]),
+        record_line(7, 5, c2, "unix", &[&raw_stream[b_at + 3..], b"\n", &a].concat()),
+        record_line(8, 1, c2, "tcp", &c),
+        record_line(8, 2, c2, "tcp", &c[..20]),
+    ]);
+    let (stdout, stderr, code) = decode_file(&["--json"], log.path());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let recs = packet_records(&stdout);
+    let got: Vec<_> = recs
+        .iter()
+        .map(|r| (r.line, r.conn, r.seq, r.dir.as_deref(), r.stream.as_deref(), r.offset, r.length))
+        .collect();
+    let (a_len, b_len, c_len) = (a.len() as u64 - 1, b.len() as u64 - 1, c.len() as u64);
+    assert_eq!(
+        got,
+        [
+            (1, Some(7), Some(1), Some(c2), Some("raw"), Some(0), Some(a_len)),
+            (2, Some(7), Some(2), Some(c5), Some("package"), Some(0), Some(c_len)),
+            (3, Some(7), Some(3), Some(c2), Some("raw"), Some(b_at as u64), Some(b_len)),
+            (5, Some(7), Some(5), Some(c2), Some("raw"), Some(a2_at as u64), Some(a_len)),
+            (6, Some(8), Some(1), Some(c2), Some("package"), Some(0), Some(c_len)),
+            // The end of the input: conn 8's second frame is cut short.
+            (7, Some(8), Some(2), Some(c2), Some("package"), Some(c_len), None),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(recs[0].message().as_bytes(), &a[..a.len() - 1]);
+    assert_eq!(recs[1].message().as_bytes(), &c[12..]);
+    assert_eq!(recs[2].message().as_bytes(), &b[..b.len() - 1]);
+    assert_eq!(recs[3].message(), recs[0].message());
+    assert_eq!(recs[4].message().as_bytes(), &c[12..]);
+    assert_eq!(recs[5].error_kind(), "truncated");
+    assert_eq!(recs[5].error.as_ref().unwrap()["available"], 20);
+
+    let (stdout, _, _) = decode_file(&[], log.path());
+    let first = stdout.lines().next().unwrap();
+    assert_eq!(first, format!("line 1 conn 7 #1 {c2} @0 {a_len} {}", go_string(std::str::from_utf8(&a).unwrap())));
+    assert!(stdout.contains(&format!("\nline 3 conn 7 #3 {c2} @{b_at} {b_len} MessageID: b ")), "{stdout}");
+    assert!(stdout.ends_with(&format!("line 7 conn 8 #2 {c2} @{c_len} error: stream ended inside a frame at byte {c_len}: 20 of {c_len} bytes present\n")), "{stdout}");
+}
+
+/// A line without a packet is reported with its line number, and the
+/// lines after it still decode.
+#[test]
+fn broken_lines_are_reported_with_their_line_number_and_decoding_goes_on() {
+    let a = encoded("a", "raw", "1");
+    let big = encoded("big", "raw", &format!("\"{}\"", "x".repeat(300)));
+    let c2 = "client_to_server";
+    let log = write_log(&[
+        record_line(1, 1, c2, "unixpacket", &a),
+        "{\"conn\":1,\"seq\":2,\"dir\":\"client_to_server\",\"transport\":\"unixpacket\",\"len\":3,\"data_b64\":\"YWJj"
+            .to_owned(),
+        String::new(),
+        r#"{"conn":1,"seq":3,"dir":"client_to_server","transport":"unixpacket","len":3}"#.to_owned(),
+        r#"{"seq":4,"dir":"client_to_server","text":"{}\n","bytes":5}"#.to_owned(),
+        r#"{"seq":5,"dir":"client_to_server","data_b64":"not base64!"}"#.to_owned(),
+        record_line(1, 6, c2, "sctp", &a),
+        "[1,2,3]".to_owned(),
+        record_line(1, 7, c2, "unixpacket", b"{\"header\":{\"timestamp\":\"x\"}}\n"),
+        record_line(1, 8, c2, "unixpacket", &big),
+        // Over the line limit for 300-byte packets (6 × 300 + 4096).
+        "x".repeat(6000),
+        record_line(1, 9, c2, "unixpacket", &a),
+    ]);
+    let (stdout, stderr, code) = decode_file(&["--json", "--framing", "packets", "--max-frame-len", "300"], log.path());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let recs = packet_records(&stdout);
+    let kinds: Vec<_> =
+        recs.iter().map(|r| (r.line, if r.message.is_some() { "message" } else { r.error_kind() })).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "message"),
+            (2, "bad_line"),
+            (4, "bad_line"),
+            (5, "bad_line"),
+            (6, "bad_line"),
+            (7, "bad_line"),
+            (8, "bad_line"),
+            (9, "invalid_message"),
+            (10, "packet_too_large"),
+            (11, "line_too_long"),
+            (12, "message"),
+        ],
+        "{stdout}"
+    );
+    let a_len = a.len() as u64;
+    // Packets that were decoded count towards their direction's offsets.
+    assert_eq!((recs[7].offset, recs[7].length), (Some(a_len), Some(29)));
+    let cause = &recs[7].error.as_ref().unwrap()["cause"];
+    assert_eq!(
+        (cause["field"].as_str(), cause["stream_offset"].as_u64()),
+        (Some("header.timestamp"), Some(a_len + 23))
+    );
+    assert_eq!((recs[9].length, recs[9].error.as_ref().unwrap()["max"].as_u64()), (Some(6000), Some(5896)));
+    assert_eq!(recs[10].offset, Some(a_len + 29 + big.len() as u64));
+    assert_eq!(recs[10].message(), recs[0].message());
+    // What is known of a bad line is shown; its length is the line's.
+    assert_eq!((recs[2].conn, recs[2].seq, recs[2].dir.as_deref(), recs[2].offset), (Some(1), Some(3), Some(c2), None));
+    assert_eq!(recs[1].error.as_ref().unwrap()["input_offset"], record_line(1, 1, c2, "unixpacket", &a).len() + 1);
+    assert!(recs[1].length.is_some_and(|l| l > 90));
+    let message = |i: usize| recs[i].error.as_ref().unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message(1).starts_with("not a packet log line: EOF while parsing"), "{}", message(1));
+    assert_eq!(message(2), "no packet bytes (data_b64, text_b64 or text)");
+    assert_eq!(message(3), "bytes is 5 but the line holds 3 bytes");
+    assert!(message(4).starts_with("data_b64 is not base64"), "{}", message(4));
+    assert_eq!(message(5), "unknown transport \"sctp\" (unixpacket, unix or tcp)");
+    assert_eq!(message(6), "not a JSON object");
+
+    let (stdout, stderr, code) = decode_file(&["--framing", "packets", "--max-frame-len", "300"], log.path());
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 11, "{stdout}");
+    assert!(
+        lines[1].starts_with("line 2 error: not a packet log line: EOF while parsing a string at column "),
+        "{stdout}"
+    );
+    assert_eq!(lines[2], format!("line 4 conn 1 #3 {c2} error: no packet bytes (data_b64, text_b64 or text)"));
+    assert_eq!(lines[6], "line 8 error: not a JSON object");
+    assert_eq!(
+        lines[8],
+        format!("line 10 conn 1 #8 {c2} {} error: packet larger than the maximum of 300 bytes", big.len())
+    );
+    assert!(lines[9].starts_with("line 11 error: line of 6000 bytes at byte "), "{stdout}");
+    assert!(lines[10].starts_with(&format!("line 12 conn 1 #9 {c2} {a_len} MessageID: a ")), "{stdout}");
+    assert!(stderr.contains("packets, 4 frames, 2 messages, 9 errors, 12 lines, "), "{stderr}");
+}
+
+/// `auto` takes a packet log for one only by its first line's keys: a Raw
+/// stream, whose lines are messages, stays Raw.
+#[test]
+fn auto_picks_packets_for_a_packet_log_and_raw_for_a_raw_stream() {
+    let a = encoded("a", "raw", r#"{"dir":"client_to_server","text":"x","data_b64":""}"#);
+    let log = write_log(&[record_line(1, 1, "client_to_server", "unixpacket", &a)]);
+    let mut input = b"\n\n".to_vec();
+    input.extend_from_slice(&std::fs::read(log.path()).unwrap());
+    let out = beehive().args(["decode", "--json", "-"]).write_stdin(input).assert().success();
+    let recs_out = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let recs = packet_records(&recs_out);
+    assert_eq!((recs.len(), recs[0].line, recs[0].offset), (1, 3, Some(0)));
+    assert_eq!(recs[0].message().as_bytes(), &a[..a.len() - 1]);
+
+    // The same message as a Raw stream: its keys are a message's.
+    let recs_out = decode_json(&[], a.clone(), 0);
+    let recs = records(&recs_out);
+    assert_eq!((recs.len(), recs[0].framing.as_str()), (1, "raw"));
+    // And a Raw line that is not a message is still Raw (an invalid message).
+    let recs_out = decode_json(&[], b"{\"dir\":\"x\"}\n".to_vec(), 0);
+    assert_eq!(records(&recs_out)[0].framing, "raw");
+    // A packet log given as Raw is what the user asked for.
+    let recs_out = decode_json(&["--framing", "raw"], std::fs::read(log.path()).unwrap(), 0);
+    assert_eq!(records(&recs_out)[0].framing, "raw");
+}
+
+/// A live recording: `beehive record` between a seqpacket client and
+/// server, then `decode` of its transcript.
+#[test]
+fn a_transcript_of_beehive_record_decodes_with_conn_seq_and_dir() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let step = common::STEP;
+    let dir = tempfile::tempdir().unwrap();
+    let (up, relay, out) = (dir.path().join("up.sock"), dir.path().join("relay.sock"), dir.path().join("rec"));
+    let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    listener.bind(&SockAddr::unix(&up).unwrap()).unwrap();
+    listener.listen(1).unwrap();
+    listener.set_read_timeout(Some(step)).unwrap();
+    // The server answers each packet with the packet of the next message.
+    let answers = vec![encoded("answer-1", "raw", "1"), encoded("answer-2", "raw", r#"{"ok":true}"#)];
+    let server = {
+        let answers = answers.clone();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(step)).unwrap();
+            let mut buf = vec![0u8; 1 << 16];
+            for answer in answers {
+                let n = (&s).read(&mut buf).unwrap();
+                assert!(n > 0);
+                s.send(&answer).unwrap();
+            }
+            assert_eq!((&s).read(&mut buf).unwrap(), 0);
+        })
+    };
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_beehive"))
+        .args(["record", "--listen", relay.to_str().unwrap(), "--upstream", up.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(record.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.starts_with("beehive: recording "), "{first}");
+
+    let requests = [encoded("request-1", "raw", r#""hello""#), encoded("request-2", "raw", "[1,2]")];
+    let client = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    client.connect(&SockAddr::unix(&relay).unwrap()).unwrap();
+    client.set_read_timeout(Some(step)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    for (request, answer) in requests.iter().zip(&answers) {
+        client.send(request).unwrap();
+        let n = (&client).read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &answer[..]);
+    }
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!((&client).read(&mut buf).unwrap(), 0);
+    server.join().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(record.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(record.wait().unwrap().success(), "{rest}");
+
+    let transcript = out.join("recorded/conn-000001.jsonl");
+    let (stdout, stderr, code) = decode_file(&["--json"], &transcript);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let recs = packet_records(&stdout);
+    assert_eq!(recs.len(), 4, "{stdout}");
+    // The relay records each direction in order; the two directions may
+    // interleave either way.
+    let mut expected: HashMap<&str, (std::slice::Iter<'_, Vec<u8>>, u64)> =
+        HashMap::from([("client_to_server", (requests.iter(), 0)), ("server_to_client", (answers.iter(), 0))]);
+    for (i, r) in recs.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_eq!((r.line, r.conn, r.seq), (seq, Some(1), Some(seq)));
+        let (packets, carried) = expected.get_mut(r.dir.as_deref().unwrap()).unwrap();
+        let packet = packets.next().unwrap();
+        assert_eq!((r.offset, r.length), (Some(*carried), Some(packet.len() as u64)));
+        assert_eq!(r.message().as_bytes(), &packet[..packet.len() - 1]);
+        *carried += packet.len() as u64;
+    }
+    let (stdout, _, _) = decode_file(&[], &transcript);
+    let line = recs.iter().find(|r| r.message().contains("answer-1")).unwrap().line;
+    let want = format!(
+        "line {line} conn 1 #{line} server_to_client {} MessageID: answer-1 ParentID:  Group: meta ",
+        answers[0].len()
+    );
+    assert!(stdout.lines().any(|l| l.starts_with(&want)), "{stdout}");
 }
