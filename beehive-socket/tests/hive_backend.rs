@@ -368,3 +368,105 @@ async fn a_backend_not_installed_in_the_hive_is_refused() {
     let r = backend.serve(&hive, &Endpoint::unix_packet(dir.join("x.sock")), config, ServerOptions::default()).await;
     assert!(matches!(r, Err(DriverError::Config(_))), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_sync_over_sockets_and_a_module_that_registers_again_is_one_member() {
+    let dir = temp_dir("group-sync");
+    let path = dir.join("hive.sock");
+    let (hive, _backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
+    let endpoint = Endpoint::unix_packet(&path);
+    // `edge` registers, leaves and registers again (Go: in a group of its
+    // own name each time).
+    let first = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+    registered(&mut server, "edge").await;
+    first.close();
+    within("first connection closed", T, first.handle().closed()).await;
+    let mut edge = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+    registered(&mut server, "edge").await;
+    let handle = edge.handle().clone();
+    let (plain_tx, mut plain) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = edge.recv().await {
+            if m.is_sync() {
+                let body = format!("edge:{}", m.content().as_str().unwrap_or_default());
+                handle.send_resp(m.new_response(body)).await.unwrap();
+            } else {
+                plain_tx.send(m).unwrap();
+            }
+        }
+    });
+    // One copy per member, however often it registered.
+    hive.send_to_group_async("edge", msg("echo", "once")).await.unwrap();
+    hive.send_async("edge", msg("echo", "marker")).await.unwrap();
+    let got = within("group copy", T, plain.recv()).await.unwrap();
+    assert_eq!(got.content().as_str(), Some("once"));
+    let got = within("marker", T, plain.recv()).await.unwrap();
+    assert_eq!(got.content().as_str(), Some("marker"), "a second copy of the group message arrived");
+    // A synchronous broadcast: the member's answer comes back to the keeper.
+    let h = hive.clone();
+    let answers = within(
+        "group sync",
+        T,
+        tokio::task::spawn_blocking(move || h.send_to_group_sync("edge", msg("echo", "all"), T)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let bodies: Vec<_> = answers.iter().map(|m| m.content().as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(bodies, ["edge:all"]);
+    hive.shutdown_async(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_hive_delivers_by_destination_and_the_rest_to_its_own_module() {
+    let dir = temp_dir("client-dest");
+    let path = dir.join("hive.sock");
+    let (hub, _hub_backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
+    let edge = Hive::builder().runtime(tokio::runtime::Handle::current()).build();
+    let edge_backend = SocketBackend::new();
+    edge.add_backend(edge_backend.clone());
+    // Another module of the edge process, on the in-process backend.
+    edge.add_module("side", "channel").unwrap();
+    let endpoint = Endpoint::unix_packet(&path);
+    let _client = edge_backend
+        .connect(&edge, &endpoint, SessionConfig::client("edge", TransportKind::Packet), ConnectOptions::default())
+        .await
+        .unwrap();
+    registered(&mut server, "edge").await;
+    let h = server.handle().clone();
+    // Over edge's connection: for `side`, for nobody, for a module of the
+    // hub (which is not in the edge process).
+    for (dest, body) in [("side", "to side"), ("", "to nobody"), ("echo", "to a hub module"), ("edge", "to edge")] {
+        h.send_message("edge", msg("echo", body).set_destination(dest)).await.unwrap();
+    }
+    let got = within("side", T, edge.receive_async("side")).await.unwrap();
+    assert_eq!(got.content().as_str(), Some("to side"));
+    for body in ["to nobody", "to a hub module", "to edge"] {
+        let got = within("edge", T, edge.receive_async("edge")).await.unwrap();
+        assert_eq!(got.content().as_str(), Some(body));
+    }
+    hub.shutdown_async(T).await;
+    edge.shutdown_async(T).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_between_two_remote_modules_goes_through_the_hive() {
+    let dir = temp_dir("remote-resp");
+    let path = dir.join("hive.sock");
+    let (hive, _backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
+    let endpoint = Endpoint::unix_packet(&path);
+    let mut a = Client::connect(&endpoint, SessionConfig::client("a", TransportKind::Packet)).await.unwrap();
+    registered(&mut server, "a").await;
+    let mut b = Client::connect(&endpoint, SessionConfig::client("b", TransportKind::Packet)).await.unwrap();
+    registered(&mut server, "b").await;
+    // b asks a through the hive (a is not in b's module list: the message
+    // carries its destination), a answers, the hive forwards the answer.
+    let request = msg("b", "question").set_destination("a").set_sync(true);
+    b.handle().send_message(request.clone()).await.unwrap();
+    let got = within("request at a", T, a.recv()).await.unwrap();
+    assert_eq!(got.id(), request.id());
+    a.handle().send_resp(got.new_response("answer")).await.unwrap();
+    let answer = within("answer at b", T, b.recv()).await.unwrap();
+    assert_eq!((answer.parent_id(), answer.content().as_str()), (request.id(), Some("answer")));
+    hive.shutdown_async(T).await;
+}
