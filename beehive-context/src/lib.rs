@@ -38,6 +38,9 @@ pub use backend::{
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::{ContextError, RemoteError};
 pub use hive::{global, Hive, HiveBuilder, ShutdownReport};
+// The keeper of pending requests: shared with the socket backends of the
+// beehive-socket crate, not part of the API.
+#[doc(hidden)]
 pub use keeper::{Registration, Slot, SlotFuture, SyncKeeper};
 pub use module::{
     next_interval, AsyncModule, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleAsyncModule,

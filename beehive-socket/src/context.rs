@@ -64,13 +64,13 @@ impl SocketContext {
     }
 
     /// Routes `module` to `conn` (Go's pipe store `Add`).
-    pub fn register_pipe(&self, module: &str, conn: &Arc<Connection>) {
+    pub(crate) fn register_pipe(&self, module: &str, conn: &Arc<Connection>) {
         self.remote.write().unwrap_or_else(|e| e.into_inner()).insert(module.to_owned());
         self.pipes.write().unwrap_or_else(|e| e.into_inner()).insert(module.to_owned(), Arc::clone(conn));
     }
 
     /// Adds `module` on `conn` to `group` (Go's pipe store `AddGroup`).
-    pub fn register_pipe_group(&self, module: &str, group: &str, conn: &Arc<Connection>) {
+    pub(crate) fn register_pipe_group(&self, module: &str, group: &str, conn: &Arc<Connection>) {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         let members = groups.entry(group.to_owned()).or_default();
         members.retain(|(m, _)| m != module);
@@ -79,12 +79,12 @@ impl SocketContext {
 
     /// Sends responses with an unknown source through `conn` (set by a
     /// client for its server connection).
-    pub fn set_default_pipe(&self, conn: Option<&Arc<Connection>>) {
+    pub(crate) fn set_default_pipe(&self, conn: Option<&Arc<Connection>>) {
         *self.default_pipe.write().unwrap_or_else(|e| e.into_inner()) = conn.cloned();
     }
 
     /// Forgets every module reached through connection `id` (it closed).
-    pub fn remove_connection(&self, id: u64) {
+    pub(crate) fn remove_connection(&self, id: u64) {
         {
             let mut d = self.default_pipe.write().unwrap_or_else(|e| e.into_inner());
             if d.as_ref().is_some_and(|c| c.id() == id) {
@@ -106,13 +106,7 @@ impl SocketContext {
         v
     }
 
-    /// The sync keeper: responses read from connections are offered to it first.
-    pub fn keeper(&self) -> &SyncKeeper {
-        &self.keeper
-    }
-
-    /// Hands a message read from a connection to a waiting request if it is
-    /// a response to one; returns it otherwise.
+    #[doc(hidden)]
     pub fn offer_response(&self, msg: Message) -> Option<Message> {
         if msg.parent_id().is_empty() || !self.keeper.is_waiting(msg.parent_id()) {
             return Some(msg);
@@ -127,13 +121,14 @@ impl SocketContext {
     }
 
     /// Queues a message read from a connection for local module `module`.
-    pub fn deliver_local(&self, module: &str, msg: Message) -> Result<(), ContextError> {
+    pub(crate) fn deliver_local(&self, module: &str, msg: Message) -> Result<(), ContextError> {
         self.local.send(module, msg)
     }
 
     /// Writes a sync request to `conn` after registering its waiter, and
     /// waits for the response (used by the handshake, which Go sends without
     /// a destination).
+    #[doc(hidden)]
     pub fn request(&self, conn: &Connection, msg: Message, timeout: Duration) -> Result<Message, crate::SocketError> {
         self.keeper.request(
             msg,

@@ -42,7 +42,11 @@ pub mod tls;
 
 pub use client::{handshake_request, ClientOptions, SocketClient};
 pub use config::{ConfigError, SocketConfig, SocketModuleConfig};
-pub use conn::{Connection, StreamFraming, Transport};
+pub use conn::StreamFraming;
+// The blocking driver's connection: reachable for the benchmarks and the
+// fuzz bridge, not part of the API.
+#[doc(hidden)]
+pub use conn::{Connection, Transport};
 pub use context::SocketContext;
 pub use error::SocketError;
 pub use net::{DEFAULT_STALL_TIMEOUT, TCP, UNIX};
