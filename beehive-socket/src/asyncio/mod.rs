@@ -82,10 +82,12 @@ mod client;
 mod conn;
 mod hive;
 mod io;
+mod runtime;
 mod server;
 
 pub use client::{Client, ClientEvent, ClientHandle, Events, Messages};
 pub use hive::{BackendOptions, ClientEvents, ConnectOptions, HiveClient, HiveServer, SocketBackend};
+pub use runtime::DriverRuntime;
 pub use server::{Incoming, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions};
 
 /// Where a connection goes: the socket type and address of a
