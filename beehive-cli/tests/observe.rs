@@ -473,6 +473,34 @@ fn listen_metrics_count_messages_and_answers() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+#[test]
+fn serve_metrics_show_the_socket_library_counting_a_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = common::socket_module_config(dir.path(), 4096, &["cli"]);
+    let mut server =
+        Beehive::start(&["serve", "--config", config.to_str().unwrap(), "--echo", "--metrics", "127.0.0.1:0"]);
+    let addr = server.metrics_addr();
+    let listening = server.stdout_line("the listening line");
+    assert!(listening.starts_with("serving socketserver on "), "{listening}");
+    let out = common::beehive()
+        .args(["send", "--socket", &socket, "--module", "cli", "--to", "echo", "--sync", "--content", "ping"])
+        .timeout(T)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // One connection, opened and closed; read: the handshake and the
+    // request; written: the handshake answer and the response.
+    let opened = r#"beehive_socket_connections_opened_total{role="server"}"#;
+    let open = r#"beehive_socket_connections_open{role="server"}"#;
+    let read = r#"beehive_socket_messages_read_total{role="server"}"#;
+    let written = r#"beehive_socket_messages_written_total{role="server"}"#;
+    let text = await_samples(addr, &[(opened, 1.0), (open, 0.0), (read, 2.0), (written, 2.0)]);
+    let bytes = sample(&text, r#"beehive_socket_bytes_read_total{role="server"}"#).unwrap_or_default();
+    assert!(bytes > 100.0, "{text}");
+    let (status, stderr) = server.interrupt();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------
 // Logs
 
