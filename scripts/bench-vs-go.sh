@@ -17,7 +17,7 @@
 #   CONTEND=1     keep one core busy with a third process for the whole run
 #                 (a busy loop pinned to core 0, the same for both)
 #   RAW=FILE      also keep every result line in FILE
-# Rust-only lines (W1-async, W8-async) are compared with Go's W1/W8.
+# Rust-only lines (W1-async, W8-async, W8-hive) are compared with Go's W1/W8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-5}
@@ -45,7 +45,7 @@ if [ "${CONTEND:-0}" = 1 ]; then
   taskset -c 0 sh -c 'while :; do :; done' &
   busy=$!
 fi
-go_name() { case "$1" in *-async) echo "${1%-async}" ;; *) echo "$1" ;; esac; }
+go_name() { case "$1" in *-async) echo "${1%-async}" ;; *-hive) echo "${1%-hive}" ;; *) echo "$1" ;; esac; }
 for pass in $(seq "$PASSES"); do
   for w in "${workloads[@]}"; do
     g=$(go_name "$w")

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::workloads::Workload;
 
-pub const USAGE: &str = "usage: beehive-bench [--repeat R] [--sync-timeout DURATION] [--n N] W1|W2|W3|W4|W5|W6|W7|W8|all [more...]\n       extra labelled workloads (not in `all`): W4-raw, W5-lazy, W1-async, W2-async, W8-async";
+pub const USAGE: &str = "usage: beehive-bench [--repeat R] [--sync-timeout DURATION] [--n N] W1|W2|W3|W4|W5|W6|W7|W8|all [more...]\n       extra labelled workloads (not in `all`): W4-raw, W5-lazy, W1-async, W2-async, W8-async, W8-hive";
 
 /// Parsed options.
 #[derive(Debug, Clone)]

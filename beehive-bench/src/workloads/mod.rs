@@ -97,6 +97,9 @@ pub enum Workload {
     W2Async,
     /// Extra, not in `all`: W8 through the tokio driver of beehive-socket.
     W8Async,
+    /// Extra, not in `all`: W8 between thread modules of two hives through
+    /// the tokio driver's hive backend on a runtime of its own.
+    W8Hive,
 }
 
 impl Workload {
@@ -127,6 +130,7 @@ impl Workload {
             "W1-ASYNC" => Some(Workload::W1Async),
             "W2-ASYNC" => Some(Workload::W2Async),
             "W8-ASYNC" => Some(Workload::W8Async),
+            "W8-HIVE" => Some(Workload::W8Hive),
             _ => None,
         }
     }
@@ -146,6 +150,7 @@ impl Workload {
             Workload::W1Async => "W1-async",
             Workload::W2Async => "W2-async",
             Workload::W8Async => "W8-async",
+            Workload::W8Hive => "W8-hive",
         }
     }
 }
@@ -154,6 +159,7 @@ pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
     match w {
         Workload::W8 => socket::w8(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W8Async => socket::w8_async(opts.n.unwrap_or(50_000), opts.sync_timeout),
+        Workload::W8Hive => socket::w8_hive(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
         Workload::W1Async => bus::w1_async(opts.n.unwrap_or(1_000_000)),
         Workload::W2Async => bus::w2_async(opts.n.unwrap_or(200_000), opts.sync_timeout),

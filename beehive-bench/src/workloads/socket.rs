@@ -224,9 +224,66 @@ pub fn w8_async(n: u64, timeout: Duration) -> Result<RunResult, String> {
     })
 }
 
+/// W8 between thread modules of two hives, through the tokio driver's hive
+/// backend on a runtime of its own (`DriverRuntime`): the requester is a
+/// plain thread calling `Hive::send_sync`, the answering module a thread
+/// module of the other hive calling `Hive::send_resp`. The path a program
+/// without a runtime takes.
+pub fn w8_hive(n: u64, timeout: Duration) -> Result<RunResult, String> {
+    use beehive_context::{Hive, SimpleModule};
+    use beehive_socket::asyncio::{ConnectOptions, DriverRuntime, Endpoint, ServerOptions, SocketBackend};
+    use beehive_socket::session::{SessionConfig, TransportKind};
+
+    let dir = TempDir::new()?;
+    let endpoint = Endpoint::unix_packet(dir.0.join("w8-hive.sock"));
+    let runtime = DriverRuntime::new().map_err(|e| e.to_string())?;
+    let hub = Hive::new();
+    let hub_backend = SocketBackend::new();
+    hub.add_backend(hub_backend.clone());
+    hub.register(SimpleModule::new("echo", "echo-group", |hive: &Hive| {
+        while let Ok(m) = hive.receive("echo") {
+            hive.send_resp(m.new_response("ok"))?;
+        }
+        Ok(())
+    }))
+    .map_err(|e| e.to_string())?;
+    hub.start().map_err(|e| e.to_string())?;
+    let server_config = SessionConfig::server("socketserver", TransportKind::Packet).max_frame_len(10_240);
+    let server = runtime
+        .serve(&hub_backend, &hub, &endpoint, server_config, ServerOptions::default())
+        .map_err(|e| e.to_string())?;
+    let edge = Hive::new();
+    let edge_backend = SocketBackend::new();
+    edge.add_backend(edge_backend.clone());
+    let client_config = SessionConfig::client("bench-src", TransportKind::Packet).max_frame_len(10_240);
+    let client = runtime
+        .connect(&edge_backend, &edge, &endpoint, client_config, ConnectOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut trips = super::RoundTrips::start("W8-hive", n);
+    for _ in 0..n {
+        let req = small_message();
+        let ts = Instant::now();
+        let resp = edge.send_sync("echo", req.clone(), timeout).ok();
+        trips.record(&req, resp, ts.elapsed().as_secs_f64());
+    }
+    let result = trips.finish();
+    client.shutdown();
+    server.shutdown();
+    hub.shutdown(Duration::from_secs(5));
+    edge.shutdown(Duration::from_secs(5));
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn w8_hive_answers_every_request() {
+        let r = w8_hive(200, Duration::from_secs(5)).unwrap();
+        assert_eq!((r.workload.as_str(), r.n, r.errors), ("W8-hive", 200, 0));
+        assert!(r.lat.is_some());
+    }
 
     #[test]
     fn w8_async_answers_every_request() {
