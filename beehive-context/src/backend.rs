@@ -41,8 +41,10 @@ pub fn broadcast<T, E: std::fmt::Display>(
 }
 
 /// The outcome of a broadcast: `Ok` when every member got the message,
-/// else [`ContextError::GroupDelivery`] naming the members that did not.
-pub(crate) fn group_delivery(group: &str, msg_id: &str, failed: Vec<(String, String)>) -> Result<(), ContextError> {
+/// else [`ContextError::GroupDelivery`] naming the members that did not
+/// (`failed`: each member with the reason), for backends whose sends are
+/// async and so cannot use [`broadcast`].
+pub fn group_delivery(group: &str, msg_id: &str, failed: Vec<(String, String)>) -> Result<(), ContextError> {
     if failed.is_empty() {
         Ok(())
     } else {

@@ -33,7 +33,8 @@ mod module;
 mod spin;
 
 pub use backend::{
-    broadcast, effective_timeout, Backend, BoxFuture, MessageContext, ModuleContext, Offer, DEFAULT_SYNC_TIMEOUT,
+    broadcast, effective_timeout, group_delivery, Backend, BoxFuture, MessageContext, ModuleContext, Offer,
+    DEFAULT_SYNC_TIMEOUT,
 };
 pub use channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 pub use error::{ContextError, RemoteError};

@@ -155,8 +155,7 @@ impl Link {
     }
 
     pub(crate) async fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
-        let module = module.to_owned();
-        self.call(self.send_wait, |reply| Command::Send { module, msg, reply }).await
+        self.send_within(module, msg, self.send_wait).await
     }
 
     pub(crate) async fn send_sync(
@@ -187,7 +186,7 @@ impl Link {
     }
 
     pub(crate) async fn send_message(&self, msg: Message) -> Result<(), DriverError> {
-        self.call(self.send_wait, |reply| Command::SendMessage { msg, reply }).await
+        self.send_message_within(msg, self.send_wait).await
     }
 
     /// [`call`](Self::call) from a thread outside the runtime: waits up to

@@ -25,8 +25,8 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use beehive_context::{
-    effective_timeout, Backend, BoxFuture, ChannelContext, ContextError, Hive, MessageContext, ModuleContext, Offer,
-    RemoteError, SyncKeeper, DEFAULT_INBOX_CAPACITY,
+    broadcast, effective_timeout, group_delivery, Backend, BoxFuture, ChannelContext, ContextError, Hive,
+    MessageContext, ModuleContext, Offer, RemoteError, SyncKeeper, DEFAULT_INBOX_CAPACITY,
 };
 use beehive_model::Message;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -109,6 +109,16 @@ struct Routes {
     default: Option<Link>,
 }
 
+impl Routes {
+    /// Adds remote `module` to `group` (once).
+    fn join(&mut self, group: &str, module: &str) {
+        let members = self.groups.entry(group.to_owned()).or_default();
+        if !members.iter().any(|m| m == module) {
+            members.push(module.to_owned());
+        }
+    }
+}
+
 /// The socket backend of a hive (context type `unixpacket`) on the tokio
 /// driver. See the [driver documentation](crate::asyncio).
 ///
@@ -139,10 +149,7 @@ pub struct SocketBackend {
 
 fn remote_error(module: &str, e: DriverError) -> ContextError {
     tracing::debug!(module, error = %e, "send to a remote module failed");
-    match e {
-        DriverError::Timeout(timeout) => ContextError::ResponseTimeout { msg_id: String::new(), timeout },
-        e => ContextError::Remote { module: module.to_owned(), source: RemoteError::new(e) },
-    }
+    ContextError::Remote { module: module.to_owned(), source: RemoteError::new(e) }
 }
 
 /// A `send_sync` that failed: a timeout names its request.
@@ -226,10 +233,7 @@ impl SocketBackend {
             routes.remote.insert(module.to_owned());
             routes.links.insert(module.to_owned(), link.clone());
             for group in groups {
-                let members = routes.groups.entry(group.clone()).or_default();
-                if !members.iter().any(|m| m == module) {
-                    members.push(module.to_owned());
-                }
+                routes.join(group, module);
             }
         }
         match hive.add_module(module, UNIXPACKET) {
@@ -350,11 +354,7 @@ impl ModuleContext for SocketBackend {
 
     fn add_module_group(&self, module: &str, group: &str) -> Result<(), ContextError> {
         if self.is_remote(module) {
-            let mut routes = self.write();
-            let members = routes.groups.entry(group.to_owned()).or_default();
-            if !members.iter().any(|m| m == module) {
-                members.push(module.to_owned());
-            }
+            self.write().join(group, module);
             return Ok(());
         }
         self.local.add_module_group(module, group)
@@ -490,19 +490,12 @@ impl MessageContext for SocketBackend {
 
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
         let Some(targets) = self.group_members(group) else { return self.local.send_to_group(group, msg) };
-        let mut failed = Vec::new();
-        for (member, link) in targets {
-            let r = match link {
-                Some(link) => link
-                    .send_message_blocking(msg.clone().set_destination(member.as_str()), self.options.group_wait)
-                    .map_err(|e| e.to_string()),
-                None => Err(not_connected(&member).to_string()),
-            };
-            if let Err(reason) = r {
-                failed.push((member, reason));
-            }
-        }
-        group_outcome(group, &msg, failed)
+        broadcast(group, msg.id(), &targets, |member, link| match link {
+            Some(link) => link
+                .send_message_blocking(msg.clone().set_destination(member), self.options.group_wait)
+                .map_err(|e| e.to_string()),
+            None => Err(not_connected(member).to_string()),
+        })
     }
 
     fn send_to_group_async<'a>(&'a self, group: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
@@ -523,7 +516,7 @@ impl MessageContext for SocketBackend {
                     failed.push((member, reason));
                 }
             }
-            group_outcome(group, &msg, failed)
+            group_delivery(group, msg.id(), failed)
         })
     }
 
@@ -572,16 +565,6 @@ impl SocketBackend {
             _ => Ok(Answer::Local(resp)),
         }
     }
-}
-
-fn group_outcome(group: &str, msg: &Message, failed: Vec<(String, String)>) -> Result<(), ContextError> {
-    if failed.is_empty() {
-        return Ok(());
-    }
-    for (member, reason) in &failed {
-        tracing::warn!(group, member = %member, msg_id = msg.id(), %reason, "group member skipped");
-    }
-    Err(ContextError::GroupDelivery { group: group.to_owned(), msg_id: msg.id().to_owned(), failed })
 }
 
 impl Backend for SocketBackend {
@@ -672,8 +655,8 @@ impl HiveRoute {
                     undelivered(&dest, &e);
                 }
                 Err(_) => {
-                    tracing::warn!(module = %dest, msg_id = %id, %source, ?wait, "inbox full for too long, message from a connection dropped");
-                    metrics::counter!("beehive_socket_undelivered_total", "reason" => "full").increment(1);
+                    tracing::warn!(msg_id = %id, %source, ?wait, "inbox full for too long");
+                    undelivered(&dest, &ContextError::Full { module: dest.clone() });
                 }
             }
         })
