@@ -141,6 +141,18 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
+/// One line for an arriving message, flushed: Go's JSON of it with `json`,
+/// else the time of day and its [`summary`].
+pub fn print_message(out: &mut impl std::io::Write, msg: &Message, json: bool) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", self::json(msg)?)?;
+    } else {
+        writeln!(out, "{} {}", clock(), summary(msg))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Go's JSON of `msg` as text.
 pub fn json(msg: &Message) -> anyhow::Result<String> {
     let bytes = beehive_model::to_vec(msg).context("cannot write the message as JSON")?;

@@ -8,7 +8,7 @@ use metrics::Counter;
 use serde_json::json;
 
 use crate::cli::ListenArgs;
-use crate::client::{self, clock, summary};
+use crate::client;
 use crate::{observe, style, EXIT_FINDINGS, EXIT_OK};
 
 /// Why listening ended.
@@ -111,12 +111,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
                         received += 1;
                         counts.messages.increment(1);
                         tracing::debug!(id = msg.id(), source = msg.source(), sync = msg.is_sync(), "message received");
-                        if args.json {
-                            writeln!(out, "{}", client::json(&msg)?)?;
-                        } else {
-                            writeln!(out, "{} {}", clock(), summary(&msg))?;
-                        }
-                        out.flush()?;
+                        client::print_message(&mut out, &msg, args.json)?;
                         if let (Some(text), true) = (&answer, msg.is_sync()) {
                             if let Err(e) = handle.send_resp(msg.new_response(text.as_str())).await {
                                 warn(&format!("cannot answer message {}: {e}", msg.id()));

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use beehive_context::{Hive, SimpleAsyncModule};
-use beehive_model::Message;
 use beehive_socket::asyncio::{DriverOptions, Endpoint, ServerEvent, ServerOptions, SocketBackend, Tls};
 use beehive_socket::session::SessionConfig;
 use beehive_socket::{SocketModuleConfig, StreamFraming, DEFAULT_BUFFER_SIZE};
@@ -14,7 +13,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cli::{EncodeFraming, ServeArgs};
-use crate::client::{self, clock, summary};
+use crate::client::{self, clock};
 use crate::listen::warn;
 use crate::{observe, EXIT_OK};
 
@@ -118,7 +117,7 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
     loop {
         tokio::select! {
             m = tap.recv() => match m {
-                Ok(msg) => print_message(&mut out, &msg, args.json)?,
+                Ok(msg) => client::print_message(&mut out, &msg, args.json)?,
                 Err(broadcast::error::RecvError::Lagged(n)) => warn(&format!("{n} messages not shown: printing fell behind")),
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -140,16 +139,6 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
     let report = hive.shutdown_async(SHUTDOWN).await;
     tracing::debug!(?report, "hive stopped");
     Ok(EXIT_OK)
-}
-
-fn print_message(out: &mut impl Write, msg: &Message, json: bool) -> anyhow::Result<()> {
-    if json {
-        writeln!(out, "{}", client::json(msg)?)?;
-    } else {
-        writeln!(out, "{} {}", clock(), summary(msg))?;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 fn print_event(out: &mut impl Write, endpoint: &Endpoint, event: ServerEvent, json: bool) -> anyhow::Result<()> {
