@@ -8,7 +8,7 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::{on_this_thread, temp_dir, within};
+use common::{exhaust_descriptors, on_this_thread, run_in_child, temp_dir, within};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -316,17 +316,7 @@ const EMFILE_CHILD: &str = "BEEHIVE_METRICS_EMFILE_CHILD";
 
 #[test]
 fn failed_accepts_are_counted() {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--exact", "emfile_child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(EMFILE_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("EMFILE-CHILD-OK"), "{stdout}\n{stderr}");
+    run_in_child("emfile_child", EMFILE_CHILD);
 }
 
 #[test]
@@ -347,12 +337,7 @@ fn emfile_child() {
                 .unwrap();
             let (sh, _incoming, mut sev) = server.into_parts();
             let early = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
-            let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
-            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 256.min(soft), hard).unwrap();
-            let mut filler = Vec::new();
-            while let Ok(f) = std::fs::File::open("/dev/null") {
-                filler.push(f);
-            }
+            let filler = exhaust_descriptors();
             early.connect(&SockAddr::unix(&path).unwrap()).unwrap();
             let mut failures = 0;
             while failures < 3 {
@@ -370,7 +355,7 @@ fn emfile_child() {
             assert_eq!(r.counter("beehive_socket_connections_opened_total{role=server}"), 0);
             drop(filler);
             sh.shutdown();
-            println!("EMFILE-CHILD-OK");
+            println!("CHILD-OK");
         })
     });
 }

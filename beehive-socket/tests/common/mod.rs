@@ -30,6 +30,41 @@ pub fn on_this_thread<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
+/// Runs the ignored test `name` of this test binary alone in a child
+/// process with `env` set (for tests that change process-wide limits);
+/// fails unless it ran, passed and printed `CHILD-OK`.
+pub fn run_in_child(name: &str, env: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child test did not run:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("CHILD-OK"), "{stdout}\n{stderr}");
+}
+
+/// Lowers this process's descriptor limit to at most 256 and opens
+/// descriptors until none is left (`EMFILE`); drop them to recover.
+pub fn exhaust_descriptors() -> Vec<std::fs::File> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 256.min(soft), hard).unwrap();
+    let mut filler = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => filler.push(f),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(nix::errno::Errno::EMFILE as i32), "{e}");
+                return filler;
+            }
+        }
+    }
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as
 /// PEM files in a temporary directory; plus a second, unrelated CA.
 pub struct Pki {
