@@ -18,7 +18,7 @@ use std::time::Duration;
 use beehive_context::{ContextError, Hive, SimpleAsyncModule};
 use beehive_model::Message;
 use beehive_socket::asyncio::{
-    Client, ConnectOptions, DriverError, Endpoint, Server, ServerEvent, ServerOptions, SocketBackend,
+    Client, ConnectOptions, DriverError, Endpoint, Server, ServerEvent, ServerEvents, ServerOptions, SocketBackend,
 };
 use beehive_socket::session::{SessionConfig, SessionError, TransportKind};
 
@@ -176,6 +176,26 @@ fn go_server_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
         if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
     ));
     all && fails.is_empty()
+}
+
+/// The Go client `edgeclient` connected to our server, which saw it, and it
+/// reported its handshake (it takes the answer before anything else), as
+/// (what, passed, detail).
+async fn go_client_joined(events: &mut ServerEvents, report: &Path) -> Vec<(String, bool, String)> {
+    let registered = tokio::time::timeout(T, async {
+        loop {
+            match events.recv().await {
+                Some(ServerEvent::Connected { module, .. }) if module == "edgeclient" => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    })
+    .await;
+    vec![
+        ("Go client registered".into(), matches!(registered, Ok(true)), format!("{registered:?}")),
+        ("Go client reports its handshake".into(), reported(report, "cli.handshake").await, String::new()),
+    ]
 }
 
 /// The Go client's own scenarios against our server: each must pass, its
@@ -344,19 +364,9 @@ async fn the_go_client_against_the_async_server() {
         rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
         ok
     };
-    let registered = tokio::time::timeout(T, async {
-        loop {
-            match events.recv().await {
-                Some(ServerEvent::Connected { module, .. }) if module == "edgeclient" => return true,
-                Some(_) => {}
-                None => return false,
-            }
-        }
-    })
-    .await;
-    all &= check("Go client registered", matches!(registered, Ok(true)), format!("{registered:?}"));
-    // The Go client takes the handshake answer before anything else.
-    all &= check("Go client reports its handshake", reported(&report_path, "cli.handshake").await, String::new());
+    for (what, ok, detail) in go_client_joined(&mut events, &report_path).await {
+        all &= check(&what, ok, detail);
+    }
     for id in ["srv-uni-0001", "srv-big-60k"] {
         let r = sh.send("edgeclient", spec(id, "hub")).await;
         all &= check(&format!("send {id}"), r.is_ok(), format!("{r:?}"));
@@ -428,19 +438,9 @@ async fn the_go_client_against_a_hive_served_by_the_socket_backend() {
         rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
         ok
     };
-    let registered = tokio::time::timeout(T, async {
-        loop {
-            match server.events().recv().await {
-                Some(ServerEvent::Connected { module, .. }) if module == "edgeclient" => return true,
-                Some(_) => {}
-                None => return false,
-            }
-        }
-    })
-    .await;
-    all &= check("Go client registered", matches!(registered, Ok(true)), format!("{registered:?}"));
-    // The Go client takes the handshake answer before anything else.
-    all &= check("Go client reports its handshake", reported(&report_path, "cli.handshake").await, String::new());
+    for (what, ok, detail) in go_client_joined(server.events(), &report_path).await {
+        all &= check(&what, ok, detail);
+    }
     for id in ["srv-uni-0001", "srv-big-60k"] {
         let r = hive.send_async("edgeclient", spec(id, "hub")).await;
         all &= check(&format!("hive.send {id}"), r.is_ok(), format!("{r:?}"));
