@@ -7,80 +7,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use beehive_model::Message;
-use beehive_socket::asyncio::{
-    Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
-};
-use beehive_socket::session::{SessionConfig, TransportKind};
-use common::{beehive, Running};
-use tokio::runtime::Runtime;
-use tokio::sync::mpsc::UnboundedSender;
+use common::{beehive, msg, Hive, Running};
 
 /// The longest any single step may take.
 const T: Duration = Duration::from_secs(20);
-
-/// A server with the local module `srvmod` that lets the module `cli` in.
-struct Hive {
-    rt: Runtime,
-    handle: ServerHandle,
-    events: ServerEvents,
-    /// The messages that are not sync requests.
-    others: tokio::sync::mpsc::UnboundedReceiver<Message>,
-    socket: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Hive {
-    /// Starts the server; sync requests are answered with `re: BODY`.
-    fn start() -> Hive {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("beehive.sock");
-        let config = SessionConfig::server("socketserver", TransportKind::Packet)
-            .local_module("srvmod", "srvgroup")
-            .allow_module("cli");
-        let server = rt
-            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default()))
-            .expect("the server binds");
-        let (handle, incoming, events) = server.into_parts();
-        let (tx, others) = tokio::sync::mpsc::unbounded_channel();
-        rt.spawn(respond(handle.clone(), incoming, tx));
-        Hive { rt, handle, events, others, socket: socket.to_str().unwrap().to_owned(), _dir: dir }
-    }
-
-    /// Waits until `cli` is registered with the server.
-    fn registered(&mut self) {
-        let events = &mut self.events;
-        self.rt.block_on(async {
-            tokio::time::timeout(T, async {
-                loop {
-                    match events.recv().await {
-                        Some(ServerEvent::Connected { module, .. }) if module == "cli" => return,
-                        Some(_) => {}
-                        None => panic!("the server's events ended"),
-                    }
-                }
-            })
-            .await
-            .expect("cli registers with the server")
-        });
-    }
-}
-
-async fn respond(handle: ServerHandle, mut incoming: IncomingMessages, others: UnboundedSender<Message>) {
-    while let Some(i) = incoming.recv().await {
-        if i.message.is_sync() {
-            let body = format!("re: {}", i.message.content().as_str().unwrap_or_default());
-            let _ = handle.send_resp(i.message.new_response(body)).await;
-        } else {
-            let _ = others.send(i.message);
-        }
-    }
-}
-
-fn msg(body: &str) -> Message {
-    Message::new("").build_router("srvmod", "srvgroup", "default/pod/nginx", "update").fill_body(body)
-}
 
 /// `beehive listen` as module `cli` with `args`, once registered.
 fn listener(socket: &str, args: &[&str]) -> Running {

@@ -14,13 +14,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use beehive_model::Message;
-use beehive_socket::asyncio::{
-    Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
-};
-use beehive_socket::session::{SessionConfig, TransportKind};
+use common::{msg, Hive};
 use serde_json::Value;
 use socket2::{Domain, SockAddr, Socket, Type};
-use tokio::runtime::Runtime;
 
 /// The longest any single step may take.
 const T: Duration = Duration::from_secs(20);
@@ -376,59 +372,6 @@ fn a_metrics_address_in_use_is_an_error_before_recording() {
 
 // ---------------------------------------------------------------------------
 // listen, against an async socket server run by the test
-
-/// A server with the local module `srvmod` that lets the module `cli` in
-/// and keeps what it receives.
-struct Hive {
-    rt: Runtime,
-    handle: ServerHandle,
-    events: ServerEvents,
-    socket: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Hive {
-    fn start() -> Hive {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("beehive.sock");
-        let config = SessionConfig::server("socketserver", TransportKind::Packet)
-            .local_module("srvmod", "srvgroup")
-            .allow_module("cli");
-        let server = rt
-            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default()))
-            .expect("the server binds");
-        let (handle, incoming, events) = server.into_parts();
-        rt.spawn(drain(incoming));
-        Hive { rt, handle, events, socket: socket.to_str().unwrap().to_owned(), _dir: dir }
-    }
-
-    /// Waits until `cli` is registered with the server.
-    fn registered(&mut self) {
-        let events = &mut self.events;
-        self.rt.block_on(async {
-            tokio::time::timeout(T, async {
-                loop {
-                    match events.recv().await {
-                        Some(ServerEvent::Connected { module, .. }) if module == "cli" => return,
-                        Some(_) => {}
-                        None => panic!("the server's events ended"),
-                    }
-                }
-            })
-            .await
-            .expect("cli registers with the server")
-        });
-    }
-}
-
-async fn drain(mut incoming: IncomingMessages) {
-    while incoming.recv().await.is_some() {}
-}
-
-fn msg(body: &str) -> Message {
-    Message::new("").build_router("srvmod", "srvgroup", "default/pod/nginx", "update").fill_body(body)
-}
 
 const MESSAGES: &str = "beehive_listen_messages_total";
 const ANSWERS: &str = "beehive_listen_answers_total";

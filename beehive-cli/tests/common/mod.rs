@@ -9,6 +9,14 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::Duration;
 
+use beehive_model::Message;
+use beehive_socket::asyncio::{
+    Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
+};
+use beehive_socket::session::{SessionConfig, TransportKind};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc::UnboundedSender;
+
 use assert_cmd::Command;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -191,4 +199,71 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+// ---------------------------------------------------------------------------
+// An async socket server run by the test
+
+/// A server with the local module `srvmod` that lets the module `cli` in.
+pub struct Hive {
+    pub rt: Runtime,
+    pub handle: ServerHandle,
+    pub events: ServerEvents,
+    /// The messages that are not sync requests.
+    pub others: tokio::sync::mpsc::UnboundedReceiver<Message>,
+    pub socket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Hive {
+    /// Starts the server; sync requests are answered with `re: BODY`.
+    pub fn start() -> Hive {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("beehive.sock");
+        let config = SessionConfig::server("socketserver", TransportKind::Packet)
+            .local_module("srvmod", "srvgroup")
+            .allow_module("cli");
+        let server = rt
+            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default()))
+            .expect("the server binds");
+        let (handle, incoming, events) = server.into_parts();
+        let (tx, others) = tokio::sync::mpsc::unbounded_channel();
+        rt.spawn(respond(handle.clone(), incoming, tx));
+        Hive { rt, handle, events, others, socket: socket.to_str().unwrap().to_owned(), _dir: dir }
+    }
+
+    /// Waits until `cli` is registered with the server.
+    pub fn registered(&mut self) {
+        let events = &mut self.events;
+        self.rt.block_on(async {
+            tokio::time::timeout(STEP, async {
+                loop {
+                    match events.recv().await {
+                        Some(ServerEvent::Connected { module, .. }) if module == "cli" => return,
+                        Some(_) => {}
+                        None => panic!("the server's events ended"),
+                    }
+                }
+            })
+            .await
+            .expect("cli registers with the server")
+        });
+    }
+}
+
+async fn respond(handle: ServerHandle, mut incoming: IncomingMessages, others: UnboundedSender<Message>) {
+    while let Some(i) = incoming.recv().await {
+        if i.message.is_sync() {
+            let body = format!("re: {}", i.message.content().as_str().unwrap_or_default());
+            let _ = handle.send_resp(i.message.new_response(body)).await;
+        } else {
+            let _ = others.send(i.message);
+        }
+    }
+}
+
+/// A message from `srvmod` with `body`.
+pub fn msg(body: &str) -> Message {
+    Message::new("").build_router("srvmod", "srvgroup", "default/pod/nginx", "update").fill_body(body)
 }
