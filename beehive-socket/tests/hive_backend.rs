@@ -65,15 +65,36 @@ async fn registered(server: &mut HiveServer, module: &str) {
     .await
 }
 
+/// Remote module `module`, connected and registered with its server.
+async fn remote(endpoint: &Endpoint, module: &str) -> Client {
+    Client::connect(endpoint, SessionConfig::client(module, TransportKind::Packet)).await.unwrap()
+}
+
+/// Runs remote module `client` (named `name`): it answers every request with
+/// "<name>:<body>" and hands the other messages to the returned channel.
+fn answering(name: &'static str, mut client: Client) -> tokio::sync::mpsc::UnboundedReceiver<Message> {
+    let handle = client.handle().clone();
+    let (plain_tx, plain) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(m) = client.recv().await {
+            if m.is_sync() {
+                let body = format!("{name}:{}", m.content().as_str().unwrap_or_default());
+                handle.send_resp(m.new_response(body)).await.unwrap();
+            } else {
+                plain_tx.send(m).unwrap();
+            }
+        }
+    });
+    plain
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_module_reaches_a_module_of_the_hive_and_the_answer_lists_the_hive() {
     let dir = temp_dir("reach");
     let path = dir.join("hive.sock");
     let (hive, backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
     let mut tap = backend.tap(16);
-    let client = Client::connect(&Endpoint::unix_packet(&path), SessionConfig::client("edge", TransportKind::Packet))
-        .await
-        .unwrap();
+    let client = remote(&Endpoint::unix_packet(&path), "edge").await;
     registered(&mut server, "edge").await;
     // The handshake answer: the server's module and the hive's modules,
     // each in its group.
@@ -96,9 +117,7 @@ async fn a_module_registered_after_the_server_started_is_listed_to_later_clients
     let path = dir.join("hive.sock");
     let (hive, _backend, _server) = serving_hive(&path, BackendOptions::default()).await;
     hive.register_async(echo("late")).unwrap();
-    let client = Client::connect(&Endpoint::unix_packet(&path), SessionConfig::client("edge", TransportKind::Packet))
-        .await
-        .unwrap();
+    let client = remote(&Endpoint::unix_packet(&path), "edge").await;
     assert!(client.handle().modules().contains_key("late"), "{:?}", client.handle().modules());
     hive.shutdown_async(T).await;
 }
@@ -109,21 +128,10 @@ async fn the_hive_sends_to_remote_modules_async_blocking_and_by_group() {
     let path = dir.join("hive.sock");
     let (hive, _backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
     let endpoint = Endpoint::unix_packet(&path);
-    let mut edge = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+    let edge = remote(&endpoint, "edge").await;
     registered(&mut server, "edge").await;
     // The remote module answers requests with "edge:<body>".
-    let edge_handle = edge.handle().clone();
-    let (plain_tx, mut plain) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Some(m) = edge.recv().await {
-            if m.is_sync() {
-                let body = format!("edge:{}", m.content().as_str().unwrap_or_default());
-                edge_handle.send_resp(m.new_response(body)).await.unwrap();
-            } else {
-                plain_tx.send(m).await.unwrap();
-            }
-        }
-    });
+    let mut plain = answering("edge", edge);
 
     let answer = within("async send_sync", T, hive.send_sync_async("edge", msg("echo", "a"), T)).await.unwrap();
     assert_eq!(answer.content().as_str(), Some("edge:a"));
@@ -155,9 +163,7 @@ async fn after_a_remote_module_leaves_sends_to_it_and_its_group_fail() {
     let dir = temp_dir("left");
     let path = dir.join("hive.sock");
     let (hive, backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
-    let edge = Client::connect(&Endpoint::unix_packet(&path), SessionConfig::client("edge", TransportKind::Packet))
-        .await
-        .unwrap();
+    let edge = remote(&Endpoint::unix_packet(&path), "edge").await;
     registered(&mut server, "edge").await;
     assert_eq!(backend.remote_modules(), vec!["edge".to_owned()]);
     edge.close();
@@ -199,8 +205,8 @@ async fn a_full_inbox_pauses_only_the_connection_that_feeds_it() {
     let endpoint = Endpoint::unix_packet(&path);
     let _server = backend.serve(&hive, &endpoint, config, ServerOptions::default()).await.unwrap();
 
-    let flooder = Client::connect(&endpoint, SessionConfig::client("flooder", TransportKind::Packet)).await.unwrap();
-    let good = Client::connect(&endpoint, SessionConfig::client("good", TransportKind::Packet)).await.unwrap();
+    let flooder = remote(&endpoint, "flooder").await;
+    let good = remote(&endpoint, "good").await;
     // Far more than the sink's inbox holds: the flooder's connection stops
     // being read once the inbox is full.
     for i in 0..64 {
@@ -236,7 +242,7 @@ async fn a_connection_paused_by_a_full_inbox_resumes_after_the_delivery_wait() {
     let config = SessionConfig::server("socketserver", TransportKind::Packet);
     let endpoint = Endpoint::unix_packet(&path);
     let _server = backend.serve(&hive, &endpoint, config, ServerOptions::default()).await.unwrap();
-    let peer = Client::connect(&endpoint, SessionConfig::client("peer", TransportKind::Packet)).await.unwrap();
+    let peer = remote(&endpoint, "peer").await;
     for i in 0..3 {
         peer.handle().send_message(msg("peer", &format!("{i}")).set_destination("sink")).await.unwrap();
     }
@@ -324,7 +330,7 @@ fn a_socket_send_sync_keeps_a_current_thread_runtime_free() {
         let endpoint = Endpoint::unix_packet(&path);
         let config = SessionConfig::server("socketserver", TransportKind::Packet);
         let mut server = backend.serve(&hive, &endpoint, config, ServerOptions::default()).await.unwrap();
-        let mut edge = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+        let mut edge = remote(&endpoint, "edge").await;
         registered(&mut server, "edge").await;
         // The remote module answers only once the ticker has made progress
         // while the request was waiting: the request must not hold the
@@ -377,24 +383,13 @@ async fn group_sync_over_sockets_and_a_module_that_registers_again_is_one_member
     let endpoint = Endpoint::unix_packet(&path);
     // `edge` registers, leaves and registers again (Go: in a group of its
     // own name each time).
-    let first = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+    let first = remote(&endpoint, "edge").await;
     registered(&mut server, "edge").await;
     first.close();
     within("first connection closed", T, first.handle().closed()).await;
-    let mut edge = Client::connect(&endpoint, SessionConfig::client("edge", TransportKind::Packet)).await.unwrap();
+    let edge = remote(&endpoint, "edge").await;
     registered(&mut server, "edge").await;
-    let handle = edge.handle().clone();
-    let (plain_tx, mut plain) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(m) = edge.recv().await {
-            if m.is_sync() {
-                let body = format!("edge:{}", m.content().as_str().unwrap_or_default());
-                handle.send_resp(m.new_response(body)).await.unwrap();
-            } else {
-                plain_tx.send(m).unwrap();
-            }
-        }
-    });
+    let mut plain = answering("edge", edge);
     // One copy per member, however often it registered.
     hive.send_to_group_async("edge", msg("echo", "once")).await.unwrap();
     hive.send_async("edge", msg("echo", "marker")).await.unwrap();
@@ -455,9 +450,9 @@ async fn a_response_between_two_remote_modules_goes_through_the_hive() {
     let path = dir.join("hive.sock");
     let (hive, _backend, mut server) = serving_hive(&path, BackendOptions::default()).await;
     let endpoint = Endpoint::unix_packet(&path);
-    let mut a = Client::connect(&endpoint, SessionConfig::client("a", TransportKind::Packet)).await.unwrap();
+    let mut a = remote(&endpoint, "a").await;
     registered(&mut server, "a").await;
-    let mut b = Client::connect(&endpoint, SessionConfig::client("b", TransportKind::Packet)).await.unwrap();
+    let mut b = remote(&endpoint, "b").await;
     registered(&mut server, "b").await;
     // b asks a through the hive (a is not in b's module list: the message
     // carries its destination), a answers, the hive forwards the answer.
