@@ -25,10 +25,12 @@
 
 #[cfg(feature = "tokio")]
 pub mod asyncio;
+pub mod blocking;
 mod client;
 pub mod config;
 mod conn;
 mod context;
+mod driver;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]

@@ -136,36 +136,29 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
 }
 
 /// W8: send_sync round trips between two brokers over SOCK_SEQPACKET, raw
-/// framing, 10,240-byte read buffers on both ends.
+/// framing, frames limited to W8's 10,240-byte read buffers on both ends,
+/// through beehive-socket's blocking driver. The server actor answers every
+/// message with `new_response("ok")` on its connection's thread; the
+/// client's connection has its own thread too (the receive actor), and the
+/// requester reads its response itself while that thread stands aside.
 pub fn w8(n: u64, timeout: Duration) -> Result<RunResult, String> {
-    use std::sync::Arc;
-
-    use beehive_socket::{Connection, SocketContext};
+    use beehive_socket::blocking::{Client, Endpoint, Server, ServerOptions};
+    use beehive_socket::session::{SessionConfig, TransportKind};
 
     let dir = TempDir::new()?;
-    let (client, server) = seqpacket_pair(&dir.0.join("w8.sock"))?;
-    let server = Connection::new(server, 10_240);
-    let echo = Arc::clone(&server);
-    std::thread::spawn(move || {
-        let me = Arc::clone(&echo);
-        echo.read_loop(move |m| me.send(&m.new_response("ok")).map_err(|e| e.to_string()));
-    });
-    let conn = Connection::new(client, 10_240);
-    let ctx = Arc::new(SocketContext::new());
-    {
-        let (conn, ctx) = (Arc::clone(&conn), Arc::clone(&ctx));
-        // The client receive actor: responses go to their waiters, anything
-        // else is returned to it (and ignored here).
-        std::thread::spawn(move || {
-            conn.read_loop(move |m| {
-                let _ = ctx.offer_response(m);
-                Ok(())
-            });
-        });
-    }
-    let result = super::round_trips("W8", n, |req| ctx.request(&conn, req, timeout).ok());
-    conn.close();
-    server.close();
+    let endpoint = Endpoint::unix_packet(dir.0.join("w8.sock"));
+    let server_config = SessionConfig::server("socketserver", TransportKind::Packet)
+        .local_module("echo", "echo-group")
+        .max_frame_len(10_240);
+    let client_config = SessionConfig::client("bench-src", TransportKind::Packet).max_frame_len(10_240);
+    let mut server = Server::bind_with_handler(&endpoint, server_config, ServerOptions::default(), |conn, incoming| {
+        let _ = conn.send_resp(incoming.message.new_response("ok"));
+    })
+    .map_err(|e| e.to_string())?;
+    let client = Client::connect(&endpoint, client_config).map_err(|e| e.to_string())?;
+    let result = super::round_trips("W8", n, |req| client.send_sync("echo", req, timeout).ok());
+    drop(client);
+    server.shutdown();
     Ok(result)
 }
 

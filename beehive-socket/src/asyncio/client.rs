@@ -4,46 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beehive_codec::CodecError;
 use beehive_model::Message;
 use tokio::sync::mpsc;
 
 use super::conn::{self, Conn, ConnEvent, Link, Shared, Sink, State};
-use super::{io, DriverError, DriverOptions, Endpoint};
+use super::{io, ClientEvent, DriverError, DriverOptions, Endpoint};
 use crate::session::{CloseReason, Role, Session, SessionConfig, SessionId};
-
-/// What happens to a client's connection.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientEvent {
-    /// `module` (a module of the server, or our own) is reached through the
-    /// connection, member of `groups`. Reported for every module of the
-    /// handshake answer, before [`Connected`](Self::Connected).
-    Registered {
-        /// The module.
-        module: String,
-        /// Its groups.
-        groups: Vec<String>,
-    },
-    /// The handshake is complete: our `module` is registered.
-    Connected {
-        /// Our module.
-        module: String,
-    },
-    /// A packet or frame that is not a message was skipped; the connection
-    /// stays up.
-    Malformed {
-        /// Byte offset of the error.
-        offset: u64,
-        /// The error.
-        error: CodecError,
-    },
-    /// The connection is closed. The last event.
-    Disconnected {
-        /// Why.
-        reason: Arc<CloseReason>,
-    },
-}
 
 struct ClientSink {
     messages: mpsc::Sender<Message>,

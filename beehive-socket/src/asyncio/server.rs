@@ -5,15 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use beehive_codec::CodecError;
 use beehive_model::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::conn::{self, Conn, ConnEvent, Link, Shared, Sink};
 use super::hive::HiveRoute;
 use super::io::Listener;
-use super::{DriverError, DriverOptions, Endpoint};
-use crate::session::{CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId};
+use super::{DriverError, DriverOptions, Endpoint, Incoming, ServerEvent};
+use crate::session::{ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId};
 
 /// Server settings beyond the session configuration.
 #[derive(Debug, Clone)]
@@ -58,77 +57,6 @@ impl ServerOptions {
         self.conn_max = conn_max;
         self
     }
-}
-
-/// A message from a connected remote module.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Incoming {
-    /// The connection's session.
-    pub session: SessionId,
-    /// The remote module of the connection (once registered).
-    pub module: Option<String>,
-    /// The message (Go's server forwards it to its destination).
-    pub message: Message,
-}
-
-/// What happens on a server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ServerEvent {
-    /// A connection was accepted; its handshake is pending.
-    Accepted {
-        /// Its session.
-        session: SessionId,
-    },
-    /// `module` is reached through connection `session`, member of
-    /// `groups` (Go: a group of its own name).
-    Registered {
-        /// The session.
-        session: SessionId,
-        /// The module.
-        module: String,
-        /// Its groups.
-        groups: Vec<String>,
-    },
-    /// The handshake of connection `session` is complete.
-    Connected {
-        /// The session.
-        session: SessionId,
-        /// The remote module.
-        module: String,
-    },
-    /// A packet or frame that is not a message was skipped; the connection
-    /// stays up.
-    Malformed {
-        /// The session.
-        session: SessionId,
-        /// Byte offset of the error.
-        offset: u64,
-        /// The error.
-        error: CodecError,
-    },
-    /// A connection closed.
-    Disconnected {
-        /// The session.
-        session: SessionId,
-        /// Its remote module, if it had registered.
-        module: Option<String>,
-        /// Why.
-        reason: Arc<CloseReason>,
-    },
-    /// A connection was accepted and closed at once: `conn_max` are served.
-    Refused {
-        /// The limit.
-        conn_max: usize,
-    },
-    /// Accepting failed; the server pauses for `backoff` and tries again.
-    AcceptFailed {
-        /// The error.
-        error: std::io::Error,
-        /// The pause.
-        backoff: Duration,
-    },
 }
 
 #[derive(Debug)]

@@ -291,6 +291,18 @@ impl Session {
         self.queued_bytes + self.inflight_bytes
     }
 
+    /// Frames queued or being written.
+    pub fn outbound_frames(&self) -> usize {
+        self.control.len() + self.queue.len() + self.inflight.len()
+    }
+
+    /// True when the outbound queue takes another frame (one that fits in
+    /// the bytes left: [`send`](Self::send) still fails with
+    /// [`SessionError::QueueFull`] for a frame larger than those).
+    pub fn has_room(&self) -> bool {
+        self.outbound_frames() < self.config.max_queued_frames && self.outbound_queued() < self.config.max_queued_bytes
+    }
+
     /// Requests waiting for their response.
     pub fn pending_requests(&self) -> usize {
         self.pending.len()
@@ -568,7 +580,7 @@ impl Session {
             return Err(SessionError::Closed);
         }
         let frame = self.encode(&msg)?;
-        let frames = self.control.len() + self.queue.len() + self.inflight.len();
+        let frames = self.outbound_frames();
         let bytes = self.outbound_queued();
         if frames >= self.config.max_queued_frames || bytes + frame.len() > self.config.max_queued_bytes {
             return Err(SessionError::QueueFull { frames, bytes });

@@ -1,0 +1,842 @@
+//! The blocking driver: socket-mode connections served by plain threads,
+//! for programs without an async runtime and for the lowest latency.
+//!
+//! It runs the same sans-IO [`Session`](crate::session::Session) as the
+//! [tokio driver](crate::asyncio), so the wire behaviour, the timeouts
+//! (handshake, stall, idle, write) and the flow control are the same: a
+//! send waits at most [`Options::send_wait`] for room in the connection's
+//! bounded outbound queue, then fails with
+//! [`SessionError::QueueFull`](crate::session::SessionError::QueueFull); a
+//! peer that does not drain its socket is cut by the session's write
+//! timeout; a full receiver pauses only the connection that feeds it.
+//!
+//! How it spends threads: each connection has one thread of its own; sends
+//! write on the calling thread; a `send_sync` caller reads its response
+//! itself while nobody else reads, so a round trip involves no hand-over
+//! between threads. A thread that has to wait polls for
+//! [`Options::spin`] (yielding its core between polls) before it blocks,
+//! and an idle connection uses no CPU.
+//!
+//! * [`Client`]: connects, completes the module handshake, sends
+//!   ([`Connection`]) and receives ([`Client::recv`]).
+//! * [`Server`]: listens (replacing a stale socket file, mode 0600),
+//!   accepts remote modules (`conn_max`; accept errors such as `EMFILE`
+//!   pause it instead of stopping it), and hands their messages to
+//!   [`Server::recv`] or to a handler running on the connection's reader
+//!   ([`Server::bind_with_handler`]).
+//!
+//! Transports: SOCK_SEQPACKET (Go's `unixpacket`), unix stream and TCP
+//! (Raw or Package framing). TLS is the tokio driver's.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beehive_model::Message;
+//! use beehive_socket::blocking::{Client, Endpoint, Server, ServerOptions};
+//! use beehive_socket::session::{SessionConfig, TransportKind};
+//!
+//! let endpoint = Endpoint::unix_packet("/tmp/beehive.sock");
+//! let config = SessionConfig::server("socketserver", TransportKind::Packet).local_module("hub", "hubgroup");
+//! // Answer every request on the connection's own thread.
+//! let _server = Server::bind_with_handler(&endpoint, config, ServerOptions::default(), |conn, incoming| {
+//!     if incoming.message.is_sync() {
+//!         let _ = conn.send_resp(incoming.message.new_response("pong"));
+//!     }
+//! })?;
+//! let client = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet))?;
+//! let request = Message::new("").build_router("edgeclient", "", "res", "query").fill_body("ping");
+//! let answer = client.send_sync("hub", request, Duration::from_secs(5))?;
+//! assert_eq!(answer.content().as_str(), Some("pong"));
+//! # Ok::<(), beehive_socket::blocking::DriverError>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use beehive_model::Message;
+use socket2::Socket;
+
+pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEvent};
+use crate::session::{
+    CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId, TransportKind,
+};
+
+mod conn;
+mod io;
+mod mailbox;
+mod wait;
+
+use conn::{Conn, ConnEvent, Sink};
+use mailbox::{Mailbox, Refused};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// How long a thread that has to wait (for a response, for a packet,
+    /// for a message in [`Client::recv`]) polls before it blocks, yielding
+    /// its core between polls. Waking a blocked thread costs tens of
+    /// microseconds on an idle machine; polling only starts when a thread
+    /// has to wait and ends after this budget, so an idle connection uses
+    /// no CPU. Default 50 µs; zero: block at once.
+    pub spin: Duration,
+    /// Messages waiting for [`Client::recv`] (per client) or
+    /// [`Server::recv`] (per server). While it is full the connection keeps
+    /// up to 256 more messages, then stops reading its socket (the peer is
+    /// slowed down, nothing is dropped).
+    pub inbox_capacity: usize,
+    /// Events waiting to be taken; when full, further events are logged and
+    /// dropped.
+    pub event_capacity: usize,
+    /// How long a send waits for room in the outbound queue before it fails
+    /// with `QueueFull` (`send_sync` waits up to its timeout instead).
+    pub send_wait: Duration,
+    /// SOCK_SEQPACKET: a send buffer size to ask the kernel for
+    /// (`SO_SNDBUF`), which bounds the largest packet. `None` keeps the
+    /// system's default, as Go does.
+    pub packet_send_buffer: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            spin: Duration::from_micros(50),
+            inbox_capacity: 1024,
+            event_capacity: 1024,
+            send_wait: Duration::from_secs(5),
+            packet_send_buffer: None,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`spin`](Self::spin).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Sets [`inbox_capacity`](Self::inbox_capacity).
+    pub fn inbox_capacity(mut self, capacity: usize) -> Self {
+        self.inbox_capacity = capacity.max(1);
+        self
+    }
+
+    /// Sets [`send_wait`](Self::send_wait).
+    pub fn send_wait(mut self, wait: Duration) -> Self {
+        self.send_wait = wait;
+        self
+    }
+
+    /// Sets [`packet_send_buffer`](Self::packet_send_buffer).
+    pub fn packet_send_buffer(mut self, size: Option<usize>) -> Self {
+        self.packet_send_buffer = size;
+        self
+    }
+}
+
+/// A session for `socket`, with the kernel's packet limit on SOCK_SEQPACKET.
+fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> std::io::Result<Session> {
+    let mut config = config.clone();
+    if matches!(config.get_transport(), TransportKind::Packet) {
+        if let Some(size) = options.packet_send_buffer {
+            socket.set_send_buffer_size(size)?;
+        }
+        if config.get_packet_send_limit().is_none() {
+            config = config.packet_send_limit(io::packet_send_limit(socket));
+        }
+    }
+    Ok(Session::new(config, Instant::now()))
+}
+
+fn session_error(conn: &Conn, e: DriverError) -> DriverError {
+    match e {
+        DriverError::Session(SessionError::Closed) => conn.closed_error(),
+        e => e,
+    }
+}
+
+/// One connection: sends, and what is known of it. Cheap to clone; the
+/// connection stays open while its peer or its owner keeps it so.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    conn: Arc<Conn>,
+}
+
+impl Connection {
+    fn send_deadline(&self) -> Instant {
+        Instant::now() + self.conn_options().send_wait
+    }
+
+    fn conn_options(&self) -> &Options {
+        self.conn.options()
+    }
+
+    /// Go's `Send(module, msg)` to a module served through this connection:
+    /// the message is written (or queued behind what the socket has not
+    /// taken yet) when this returns.
+    pub fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
+        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send(module, msg, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// Go's `SendSync(module, msg, timeout)`: the response, or
+    /// [`DriverError::Timeout`] after `timeout` in all.
+    pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        self.conn.request(module, msg, timeout).map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// Go's `SendResp(resp)`: the destination becomes the response's
+    /// source.
+    pub fn send_resp(&self, resp: Message) -> Result<(), DriverError> {
+        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_resp(resp, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// Go's `SendToGroup(group, msg)`: one copy per member of `group`
+    /// served through this connection; how many were sent.
+    pub fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
+        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_to_group(group, msg, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// Sends `msg` exactly as it is.
+    pub fn send_message(&self, msg: Message) -> Result<(), DriverError> {
+        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_message(msg, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// Waits until everything sent before is written to the socket, at
+    /// most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), DriverError> {
+        self.conn.flush_until(Instant::now() + timeout)
+    }
+
+    /// Closes the connection at once (what is not written yet is dropped).
+    pub fn close(&self) {
+        self.conn.close();
+    }
+
+    /// Waits until the connection is closed, at most `timeout` (`None`:
+    /// without limit); the reason, or `None` when still open.
+    pub fn closed(&self, timeout: Option<Duration>) -> Option<Arc<CloseReason>> {
+        self.conn.wait_closed(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// True while the handshake is complete and the connection open.
+    pub fn is_connected(&self) -> bool {
+        let status = self.conn.status();
+        status.connected && status.closed.is_none()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<Arc<CloseReason>> {
+        self.conn.close_reason()
+    }
+
+    /// The modules reached through the connection and their groups.
+    pub fn modules(&self) -> BTreeMap<String, Vec<String>> {
+        self.conn.status().modules.clone()
+    }
+
+    /// The remote module (on a server), or our own (on a client), once
+    /// registered.
+    pub fn peer_module(&self) -> Option<String> {
+        self.conn.status().peer.clone()
+    }
+
+    /// The connection's session.
+    pub fn session_id(&self) -> SessionId {
+        self.conn.id()
+    }
+}
+
+// ---- client -------------------------------------------------------------------
+
+struct ClientSink {
+    inbox: Arc<Mailbox<Message>>,
+    events: Arc<Mailbox<ClientEvent>>,
+}
+
+fn report<T: std::fmt::Debug>(events: &Mailbox<T>, event: T) {
+    if let Err(Refused::Full(e)) = events.try_push(event) {
+        tracing::warn!(event = ?e, "event queue full, event dropped");
+    }
+}
+
+impl Sink for ClientSink {
+    fn try_deliver(&self, _conn: &Arc<Conn>, msg: Message) -> Result<(), Message> {
+        match self.inbox.try_push(msg) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full(m)) => Err(m),
+            Err(Refused::Closed(m)) => {
+                tracing::debug!(msg_id = m.id(), "the client is gone, message dropped");
+                Ok(())
+            }
+        }
+    }
+
+    fn deliver_until(&self, _conn: &Arc<Conn>, msg: Message, deadline: Instant) -> Result<(), Message> {
+        match self.inbox.push_until(msg, Some(deadline)) {
+            Ok(()) | Err(Refused::Closed(_)) => Ok(()),
+            Err(Refused::Full(m)) => Err(m),
+        }
+    }
+
+    fn event(&self, _conn: &Arc<Conn>, event: ConnEvent) {
+        let event = match event {
+            ConnEvent::Connected { module } => ClientEvent::Connected { module },
+            ConnEvent::Registered { module, groups } => ClientEvent::Registered { module, groups },
+            ConnEvent::Malformed { offset, error } => ClientEvent::Malformed { offset, error },
+            ConnEvent::Closed { reason } => {
+                report(&self.events, ClientEvent::Disconnected { reason });
+                self.events.close();
+                self.inbox.close();
+                return;
+            }
+        };
+        report(&self.events, event);
+    }
+}
+
+/// A remote module connected to a socket server. Dropping it closes the
+/// connection.
+#[derive(Debug)]
+pub struct Client {
+    connection: Connection,
+    inbox: Arc<Mailbox<Message>>,
+    events: Arc<Mailbox<ClientEvent>>,
+}
+
+impl Client {
+    /// Connects to `endpoint` and completes the handshake within the
+    /// configuration's handshake timeout, with default [`Options`].
+    pub fn connect(endpoint: &Endpoint, config: SessionConfig) -> Result<Client, DriverError> {
+        Client::connect_with(endpoint, config, Options::default())
+    }
+
+    /// [`connect`](Self::connect) with `options`.
+    pub fn connect_with(endpoint: &Endpoint, config: SessionConfig, options: Options) -> Result<Client, DriverError> {
+        if !matches!(config.get_role(), Role::Client { .. }) {
+            return Err(DriverError::Config("a client needs a client session configuration".into()));
+        }
+        endpoint.check(&config)?;
+        let timeout = config.get_handshake_timeout();
+        let deadline = Instant::now() + timeout;
+        let socket = io::connect(endpoint, timeout)?;
+        let session = open_session(&socket, &config, &options)?;
+        let inbox = Arc::new(Mailbox::new(options.inbox_capacity, options.spin));
+        let events = Arc::new(Mailbox::new(options.event_capacity, Duration::ZERO));
+        let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
+        let conn = Conn::start(socket, session, options, Box::new(sink))?;
+        if !conn.wait_connected(deadline) {
+            return Err(match conn.close_reason() {
+                Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
+                None => {
+                    conn.close();
+                    DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }
+                }
+            });
+        }
+        Ok(Client { connection: Connection { conn }, inbox, events })
+    }
+
+    /// The connection (cloneable, for other threads).
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The next message addressed to our module; `None` once the
+    /// connection is closed and every message was taken.
+    pub fn recv(&self) -> Option<Message> {
+        self.inbox.pop_until(None)
+    }
+
+    /// [`recv`](Self::recv) waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Message> {
+        self.inbox.pop_until(Some(Instant::now() + timeout))
+    }
+
+    /// A message if one is waiting.
+    pub fn try_recv(&self) -> Option<Message> {
+        self.inbox.try_pop()
+    }
+
+    /// The next connection event, waiting at most `timeout` (`None`: until
+    /// one comes or the connection's events end).
+    pub fn next_event(&self, timeout: Option<Duration>) -> Option<ClientEvent> {
+        self.events.pop_until(timeout.map(|t| Instant::now() + t))
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.connection.close();
+        self.inbox.close();
+    }
+}
+
+// ---- server -------------------------------------------------------------------
+
+/// Server settings beyond the session configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Settings of every connection (the inbox is the server's, shared by
+    /// all connections).
+    pub connection: Options,
+    /// Most connections served at once (Go's `connmax`); more are accepted
+    /// and closed at once. 0: no limit.
+    pub conn_max: usize,
+    /// The listen backlog.
+    pub backlog: i32,
+    /// First pause after a failed accept (`EMFILE`...); it doubles on every
+    /// further failure up to `max_accept_backoff`.
+    pub accept_backoff: Duration,
+    /// Longest pause after failed accepts.
+    pub max_accept_backoff: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            connection: Options::default(),
+            conn_max: 0,
+            backlog: 128,
+            accept_backoff: Duration::from_millis(20),
+            max_accept_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerOptions {
+    /// Sets [`connection`](Self::connection).
+    pub fn connection(mut self, options: Options) -> Self {
+        self.connection = options;
+        self
+    }
+
+    /// Sets [`conn_max`](Self::conn_max).
+    pub fn conn_max(mut self, conn_max: usize) -> Self {
+        self.conn_max = conn_max;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Connection, Incoming) + Send + Sync;
+
+enum Delivery {
+    Inbox(Arc<Mailbox<Incoming>>),
+    Handler(Box<Handler>),
+}
+
+struct ServerShared {
+    conns: Mutex<HashMap<SessionId, Arc<Conn>>>,
+    modules: Mutex<HashMap<String, SessionId>>,
+    accept_errors: AtomicU64,
+    refused: AtomicU64,
+    stop: AtomicBool,
+    delivery: Delivery,
+    events: Arc<Mailbox<ServerEvent>>,
+    /// Interrupts the accept loop's `poll`.
+    wake: std::os::unix::net::UnixStream,
+}
+
+impl ServerShared {
+    fn conn_for(&self, module: &str) -> Option<Arc<Conn>> {
+        let session = *lock(&self.modules).get(module)?;
+        lock(&self.conns).get(&session).cloned()
+    }
+}
+
+struct ServerSink {
+    server: std::sync::Weak<ServerShared>,
+    session: SessionId,
+    module: Mutex<Option<String>>,
+}
+
+impl ServerSink {
+    fn incoming(&self, message: Message) -> Incoming {
+        Incoming { session: self.session, module: lock(&self.module).clone(), message }
+    }
+}
+
+impl Sink for ServerSink {
+    fn try_deliver(&self, conn: &Arc<Conn>, msg: Message) -> Result<(), Message> {
+        let Some(server) = self.server.upgrade() else { return Ok(()) };
+        match &server.delivery {
+            Delivery::Inbox(inbox) => match inbox.try_push(self.incoming(msg)) {
+                Err(Refused::Full(i)) => Err(i.message),
+                _ => Ok(()),
+            },
+            Delivery::Handler(handler) => {
+                handler(&Connection { conn: Arc::clone(conn) }, self.incoming(msg));
+                Ok(())
+            }
+        }
+    }
+
+    fn deliver_until(&self, conn: &Arc<Conn>, msg: Message, deadline: Instant) -> Result<(), Message> {
+        let Some(server) = self.server.upgrade() else { return Ok(()) };
+        match &server.delivery {
+            Delivery::Inbox(inbox) => match inbox.push_until(self.incoming(msg), Some(deadline)) {
+                Err(Refused::Full(i)) => Err(i.message),
+                _ => Ok(()),
+            },
+            Delivery::Handler(_) => self.try_deliver(conn, msg),
+        }
+    }
+
+    fn event(&self, _conn: &Arc<Conn>, event: ConnEvent) {
+        let Some(server) = self.server.upgrade() else { return };
+        let session = self.session;
+        let event = match event {
+            ConnEvent::Connected { module } => {
+                *lock(&self.module) = Some(module.clone());
+                ServerEvent::Connected { session, module }
+            }
+            ConnEvent::Registered { module, groups } => {
+                lock(&server.modules).insert(module.clone(), session);
+                ServerEvent::Registered { session, module, groups }
+            }
+            ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
+            ConnEvent::Closed { reason } => {
+                lock(&server.modules).retain(|_, s| *s != session);
+                lock(&server.conns).remove(&session);
+                ServerEvent::Disconnected { session, module: lock(&self.module).clone(), reason }
+            }
+        };
+        report(&server.events, event);
+    }
+}
+
+/// A cloneable handle that sends to a server's connected modules.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<ServerShared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("connections", &self.connections()).finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The connection serving `module`.
+    pub fn connection(&self, module: &str) -> Result<Connection, DriverError> {
+        self.shared
+            .conn_for(module)
+            .map(|conn| Connection { conn })
+            .ok_or_else(|| DriverError::NotConnected(module.to_owned()))
+    }
+
+    /// Go's `Send(module, msg)` to a connected remote module.
+    pub fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
+        self.connection(module)?.send(module, msg)
+    }
+
+    /// Go's `SendSync(module, msg, timeout)` to a connected remote module.
+    pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        self.connection(module)?.send_sync(module, msg, timeout)
+    }
+
+    /// Go's `SendResp(resp)`: to the connection serving the response's
+    /// source (the requester).
+    pub fn send_resp(&self, resp: Message) -> Result<(), DriverError> {
+        let module = resp.source().to_owned();
+        self.connection(&module)?.send_resp(resp)
+    }
+
+    /// Go's `SendToGroup(group, msg)`: one copy per member of `group` on
+    /// every connection; how many were sent.
+    pub fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
+        let conns: Vec<Arc<Conn>> = lock(&self.shared.conns)
+            .values()
+            .filter(|c| c.status().modules.values().any(|groups| groups.iter().any(|g| g == group)))
+            .cloned()
+            .collect();
+        if conns.is_empty() {
+            return Err(SessionError::UnknownGroup { group: group.to_owned() }.into());
+        }
+        let mut sent = 0;
+        for conn in conns {
+            sent += Connection { conn }.send_to_group(group, msg.clone())?;
+        }
+        Ok(sent)
+    }
+
+    /// Closes the connection serving `module`; false when none does.
+    pub fn disconnect(&self, module: &str) -> bool {
+        match self.shared.conn_for(module) {
+            Some(conn) => {
+                conn.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections currently served (registered or not).
+    pub fn connections(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+
+    /// The remote modules currently registered, sorted.
+    pub fn modules(&self) -> Vec<String> {
+        let set: BTreeSet<String> = lock(&self.shared.modules).keys().cloned().collect();
+        set.into_iter().collect()
+    }
+
+    /// Failed accepts so far.
+    pub fn accept_errors(&self) -> u64 {
+        self.shared.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused at `conn_max` so far.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting and closes every connection (returns at once).
+    pub fn shutdown(&self) {
+        if !self.shared.stop.swap(true, Ordering::AcqRel) {
+            let _ = std::io::Write::write(&mut &self.shared.wake, &[1]);
+        }
+    }
+}
+
+/// A socket server: accepts remote modules on its own thread, one thread
+/// per connection. Dropping it shuts it down.
+pub struct Server {
+    handle: ServerHandle,
+    inbox: Option<Arc<Mailbox<Incoming>>>,
+    events: Arc<Mailbox<ServerEvent>>,
+    endpoint: Endpoint,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Listens on `endpoint`; messages of the remote modules come out of
+    /// [`recv`](Self::recv).
+    pub fn bind(endpoint: &Endpoint, config: SessionConfig, options: ServerOptions) -> Result<Server, DriverError> {
+        let inbox = Arc::new(Mailbox::new(options.connection.inbox_capacity, options.connection.spin));
+        Server::start(endpoint, config, options, Delivery::Inbox(Arc::clone(&inbox)), Some(inbox))
+    }
+
+    /// Listens on `endpoint`; every message of a remote module goes to
+    /// `handler`, called on the thread that read it with the connection it
+    /// came from (answer with [`Connection::send_resp`]). A handler that
+    /// blocks holds up its own connection only.
+    pub fn bind_with_handler(
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: ServerOptions,
+        handler: impl Fn(&Connection, Incoming) + Send + Sync + 'static,
+    ) -> Result<Server, DriverError> {
+        Server::start(endpoint, config, options, Delivery::Handler(Box::new(handler)), None)
+    }
+
+    fn start(
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: ServerOptions,
+        delivery: Delivery,
+        inbox: Option<Arc<Mailbox<Incoming>>>,
+    ) -> Result<Server, DriverError> {
+        if !matches!(config.get_role(), Role::Server { .. }) {
+            return Err(DriverError::Config("a server needs a server session configuration".into()));
+        }
+        endpoint.check(&config)?;
+        // One owner per module name among the server's connections.
+        let config = if config.registry.is_none() { config.registry(ModuleRegistry::new()) } else { config };
+        let listener = io::listen(endpoint, options.backlog)?;
+        let (wake_rx, wake) = std::os::unix::net::UnixStream::pair()?;
+        wake_rx.set_nonblocking(true)?;
+        let events = Arc::new(Mailbox::new(options.connection.event_capacity, Duration::ZERO));
+        let shared = Arc::new(ServerShared {
+            conns: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            accept_errors: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            delivery,
+            events: Arc::clone(&events),
+            wake,
+        });
+        let accept = Accept {
+            listener,
+            wake: wake_rx,
+            config,
+            options,
+            shared: Arc::clone(&shared),
+            endpoint: endpoint.clone(),
+        };
+        let thread = std::thread::Builder::new().name("beehive-accept".into()).spawn(move || accept.run())?;
+        Ok(Server { handle: ServerHandle { shared }, inbox, events, endpoint: endpoint.clone(), accept: Some(thread) })
+    }
+
+    /// The endpoint listened on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The handle (cloneable, for other threads).
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The next message of a remote module; `None` when the server has a
+    /// handler, or is shut down and every message was taken.
+    pub fn recv(&self) -> Option<Incoming> {
+        self.inbox.as_ref()?.pop_until(None)
+    }
+
+    /// [`recv`](Self::recv) waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Incoming> {
+        self.inbox.as_ref()?.pop_until(Some(Instant::now() + timeout))
+    }
+
+    /// A message if one is waiting.
+    pub fn try_recv(&self) -> Option<Incoming> {
+        self.inbox.as_ref()?.try_pop()
+    }
+
+    /// The next server event, waiting at most `timeout` (`None`: until one
+    /// comes or the server is shut down).
+    pub fn next_event(&self, timeout: Option<Duration>) -> Option<ServerEvent> {
+        self.events.pop_until(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Stops accepting, closes every connection and waits for the accept
+    /// thread.
+    pub fn shutdown(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(inbox) = &self.inbox {
+            inbox.close();
+        }
+    }
+}
+
+struct Accept {
+    listener: Socket,
+    wake: std::os::unix::net::UnixStream,
+    config: SessionConfig,
+    options: ServerOptions,
+    shared: Arc<ServerShared>,
+    endpoint: Endpoint,
+}
+
+impl Accept {
+    fn run(self) {
+        use std::os::fd::AsFd;
+
+        use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+        let tcp = matches!(self.endpoint, Endpoint::Tcp(_));
+        let mut backoff = self.options.accept_backoff;
+        let mut pause: Option<Instant> = None;
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let wait = match pause {
+                Some(until) => {
+                    let ms = until.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128);
+                    PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let listen = if pause.is_some() { PollFlags::empty() } else { PollFlags::POLLIN };
+            let mut fds =
+                [PollFd::new(self.listener.as_fd(), listen), PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, wait);
+            if pause.is_some_and(|until| Instant::now() >= until) {
+                pause = None;
+            }
+            if pause.is_some() {
+                continue;
+            }
+            match io::accept(&self.listener, tcp) {
+                Ok(socket) => {
+                    backoff = self.options.accept_backoff;
+                    self.serve(socket);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {
+                }
+                Err(error) => {
+                    self.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(endpoint = %self.endpoint, error = %error, ?backoff, "accept failed, pausing");
+                    report(&self.shared.events, ServerEvent::AcceptFailed { error, backoff });
+                    pause = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(self.options.max_accept_backoff.max(self.options.accept_backoff));
+                }
+            }
+        }
+        let conns: Vec<Arc<Conn>> = lock(&self.shared.conns).values().cloned().collect();
+        for conn in conns {
+            conn.close();
+        }
+        if let Endpoint::UnixPacket(path) | Endpoint::Unix(path) = &self.endpoint {
+            let _ = std::fs::remove_file(path);
+        }
+        self.shared.events.close();
+        tracing::info!(endpoint = %self.endpoint, "socket server stopped");
+    }
+
+    fn serve(&self, socket: Socket) {
+        let conn_max = self.options.conn_max;
+        if conn_max > 0 && lock(&self.shared.conns).len() >= conn_max {
+            tracing::warn!(conn_max, "refusing a connection: too many connections");
+            self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            report(&self.shared.events, ServerEvent::Refused { conn_max });
+            return;
+        }
+        let session = match open_session(&socket, &self.config, &self.options.connection) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up an accepted connection");
+                return;
+            }
+        };
+        let id = session.id();
+        let sink = ServerSink { server: Arc::downgrade(&self.shared), session: id, module: Mutex::new(None) };
+        // Registered before the thread can report anything about it.
+        let mut conns = lock(&self.shared.conns);
+        match Conn::start(socket, session, self.options.connection.clone(), Box::new(sink)) {
+            Ok(conn) => {
+                conns.insert(id, conn);
+                drop(conns);
+                tracing::debug!(session = %id, "connection accepted");
+                report(&self.shared.events, ServerEvent::Accepted { session: id });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start a connection"),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! What both drivers share: where a connection goes, TLS settings, and
+//! why a driver call failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{SocketConfig, UNIXPACKET};
+use crate::conn::StreamFraming;
+use beehive_codec::CodecError;
+use beehive_model::Message;
+
+use crate::session::{CloseReason, SessionConfig, SessionError, SessionId, TransportKind};
+
+/// Where a connection goes: the socket type and address of a
+/// configuration entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A unix SOCK_SEQPACKET socket (Go's `unixpacket`).
+    UnixPacket(PathBuf),
+    /// A unix stream socket (Go's `unix`).
+    Unix(PathBuf),
+    /// A TCP address, `host:port` (Go's `tcp`).
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// A unix SOCK_SEQPACKET socket at `path`.
+    pub fn unix_packet(path: impl AsRef<Path>) -> Self {
+        Endpoint::UnixPacket(path.as_ref().to_owned())
+    }
+
+    /// A unix stream socket at `path`.
+    pub fn unix(path: impl AsRef<Path>) -> Self {
+        Endpoint::Unix(path.as_ref().to_owned())
+    }
+
+    /// A TCP address (`host:port`).
+    pub fn tcp(address: impl Into<String>) -> Self {
+        Endpoint::Tcp(address.into())
+    }
+
+    /// The endpoint of a configuration entry (`sockettype` and `address`).
+    /// TLS files (`ca`, `cert`, `key`) are for TCP entries only; their
+    /// settings come from [`Tls::from_config`].
+    pub fn from_config(entry: &SocketConfig) -> Result<Self, DriverError> {
+        let tls = !entry.ca.is_empty() || !entry.cert.is_empty() || !entry.key.is_empty();
+        match entry.socket_type.as_str() {
+            "" | UNIXPACKET if tls => Err(DriverError::Unsupported("TLS on a unixpacket socket".into())),
+            crate::net::UNIX if tls => Err(DriverError::Unsupported("TLS on a unix socket".into())),
+            "" | UNIXPACKET => Ok(Endpoint::unix_packet(&entry.address)),
+            crate::net::UNIX => Ok(Endpoint::unix(&entry.address)),
+            crate::net::TCP => Ok(Endpoint::tcp(entry.address.clone())),
+            other => Err(DriverError::Unsupported(format!("socket type {other:?}"))),
+        }
+    }
+
+    /// The session transport of this endpoint with `framing` on streams.
+    pub fn transport(&self, framing: StreamFraming) -> TransportKind {
+        match self {
+            Endpoint::UnixPacket(_) => TransportKind::Packet,
+            Endpoint::Unix(_) | Endpoint::Tcp(_) => TransportKind::Stream(framing),
+        }
+    }
+
+    /// TLS settings fit: TCP only, and the side's own kind.
+    pub(crate) fn check_tls(&self, tls: Option<&Tls>, server: bool) -> Result<(), DriverError> {
+        match (tls, self) {
+            (None, _) => Ok(()),
+            (Some(_), Endpoint::UnixPacket(_) | Endpoint::Unix(_)) => {
+                Err(DriverError::Unsupported(format!("TLS on {self}: TLS is for TCP endpoints")))
+            }
+            (Some(Tls::Server(_)), Endpoint::Tcp(_)) if !server => {
+                Err(DriverError::Config("server TLS settings given to a client".into()))
+            }
+            (Some(Tls::Client { .. }), Endpoint::Tcp(_)) if server => {
+                Err(DriverError::Config("client TLS settings given to a server".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn check(&self, config: &SessionConfig) -> Result<(), DriverError> {
+        let packet = matches!(self, Endpoint::UnixPacket(_));
+        if packet != matches!(config.get_transport(), TransportKind::Packet) {
+            return Err(DriverError::TransportMismatch { endpoint: self.clone(), transport: config.get_transport() });
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::UnixPacket(p) => write!(f, "unixpacket:{}", p.display()),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// TLS settings of TCP connections (rustls, ring provider).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Tls {
+    /// Connect with TLS, verifying the server as `server_name`.
+    Client {
+        /// The client settings (roots, client certificate).
+        config: Arc<rustls::ClientConfig>,
+        /// The name (or IP address) the server's certificate must carry.
+        server_name: rustls::pki_types::ServerName<'static>,
+    },
+    /// Accept with TLS.
+    Server(Arc<rustls::ServerConfig>),
+}
+
+impl Tls {
+    /// The TLS settings of a configuration entry, as Go's configuration
+    /// describes them: a server entry with `cert` and `key` speaks TLS (and
+    /// with `ca` requires client certificates signed by it); a client entry
+    /// with `ca` verifies the server with it and presents `cert`/`key` when
+    /// given. `None` without TLS files.
+    pub fn from_config(entry: &SocketConfig) -> Result<Option<Tls>, DriverError> {
+        let tls_error = |e: crate::SocketError| DriverError::Config(e.to_string());
+        if entry.server {
+            Ok(crate::tls::server_config(entry).map_err(tls_error)?.map(Tls::Server))
+        } else {
+            Ok(crate::tls::client_config(entry)
+                .map_err(tls_error)?
+                .map(|(config, server_name)| Tls::Client { config, server_name }))
+        }
+    }
+}
+
+/// Why a driver call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// A socket call failed.
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The session refused the send (queue full, message too large, unknown
+    /// module or group...); the connection stays up.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The connection is closed, for this reason.
+    #[error("the connection is closed: {0}")]
+    Closed(Arc<CloseReason>),
+    /// The connection's command channel stayed full for this long.
+    #[error("the connection did not take the command within {0:?}")]
+    Busy(Duration),
+    /// No response to a `send_sync` within its timeout.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// Connecting (or the handshake) did not finish in time.
+    #[error("could not connect to {endpoint} within {timeout:?}")]
+    ConnectTimeout {
+        /// Where.
+        endpoint: Endpoint,
+        /// The handshake timeout.
+        timeout: Duration,
+    },
+    /// The handshake failed; the connection is closed.
+    #[error("handshake with {endpoint} failed: {reason}")]
+    Handshake {
+        /// Where.
+        endpoint: Endpoint,
+        /// Why the session closed.
+        reason: Arc<CloseReason>,
+    },
+    /// Server side: no connection serves this module.
+    #[error("module {0:?} is not connected")]
+    NotConnected(String),
+    /// The session configuration does not fit (wrong role).
+    #[error("invalid session configuration: {0}")]
+    Config(String),
+    /// The session's transport does not match the endpoint's socket type.
+    #[error("endpoint {endpoint} does not carry transport {transport:?}")]
+    TransportMismatch {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// The session's transport.
+        transport: TransportKind,
+    },
+    /// Something the driver does not do (yet).
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// What happens to a client's connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// `module` (a module of the server, or our own) is reached through the
+    /// connection, member of `groups`. Reported for every module of the
+    /// handshake answer, before [`Connected`](Self::Connected).
+    Registered {
+        /// The module.
+        module: String,
+        /// Its groups.
+        groups: Vec<String>,
+    },
+    /// The handshake is complete: our `module` is registered.
+    Connected {
+        /// Our module.
+        module: String,
+    },
+    /// A packet or frame that is not a message was skipped; the connection
+    /// stays up.
+    Malformed {
+        /// Byte offset of the error.
+        offset: u64,
+        /// The error.
+        error: CodecError,
+    },
+    /// The connection is closed. The last event.
+    Disconnected {
+        /// Why.
+        reason: Arc<CloseReason>,
+    },
+}
+
+/// A message from a connected remote module.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Incoming {
+    /// The connection's session.
+    pub session: SessionId,
+    /// The remote module of the connection (once registered).
+    pub module: Option<String>,
+    /// The message (Go's server forwards it to its destination).
+    pub message: Message,
+}
+
+/// What happens on a server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A connection was accepted; its handshake is pending.
+    Accepted {
+        /// Its session.
+        session: SessionId,
+    },
+    /// `module` is reached through connection `session`, member of
+    /// `groups` (Go: a group of its own name).
+    Registered {
+        /// The session.
+        session: SessionId,
+        /// The module.
+        module: String,
+        /// Its groups.
+        groups: Vec<String>,
+    },
+    /// The handshake of connection `session` is complete.
+    Connected {
+        /// The session.
+        session: SessionId,
+        /// The remote module.
+        module: String,
+    },
+    /// A packet or frame that is not a message was skipped; the connection
+    /// stays up.
+    Malformed {
+        /// The session.
+        session: SessionId,
+        /// Byte offset of the error.
+        offset: u64,
+        /// The error.
+        error: CodecError,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The session.
+        session: SessionId,
+        /// Its remote module, if it had registered.
+        module: Option<String>,
+        /// Why.
+        reason: Arc<CloseReason>,
+    },
+    /// A connection was accepted and closed at once: `conn_max` are served.
+    Refused {
+        /// The limit.
+        conn_max: usize,
+    },
+    /// Accepting failed; the server pauses for `backoff` and tries again.
+    AcceptFailed {
+        /// The error.
+        error: std::io::Error,
+        /// The pause.
+        backoff: Duration,
+    },
+}

@@ -1,0 +1,523 @@
+//! The blocking driver over real sockets: client and server on every
+//! transport, the handler server, flow control and hostile peers.
+//!
+//! Every wait is bounded; running out of time is a failure.
+
+mod common;
+use common::temp_dir;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beehive_model::Message;
+use beehive_socket::blocking::{
+    Client, ClientEvent, Connection, DriverError, Endpoint, Options, Server, ServerEvent, ServerOptions,
+};
+use beehive_socket::session::{CloseReason, Refusal, SessionConfig, SessionError, TransportKind};
+use beehive_socket::{handshake_request, StreamFraming};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+const T: Duration = Duration::from_secs(10);
+
+fn msg(source: &str, body: &str) -> Message {
+    Message::new("").build_router(source, "grp", "res", "update").fill_body(body)
+}
+
+fn server_config(transport: TransportKind) -> SessionConfig {
+    SessionConfig::server("socketserver", transport).local_module("srvmod", "srvgroup")
+}
+
+/// Runs `f` on a thread of its own; fails when it takes longer than `limit`.
+fn bounded<R: Send + 'static>(what: &str, limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+}
+
+fn server_event(server: &Server, what: &str, pred: impl Fn(&ServerEvent) -> bool) -> ServerEvent {
+    let deadline = Instant::now() + T;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let e = server.next_event(Some(left)).unwrap_or_else(|| panic!("{what}: no such event within {T:?}"));
+        if pred(&e) {
+            return e;
+        }
+    }
+}
+
+fn disconnected_of(module: &str) -> impl Fn(&ServerEvent) -> bool + '_ {
+    move |e| matches!(e, ServerEvent::Disconnected { module: Some(m), .. } if m == module)
+}
+
+fn reason_of(e: ServerEvent) -> Arc<CloseReason> {
+    match e {
+        ServerEvent::Disconnected { reason, .. } => reason,
+        other => panic!("not a disconnection: {other:?}"),
+    }
+}
+
+/// Answers sync requests with "re: <body>" on the connection's thread;
+/// other messages go to the returned channel.
+fn responder(
+    endpoint: &Endpoint,
+    config: SessionConfig,
+    options: ServerOptions,
+) -> (Server, std::sync::mpsc::Receiver<(Option<String>, Message)>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = Server::bind_with_handler(endpoint, config, options, move |conn, incoming| {
+        if incoming.message.is_sync() {
+            let body = format!("re: {}", incoming.message.content().as_str().unwrap_or_default());
+            let _ = conn.send_resp(incoming.message.new_response(body));
+        } else {
+            let _ = tx.lock().unwrap().send((incoming.module, incoming.message));
+        }
+    })
+    .unwrap();
+    (server, rx)
+}
+
+/// Handshake, sends both ways, sync both ways, groups, disconnection.
+fn both_ways(endpoint: Endpoint, transport: TransportKind) {
+    let (server, others) = responder(&endpoint, server_config(transport), ServerOptions::default());
+    let sh = server.handle().clone();
+    let client = Client::connect(&endpoint, SessionConfig::client("edgeclient", transport)).unwrap();
+    // The handshake answer's modules and groups, then Connected.
+    let mut registered = Vec::new();
+    loop {
+        match client.next_event(Some(T)).expect("client events ended") {
+            ClientEvent::Registered { module, groups } => registered.push((module, groups)),
+            ClientEvent::Connected { module } => {
+                assert_eq!(module, "edgeclient");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    registered.sort();
+    let expected: Vec<(String, Vec<String>)> = vec![
+        ("edgeclient".into(), vec![]),
+        ("socketserver".into(), vec!["socketserver".into()]),
+        ("srvmod".into(), vec!["srvgroup".into()]),
+    ];
+    assert_eq!(registered, expected);
+    assert_eq!(client.modules(), expected.iter().cloned().collect::<BTreeMap<_, _>>());
+    assert!(client.is_connected());
+    assert_eq!(client.peer_module().as_deref(), Some("edgeclient"));
+    let e = server_event(&server, "server registration", |e| matches!(e, ServerEvent::Connected { .. }));
+    assert!(matches!(e, ServerEvent::Connected { module, .. } if module == "edgeclient"));
+    assert_eq!(sh.modules(), vec!["edgeclient".to_owned()]);
+
+    // Client -> server.
+    client.send("srvmod", msg("edgeclient", "hello")).unwrap();
+    let (from, got) = others.recv_timeout(T).unwrap();
+    assert_eq!(from.as_deref(), Some("edgeclient"));
+    assert_eq!(
+        (got.destination(), got.message_type(), got.content().as_str()),
+        ("srvmod", "unixpacket", Some("hello"))
+    );
+    let resp = client.send_sync("srvmod", msg("edgeclient", "ping"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: ping"));
+    assert_eq!(client.send_to_group("srvgroup", msg("edgeclient", "to the group")).unwrap(), 1);
+    let (_, got) = others.recv_timeout(T).unwrap();
+    assert_eq!((got.destination(), got.content().as_str()), ("srvmod", Some("to the group")));
+    assert!(matches!(
+        client.send("nowhere", msg("edgeclient", "x")),
+        Err(DriverError::Session(SessionError::UnknownModule { .. }))
+    ));
+
+    // Server -> client.
+    sh.send("edgeclient", msg("srvmod", "to the edge")).unwrap();
+    let got = client.recv_timeout(T).unwrap();
+    assert_eq!(
+        (got.destination(), got.message_type(), got.content().as_str()),
+        ("edgeclient", "unixpacket", Some("to the edge"))
+    );
+    assert_eq!(sh.send_to_group("edgeclient", msg("srvmod", "group")).unwrap(), 1);
+    let got = client.recv_timeout(T).unwrap();
+    assert_eq!((got.destination(), got.content().as_str()), ("edgeclient", Some("group")));
+    // The client's module answers the server's requests.
+    let client = Arc::new(client);
+    let answerer = {
+        let client = Arc::clone(&client);
+        std::thread::spawn(move || {
+            while let Some(m) = client.recv() {
+                if m.is_sync() {
+                    client.send_resp(m.new_response("from the edge")).unwrap();
+                }
+            }
+        })
+    };
+    let resp = sh.send_sync("edgeclient", msg("srvmod", "question"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("from the edge"));
+
+    // The client closes: both sides learn why.
+    client.close();
+    let reason = client.closed(Some(T)).expect("closed");
+    assert!(matches!(*reason, CloseReason::Local), "{reason}");
+    let mut last = None;
+    while let Some(e) = client.next_event(Some(T)) {
+        last = Some(e);
+    }
+    assert!(
+        matches!(last, Some(ClientEvent::Disconnected { ref reason }) if matches!(**reason, CloseReason::Local)),
+        "{last:?}"
+    );
+    let reason = reason_of(server_event(&server, "server disconnection", disconnected_of("edgeclient")));
+    assert!(matches!(*reason, CloseReason::PeerClosed), "{reason}");
+    assert!(matches!(client.send("srvmod", msg("edgeclient", "x")), Err(DriverError::Closed(_))));
+    bounded("answerer ends", T, move || answerer.join().unwrap());
+    assert!(matches!(sh.send("edgeclient", msg("srvmod", "x")), Err(DriverError::NotConnected(_))));
+
+    // The server disconnects a second client.
+    let client = Client::connect(&endpoint, SessionConfig::client("edgeclient", transport)).unwrap();
+    server_event(&server, "second registration", |e| matches!(e, ServerEvent::Connected { .. }));
+    assert!(sh.disconnect("edgeclient"));
+    let reason = client.closed(Some(T)).expect("closed by the server");
+    assert!(matches!(*reason, CloseReason::PeerClosed), "{reason}");
+    let reason = reason_of(server_event(&server, "server disconnection", disconnected_of("edgeclient")));
+    assert!(matches!(*reason, CloseReason::Local), "{reason}");
+}
+
+#[test]
+fn client_and_server_over_unixpacket() {
+    let dir = temp_dir("bl-packet");
+    both_ways(Endpoint::unix_packet(dir.join("s.sock")), TransportKind::Packet);
+}
+
+#[test]
+fn client_and_server_over_unix_stream_raw() {
+    let dir = temp_dir("bl-raw");
+    both_ways(Endpoint::unix(dir.join("s.sock")), TransportKind::Stream(StreamFraming::Raw));
+}
+
+#[test]
+fn client_and_server_over_unix_stream_package() {
+    let dir = temp_dir("bl-package");
+    both_ways(Endpoint::unix(dir.join("s.sock")), TransportKind::Stream(StreamFraming::Package));
+}
+
+#[test]
+fn client_and_server_over_tcp() {
+    both_ways(Endpoint::tcp(common::free_address()), TransportKind::Stream(StreamFraming::Raw));
+}
+
+#[test]
+fn the_server_queue_and_a_shared_connection_serve_many_threads() {
+    // Requests from eight threads share one client connection: whichever
+    // reads hands the others their responses.
+    let dir = temp_dir("bl-threads");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let server = Server::bind(&endpoint, server_config(TransportKind::Packet), ServerOptions::default()).unwrap();
+    let client = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let serving = {
+        let (stop, answered) = (Arc::clone(&stop), Arc::clone(&answered));
+        let handle = server.handle().clone();
+        let server = Arc::new(server);
+        let s = Arc::clone(&server);
+        (
+            server,
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(i) = s.recv_timeout(Duration::from_millis(50)) {
+                        assert_eq!(i.module.as_deref(), Some("edgeclient"));
+                        let body = format!("re: {}", i.message.content().as_str().unwrap_or_default());
+                        handle.send_resp(i.message.new_response(body)).unwrap();
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }),
+        )
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let conn: Connection = client.connection().clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let body = format!("{t}-{i}");
+                    let resp = conn.send_sync("srvmod", msg("edgeclient", &body), T).unwrap();
+                    assert_eq!(resp.content().as_str(), Some(format!("re: {body}").as_str()));
+                }
+            })
+        })
+        .collect();
+    bounded("eight requesters", T * 3, move || {
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    serving.1.join().unwrap();
+    assert_eq!(answered.load(Ordering::Relaxed), 1600);
+}
+
+#[test]
+fn a_handshake_refusal_is_seen_at_once_and_a_transport_mismatch_is_typed() {
+    let dir = temp_dir("bl-refusal");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let config = server_config(TransportKind::Packet).allow_module("someoneelse");
+    let _server = Server::bind(&endpoint, config, ServerOptions::default()).unwrap();
+    let start = Instant::now();
+    let e = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)).unwrap_err();
+    assert!(
+        matches!(&e, DriverError::Handshake { reason, .. } if matches!(**reason, CloseReason::HandshakeRefused(Refusal::PeerClosed))),
+        "{e}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(2), "refusal seen after {:?}", start.elapsed());
+    let e = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Stream(StreamFraming::Raw)))
+        .unwrap_err();
+    assert!(matches!(e, DriverError::TransportMismatch { .. }), "{e}");
+    let e = Client::connect(&endpoint, server_config(TransportKind::Packet)).unwrap_err();
+    assert!(matches!(e, DriverError::Config(_)), "{e}");
+}
+
+#[test]
+fn a_message_over_the_frame_limit_is_refused_and_the_connection_stays_up() {
+    let dir = temp_dir("bl-large");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let (_server, _others) = responder(&endpoint, server_config(TransportKind::Packet), ServerOptions::default());
+    let client =
+        Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet).max_frame_len(4096))
+            .unwrap();
+    let e = client.send("srvmod", msg("edgeclient", &"x".repeat(8192))).unwrap_err();
+    assert!(matches!(e, DriverError::Session(SessionError::MessageTooLarge { max: 4096, .. })), "{e}");
+    let resp = client.send_sync("srvmod", msg("edgeclient", "still here"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: still here"));
+}
+
+// ---- hostile peers -------------------------------------------------------
+
+fn raw_packet(path: &Path) -> Socket {
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    s.connect(&SockAddr::unix(path).unwrap()).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s
+}
+
+fn raw_read(s: &Socket) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    match (&*s).read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(buf[..n].to_vec()),
+    }
+}
+
+fn raw_handshake(s: &Socket, module: &str) {
+    let req = handshake_request(module).set_sync(true);
+    (&*s).write_all(&beehive_model::to_vec_line(&req).unwrap()).unwrap();
+    let answer = beehive_model::from_slice(&raw_read(s).expect("no handshake answer")).unwrap();
+    assert_eq!(answer.parent_id(), req.id());
+}
+
+#[test]
+fn a_peer_that_never_registers_is_cut_at_the_handshake_timeout() {
+    let dir = temp_dir("bl-nohandshake");
+    let path = dir.join("s.sock");
+    let limit = Duration::from_millis(300);
+    let config = server_config(TransportKind::Packet).handshake_timeout(limit);
+    let server = Server::bind(&Endpoint::unix_packet(&path), config, ServerOptions::default()).unwrap();
+    let start = Instant::now();
+    let peer = raw_packet(&path);
+    let reason = reason_of(server_event(&server, "cut", |e| matches!(e, ServerEvent::Disconnected { .. })));
+    let elapsed = start.elapsed();
+    assert!(matches!(*reason, CloseReason::HandshakeTimeout(t) if t == limit), "{reason}");
+    assert!(elapsed >= limit && elapsed < limit * 2, "cut after {elapsed:?}");
+    assert_eq!(raw_read(&peer), None);
+}
+
+#[test]
+fn a_malformed_packet_is_reported_and_the_connection_stays_up() {
+    let dir = temp_dir("bl-malformed");
+    let path = dir.join("s.sock");
+    let (server, others) =
+        responder(&Endpoint::unix_packet(&path), server_config(TransportKind::Packet), ServerOptions::default());
+    let peer = raw_packet(&path);
+    raw_handshake(&peer, "sloppy");
+    (&peer).write_all(b"{not json\n").unwrap();
+    let e = server_event(&server, "malformed", |e| matches!(e, ServerEvent::Malformed { .. }));
+    assert!(matches!(e, ServerEvent::Malformed { offset: 1, .. }), "{e:?}");
+    let m = msg("sloppy", "after").set_destination("srvmod");
+    (&peer).write_all(&beehive_model::to_vec_line(&m).unwrap()).unwrap();
+    let (from, got) = others.recv_timeout(T).unwrap();
+    assert_eq!((from.as_deref(), got.content().as_str()), (Some("sloppy"), Some("after")));
+}
+
+#[test]
+fn a_peer_trickling_bytes_on_a_stream_is_cut_at_the_stall_timeout() {
+    let dir = temp_dir("bl-trickle");
+    let path = dir.join("s.sock");
+    let stall = Duration::from_millis(300);
+    let transport = TransportKind::Stream(StreamFraming::Raw);
+    let config = server_config(transport).stall_timeout(stall).handshake_timeout(Duration::from_secs(5));
+    let server = Server::bind(&Endpoint::unix(&path), config, ServerOptions::default()).unwrap();
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let line = beehive_model::to_vec_line(&handshake_request("trickler").set_sync(true)).unwrap();
+            // One byte every 20 ms, never the line feed.
+            for b in &line[..line.len() - 1] {
+                if stop.load(Ordering::Relaxed) || peer.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let reason = reason_of(server_event(&server, "cut", |e| matches!(e, ServerEvent::Disconnected { .. })));
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(*reason, CloseReason::StallTimeout { timeout, buffered } if timeout == stall && buffered > 0),
+        "{reason}"
+    );
+    assert!(elapsed >= stall && elapsed < stall * 2, "cut after {elapsed:?}");
+    stop.store(true, Ordering::Relaxed);
+    trickle.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_never_reads_is_cut_at_the_write_timeout_while_others_go_on() {
+    let dir = temp_dir("bl-noread");
+    let path = dir.join("s.sock");
+    let limit = Duration::from_millis(300);
+    let config = server_config(TransportKind::Packet).write_timeout(Some(limit));
+    let (server, _others) = responder(&Endpoint::unix_packet(&path), config, ServerOptions::default());
+    let good =
+        Client::connect(&Endpoint::unix_packet(&path), SessionConfig::client("goodclient", TransportKind::Packet))
+            .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let rounds = {
+        let (stop, count) = (Arc::clone(&stop), Arc::clone(&count));
+        std::thread::spawn(move || {
+            let mut done = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!("round {done}");
+                let resp = good
+                    .send_sync("srvmod", msg("goodclient", &body), Duration::from_secs(1))
+                    .unwrap_or_else(|e| panic!("round trip {done} failed: {e}"));
+                assert_eq!(resp.content().as_str(), Some(format!("re: {body}").as_str()));
+                done += 1;
+                count.store(done, Ordering::Relaxed);
+            }
+            done
+        })
+    };
+    // The flooder registers, then sends requests and never reads the answers.
+    let flooder = std::thread::spawn(move || {
+        let s = raw_packet(&path);
+        raw_handshake(&s, "flooder");
+        let body = "z".repeat(2048);
+        let mut sent = 0u32;
+        let start = Instant::now();
+        while start.elapsed() < T * 2 {
+            let req = Message::new("")
+                .build_router("flooder", "grp", "res", "query")
+                .fill_body(body.as_str())
+                .set_sync(true)
+                .set_destination("srvmod");
+            if (&s).write_all(&beehive_model::to_vec_line(&req).unwrap()).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let reason = reason_of(server_event(&server, "flooder cut", disconnected_of("flooder")));
+    assert!(
+        matches!(*reason, CloseReason::WriteTimeout { timeout, pending } if timeout == limit && pending > 0),
+        "{reason}"
+    );
+    let during = count.load(Ordering::Relaxed);
+    // The good client keeps going after the cut, too.
+    let target = during + 20;
+    bounded("rounds after the cut", T, {
+        let count = Arc::clone(&count);
+        move || {
+            while count.load(Ordering::Relaxed) < target {
+                std::thread::yield_now();
+            }
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let done = bounded("good client", T, move || rounds.join().unwrap());
+    assert!(during >= 1, "no round trip while the flooder was connected");
+    assert!(done >= target);
+    assert!(bounded("flooder ends", T * 3, move || flooder.join().unwrap()) > 0);
+}
+
+#[test]
+fn a_client_that_does_not_take_its_messages_still_gets_its_responses() {
+    // The client's inbox holds 4; the server pushes 100 messages the
+    // application does not take; its requests are still answered, and the
+    // 100 messages all arrive, in order, once it reads.
+    let dir = temp_dir("bl-busy");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let (server, _others) = responder(&endpoint, server_config(TransportKind::Packet), ServerOptions::default());
+    let client = Client::connect_with(
+        &endpoint,
+        SessionConfig::client("edgeclient", TransportKind::Packet),
+        Options::default().inbox_capacity(4),
+    )
+    .unwrap();
+    server_event(&server, "registration", |e| matches!(e, ServerEvent::Connected { .. }));
+    for i in 0..100 {
+        server.handle().send("edgeclient", msg("srvmod", &format!("push {i}"))).unwrap();
+    }
+    for i in 0..20 {
+        let body = format!("ask {i}");
+        let resp = client.send_sync("srvmod", msg("edgeclient", &body), T).unwrap();
+        assert_eq!(resp.content().as_str(), Some(format!("re: {body}").as_str()));
+    }
+    for i in 0..100 {
+        let m = client.recv_timeout(T).unwrap_or_else(|| panic!("push {i} missing"));
+        assert_eq!(m.content().as_str(), Some(format!("push {i}").as_str()));
+    }
+}
+
+#[test]
+fn conn_max_refuses_extra_connections_and_serves_the_others() {
+    let dir = temp_dir("bl-connmax");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let (server, _others) =
+        responder(&endpoint, server_config(TransportKind::Packet), ServerOptions::default().conn_max(2));
+    let a = Client::connect(&endpoint, SessionConfig::client("a", TransportKind::Packet)).unwrap();
+    let b = Client::connect(&endpoint, SessionConfig::client("b", TransportKind::Packet)).unwrap();
+    let e = Client::connect(&endpoint, SessionConfig::client("c", TransportKind::Packet)).unwrap_err();
+    assert!(matches!(e, DriverError::Handshake { .. }), "{e}");
+    assert!(matches!(
+        server_event(&server, "refused", |e| matches!(e, ServerEvent::Refused { .. })),
+        ServerEvent::Refused { conn_max: 2 }
+    ));
+    assert_eq!(server.handle().refused(), 1);
+    for c in [&a, &b] {
+        assert!(c.send_sync("srvmod", msg(&c.peer_module().unwrap(), "hi"), T).is_ok());
+    }
+    // A slot frees when a client leaves.
+    drop(a);
+    server_event(&server, "a leaves", disconnected_of("a"));
+    let c = Client::connect(&endpoint, SessionConfig::client("c", TransportKind::Packet)).unwrap();
+    assert!(c.send_sync("srvmod", msg("c", "hi"), T).is_ok());
+}
+
+#[test]
+fn a_module_name_in_use_is_refused_and_the_owner_keeps_it() {
+    let dir = temp_dir("bl-takeover");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let (_server, _others) = responder(&endpoint, server_config(TransportKind::Packet), ServerOptions::default());
+    let first = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)).unwrap();
+    let e = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)).unwrap_err();
+    assert!(matches!(e, DriverError::Handshake { .. }), "{e}");
+    let resp = first.send_sync("srvmod", msg("edgeclient", "mine"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: mine"));
+}
