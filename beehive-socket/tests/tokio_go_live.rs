@@ -1,4 +1,4 @@
-//! The tokio driver against KubeEdge's Go beehive, live over unixpacket.
+//! Both drivers (tokio and blocking) against KubeEdge's Go beehive, live over unixpacket.
 //!
 //! Runs only when `GOPEER` names the Go peer binary (`gopeer server` and
 //! `gopeer client`, driving the unmodified Go beehive and reporting JSON
@@ -538,5 +538,175 @@ async fn a_hive_joins_the_go_server_through_the_socket_backend() {
     all &= go_server_report(&report, &mut rows);
     print_matrix("hive joined through SocketBackend::connect <-> Go server (gopeer server)", &rows);
     hive.shutdown_async(T).await;
+    assert!(all, "see the matrix above");
+}
+
+// ---- the blocking driver against the Go peer ---------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_client_against_the_go_server() {
+    use beehive_socket::blocking;
+
+    let Some(bin) = gopeer() else { return };
+    let dir = temp_dir("bl-client");
+    let path = dir.join("go.sock");
+    let p = path.to_str().unwrap();
+    let peer = Peer::start(
+        &bin,
+        &["server", "--socket", p, "--allow", "edgeclient", "--duration", "11s"],
+        dir.join("r.jsonl"),
+    );
+    let endpoint = blocking::Endpoint::unix_packet(&path);
+    let config = SessionConfig::client("edgeclient", TransportKind::Packet).max_frame_len(GO_BUFFER);
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let (rows_tx, rows_rx) = std::sync::mpsc::channel();
+    // The blocking client on a thread of its own, as a program without a
+    // runtime runs it; what arrives goes to `seen`.
+    let client_thread = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + T;
+        let client = loop {
+            match blocking::Client::connect(&endpoint, config.clone()) {
+                Ok(c) => break c,
+                Err(DriverError::Io(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
+        let client = std::sync::Arc::new(client);
+        assert!(client.modules().contains_key("hub"), "{:?}", client.modules());
+        let reader = {
+            let client = std::sync::Arc::clone(&client);
+            std::thread::spawn(move || {
+                while let Some(m) = client.recv() {
+                    if seen_tx.send(m).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut rows = vec![("rust handshake".to_owned(), true, String::new())];
+        for id in ["cli-uni-0001", "cli-big-60k"] {
+            let r = client.send("hub", spec(id, "edgeclient"));
+            rows.push((format!("send {id}"), r.is_ok(), format!("{r:?}")));
+        }
+        let r = client.send_sync("hub", spec("cli-sync-0001", "edgeclient"), Duration::from_secs(5));
+        let ok = matches!(&r, Ok(m) if m.content().as_str() == Some("pong:cli-sync-0001:by:hub"));
+        rows.push(("send_sync cli-sync-0001".into(), ok, format!("{r:?}")));
+        let r = client.send("hub", spec("cli-big-2m", "edgeclient"));
+        let ok = matches!(r, Err(DriverError::Session(SessionError::MessageTooLarge { .. })));
+        rows.push(("send cli-big-2m refused (MessageTooLarge)".into(), ok, format!("{r:?}")));
+        let r = client.send("hub", spec("cli-tail-0001", "edgeclient"));
+        rows.push(("send cli-tail-0001 after the 2 MB refusal".into(), r.is_ok(), format!("{r:?}")));
+        let r = client.send_sync("hub", spec("cli-loop-0001", "edgeclient"), Duration::from_secs(5));
+        let ok = matches!(&r, Ok(m) if m.content().as_str() == Some("pong:cli-loop-0001:by:hub"));
+        rows.push(("send_sync after the 2 MB refusal".into(), ok, format!("{r:?}")));
+        let _ = rows_tx.send(rows);
+        // Up until the Go server closes the connection.
+        let _ = client.closed(Some(T));
+        let _ = reader.join();
+    });
+    let mut rows = Vec::new();
+    let mut all = true;
+    let mut check = |what: &str, ok: bool, detail: String| {
+        rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
+        ok
+    };
+    let sent = tokio::task::spawn_blocking(move || rows_rx.recv_timeout(T)).await.unwrap().expect("client rows");
+    for (what, ok, detail) in sent {
+        all &= check(&what, ok, detail);
+    }
+    let (got, tail) = until_tail(&mut seen).await;
+    for (what, ok, detail) in go_server_messages(&got, tail) {
+        all &= check(&what, ok, detail);
+    }
+    let report = peer.finish().await;
+    tokio::task::spawn_blocking(move || client_thread.join()).await.unwrap().unwrap();
+    all &= go_server_report(&report, &mut rows);
+    print_matrix("blocking client <-> Go server (gopeer server)", &rows);
+    assert!(all, "see the matrix above");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_client_against_the_blocking_server() {
+    use beehive_socket::blocking;
+
+    let Some(bin) = gopeer() else { return };
+    let dir = temp_dir("bl-server");
+    let path = dir.join("rs.sock");
+    let endpoint = blocking::Endpoint::unix_packet(&path);
+    let config = SessionConfig::server("socketserver", TransportKind::Packet)
+        .local_module("hub", "hubgroup")
+        .max_frame_len(GO_BUFFER);
+    // Go's server: every message goes to its destination; "hub" answers
+    // requests, on the connection's thread.
+    let server =
+        blocking::Server::bind_with_handler(&endpoint, config, blocking::ServerOptions::default(), |conn, i| {
+            let m = i.message;
+            if m.destination() == "hub" {
+                if m.is_sync() {
+                    let body = format!("pong:{}:by:hub", m.id());
+                    let _ = conn.send_resp(m.new_response(body));
+                }
+            } else if let Err(e) = conn.send_message(m) {
+                eprintln!("relay: {e}");
+            }
+        })
+        .unwrap();
+    let sh = server.handle().clone();
+    let p = path.to_str().unwrap();
+    let report_path = dir.join("r.jsonl");
+    let peer = Peer::start(
+        &bin,
+        &["client", "--socket", p, "--module", "edgeclient", "--peer", "hub", "--duration", "9s"],
+        report_path.clone(),
+    );
+    let mut rows = Vec::new();
+    let mut all = true;
+    let mut check = |what: &str, ok: bool, detail: String| {
+        rows.push((format!("rust {what}"), if ok { "pass".into() } else { format!("fail: {detail}") }));
+        ok
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + T;
+        while let Some(e) = server.next_event(Some(deadline.saturating_duration_since(std::time::Instant::now()))) {
+            if matches!(&e, ServerEvent::Connected { module, .. } if module == "edgeclient") {
+                return (server, true);
+            }
+        }
+        (server, false)
+    })
+    .await
+    .unwrap();
+    let (server, registered) = joined;
+    all &= check("Go client registered", registered, String::new());
+    all &= check("Go client reports its handshake", reported(&report_path, "cli.handshake").await, String::new());
+    let sent = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for id in ["srv-uni-0001", "srv-big-60k"] {
+            let r = sh.send("edgeclient", spec(id, "hub"));
+            out.push((format!("send {id}"), r.is_ok(), format!("{r:?}")));
+        }
+        // Go's client panics answering a request from the server, so this
+        // one times out, as with a Go server.
+        let r = sh.send_sync("edgeclient", spec("srv-sync-0001", "hub"), Duration::from_secs(1));
+        let ok = matches!(r, Err(DriverError::Timeout(_)));
+        out.push(("send_sync srv-sync-0001 times out (Go's client cannot answer)".into(), ok, format!("{r:?}")));
+        let r = sh.send("edgeclient", spec("srv-big-2m", "hub"));
+        let ok = matches!(r, Err(DriverError::Session(SessionError::MessageTooLarge { .. })));
+        out.push(("send srv-big-2m refused (MessageTooLarge)".into(), ok, format!("{r:?}")));
+        let r = sh.send("edgeclient", spec("srv-tail-0001", "hub"));
+        out.push(("send srv-tail-0001 after the 2 MB refusal".into(), r.is_ok(), format!("{r:?}")));
+        out
+    })
+    .await
+    .unwrap();
+    for (what, ok, detail) in sent {
+        all &= check(&what, ok, detail);
+    }
+    let report = peer.finish().await;
+    drop(server);
+    all &= go_client_report(&report, &mut rows);
+    print_matrix("Go client (gopeer client) <-> blocking server", &rows);
     assert!(all, "see the matrix above");
 }
