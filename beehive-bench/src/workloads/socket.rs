@@ -217,19 +217,20 @@ pub fn w8_async(n: u64, timeout: Duration) -> Result<RunResult, String> {
     })
 }
 
-/// W8 between thread modules of two hives, through the tokio driver's hive
-/// backend on a runtime of its own (`DriverRuntime`): the requester is a
-/// plain thread calling `Hive::send_sync`, the answering module a thread
-/// module of the other hive calling `Hive::send_resp`. The path a program
-/// without a runtime takes.
+/// W8 between thread modules of two hives, through the hive's socket
+/// backend on the blocking driver (no runtime): the requester is a plain
+/// thread calling `Hive::send_sync` (it writes the request and reads the
+/// response itself), the answering module a thread module of the other
+/// hive calling `Hive::send_resp`, fed by the connection's thread. The path
+/// a program without a runtime takes.
 pub fn w8_hive(n: u64, timeout: Duration) -> Result<RunResult, String> {
     use beehive_context::{Hive, SimpleModule};
-    use beehive_socket::asyncio::{ConnectOptions, DriverRuntime, Endpoint, ServerOptions, SocketBackend};
+    use beehive_socket::asyncio::SocketBackend;
+    use beehive_socket::blocking::{ConnectOptions, Endpoint, ServerOptions};
     use beehive_socket::session::{SessionConfig, TransportKind};
 
     let dir = TempDir::new()?;
     let endpoint = Endpoint::unix_packet(dir.0.join("w8-hive.sock"));
-    let runtime = DriverRuntime::new().map_err(|e| e.to_string())?;
     let hub = Hive::new();
     let hub_backend = SocketBackend::new();
     hub.add_backend(hub_backend.clone());
@@ -242,15 +243,15 @@ pub fn w8_hive(n: u64, timeout: Duration) -> Result<RunResult, String> {
     .map_err(|e| e.to_string())?;
     hub.start().map_err(|e| e.to_string())?;
     let server_config = SessionConfig::server("socketserver", TransportKind::Packet).max_frame_len(10_240);
-    let server = runtime
-        .serve(&hub_backend, &hub, &endpoint, server_config, ServerOptions::default())
+    let mut server = hub_backend
+        .serve_blocking(&hub, &endpoint, server_config, ServerOptions::default())
         .map_err(|e| e.to_string())?;
     let edge = Hive::new();
     let edge_backend = SocketBackend::new();
     edge.add_backend(edge_backend.clone());
     let client_config = SessionConfig::client("bench-src", TransportKind::Packet).max_frame_len(10_240);
-    let client = runtime
-        .connect(&edge_backend, &edge, &endpoint, client_config, ConnectOptions::default())
+    let mut client = edge_backend
+        .connect_blocking(&edge, &endpoint, client_config, ConnectOptions::default())
         .map_err(|e| e.to_string())?;
     let mut trips = super::RoundTrips::start("W8-hive", n);
     for _ in 0..n {

@@ -35,6 +35,7 @@ use super::client::open;
 use super::conn::{self, ConnEvent, Link, Shared, Sink, Stalled};
 use super::server::{Delivery, ServerEvents, ServerHandle, StopGuard};
 use super::{ClientEvent, DriverError, DriverOptions, Endpoint, Server, ServerOptions};
+use crate::blocking;
 use crate::config::UNIXPACKET;
 use crate::metrics::{trace_message, Trail};
 use crate::session::{ModuleDirectory, Role, SessionConfig, SessionId};
@@ -97,7 +98,7 @@ impl BackendOptions {
 #[derive(Debug, Default)]
 struct Routes {
     /// Remote module → the connection serving it now.
-    links: HashMap<String, Link>,
+    links: HashMap<String, Pipe>,
     /// Every module ever reached through a connection: while it has no
     /// connection, sends to it fail instead of being queued locally.
     remote: HashSet<String>,
@@ -106,7 +107,7 @@ struct Routes {
     groups: HashMap<String, Vec<String>>,
     /// Client side: the connection to the server, for answers to requests
     /// whose source is not a listed module.
-    default: Option<Link>,
+    default: Option<Pipe>,
 }
 
 impl Routes {
@@ -164,6 +165,116 @@ fn not_connected(module: &str) -> ContextError {
     ContextError::NotConnected { module: module.to_owned() }
 }
 
+/// A connection of either driver, as the backend uses it.
+#[derive(Debug, Clone)]
+pub(crate) enum Pipe {
+    /// A connection task of the tokio driver.
+    Task(Link),
+    /// A connection of the blocking driver.
+    Thread(blocking::Connection),
+}
+
+/// How often an async send to a blocking connection whose queue is full
+/// looks again.
+const ROOM_RETRY: Duration = Duration::from_millis(1);
+
+impl Pipe {
+    fn session(&self) -> SessionId {
+        match self {
+            Pipe::Task(l) => l.shared.session,
+            Pipe::Thread(c) => c.session_id(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Pipe::Task(l) => l.close(),
+            Pipe::Thread(c) => c.close(),
+        }
+    }
+
+    /// Waits (without blocking the executor) until a blocking connection's
+    /// queue has room, at most until `deadline`.
+    async fn room(c: &blocking::Connection, deadline: Instant) {
+        while !c.has_room() && Instant::now() < deadline {
+            tokio::time::sleep(ROOM_RETRY).await;
+        }
+    }
+
+    fn send_blocking(&self, module: &str, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_blocking(module, msg, wait),
+            Pipe::Thread(c) => c.send_until(module, msg, Instant::now() + wait),
+        }
+    }
+
+    fn send_sync_blocking(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_sync_blocking(module, msg, timeout),
+            Pipe::Thread(c) => c.send_sync(module, msg, timeout),
+        }
+    }
+
+    fn send_resp_blocking(&self, msg: Message) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_resp_blocking(msg),
+            Pipe::Thread(c) => c.send_resp(msg),
+        }
+    }
+
+    fn send_message_blocking(&self, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_message_blocking(msg, wait),
+            Pipe::Thread(c) => c.send_message_until(msg, Instant::now() + wait),
+        }
+    }
+
+    async fn send_within(&self, module: &str, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_within(module, msg, wait).await,
+            Pipe::Thread(c) => {
+                Pipe::room(c, Instant::now() + wait).await;
+                c.send_until(module, msg, Instant::now())
+            }
+        }
+    }
+
+    async fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_sync(module, msg, timeout).await,
+            Pipe::Thread(c) => {
+                let start = Instant::now();
+                Pipe::room(c, start + timeout).await;
+                let left = timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(DriverError::Timeout(timeout));
+                }
+                c.request_async(module, msg, left)?.await
+            }
+        }
+    }
+
+    async fn send_resp(&self, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_resp(msg).await,
+            Pipe::Thread(c) => {
+                Pipe::room(c, Instant::now() + wait).await;
+                c.send_resp_until(msg, Instant::now())
+            }
+        }
+    }
+
+    async fn send_message_within(&self, msg: Message, wait: Duration) -> Result<(), DriverError> {
+        match self {
+            Pipe::Task(l) => l.send_message_within(msg, wait).await,
+            Pipe::Thread(c) => {
+                Pipe::room(c, Instant::now() + wait).await;
+                c.send_message_until(msg, Instant::now())
+            }
+        }
+    }
+}
+
 impl SocketBackend {
     /// A backend with the default options.
     pub fn new() -> Arc<Self> {
@@ -196,7 +307,7 @@ impl SocketBackend {
 
     /// The connection serving `module`: `Ok(None)` for a module of this
     /// process, an error for a remote module that is not connected now.
-    fn link(&self, module: &str) -> Result<Option<Link>, ContextError> {
+    fn link(&self, module: &str) -> Result<Option<Pipe>, ContextError> {
         let routes = self.read();
         match routes.links.get(module) {
             Some(link) => Ok(Some(link.clone())),
@@ -227,7 +338,7 @@ impl SocketBackend {
     }
 
     /// `module` (in `groups`) is reached through `link` from now on.
-    fn add_route(&self, hive: &Hive, module: &str, groups: &[String], link: &Link) {
+    fn add_route(&self, hive: &Hive, module: &str, groups: &[String], link: &Pipe) {
         {
             let mut routes = self.write();
             routes.remote.insert(module.to_owned());
@@ -251,8 +362,8 @@ impl SocketBackend {
     /// connect again.
     fn drop_routes(&self, session: SessionId) {
         let mut routes = self.write();
-        routes.links.retain(|_, link| link.shared.session != session);
-        if routes.default.as_ref().is_some_and(|l| l.shared.session == session) {
+        routes.links.retain(|_, link| link.session() != session);
+        if routes.default.as_ref().is_some_and(|l| l.session() == session) {
             routes.default = None;
         }
     }
@@ -318,6 +429,102 @@ impl SocketBackend {
         Ok(HiveClient { module, events: ClientEvents { rx: events }, stop })
     }
 
+    /// [`serve`](Self::serve) on the blocking driver: an accept thread and
+    /// one thread per connection, no runtime needed; a sync request from
+    /// this hive to a remote module costs no thread hand-over.
+    pub fn serve_blocking(
+        self: &Arc<Self>,
+        hive: &Hive,
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: blocking::ServerOptions,
+    ) -> Result<blocking::Server, DriverError> {
+        self.check_installed(hive)?;
+        let directory = {
+            let hive = hive.clone();
+            ModuleDirectory::new(move || hive.module_groups())
+        };
+        let config = config.module_directory(directory);
+        let route = Arc::new(HiveRoute { backend: Arc::clone(self), hive: hive.clone(), own: None });
+        blocking::Server::bind_with_hooks(endpoint, config, options, route)
+    }
+
+    /// [`connect`](Self::connect) on the blocking driver: the connection
+    /// and the reconnections run on threads of their own, no runtime
+    /// needed.
+    pub fn connect_blocking(
+        self: &Arc<Self>,
+        hive: &Hive,
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: blocking::ConnectOptions,
+    ) -> Result<blocking::HiveClient, DriverError> {
+        self.check_installed(hive)?;
+        let Role::Client { module } = config.get_role() else {
+            return Err(DriverError::Config("a client needs a session in the client role".into()));
+        };
+        let module = module.clone();
+        match hive.add_module(&module, UNIXPACKET) {
+            Ok(()) | Err(ContextError::DuplicateModule { .. }) => {}
+            Err(e) => return Err(DriverError::Config(format!("cannot add module {module:?} to the hive: {e}"))),
+        }
+        let events = Arc::new(blocking::Mailbox::new(options.connection.event_capacity.max(1), Duration::ZERO));
+        let route: Arc<dyn blocking::Hooks> =
+            Arc::new(HiveRoute { backend: Arc::clone(self), hive: hive.clone(), own: Some(module.clone()) });
+        let connect = {
+            let (backend, endpoint, config, options, events) =
+                (Arc::clone(self), endpoint.clone(), config.clone(), options.clone(), Arc::clone(&events));
+            move || -> Result<blocking::Connection, DriverError> {
+                let conn = blocking::connect_with_hooks(
+                    &endpoint,
+                    &config,
+                    &options.connection,
+                    Arc::clone(&route),
+                    Arc::clone(&events),
+                )?;
+                backend.write().default = Some(Pipe::Thread(conn.clone()));
+                Ok(conn)
+            }
+        };
+        let first = connect()?;
+        let supervision = Arc::new(blocking::Supervision::default());
+        supervision.set_current(first.clone());
+        let thread = {
+            let (supervision, endpoint, module) = (Arc::clone(&supervision), endpoint.clone(), module.clone());
+            std::thread::Builder::new().name(format!("beehive-reconnect-{module}")).spawn(move || {
+                let mut conn = first;
+                let mut wait = options.retry_interval;
+                loop {
+                    let reason = conn.closed(None);
+                    if supervision.is_stopped() {
+                        return;
+                    }
+                    if let Some(reason) = reason {
+                        tracing::info!(%endpoint, %module, %reason, "connection lost");
+                    }
+                    loop {
+                        if !supervision.pause(wait) {
+                            return;
+                        }
+                        match connect() {
+                            Ok(c) => {
+                                supervision.set_current(c.clone());
+                                conn = c;
+                                wait = options.retry_interval;
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(%endpoint, %module, error = %e, ?wait, "cannot reconnect, retrying");
+                                wait = (wait * 2).min(options.max_retry_interval);
+                            }
+                        }
+                    }
+                }
+            })?
+        };
+        Ok(blocking::HiveClient::new(module, events, supervision, thread))
+    }
+
     fn check_installed(self: &Arc<Self>, hive: &Hive) -> Result<(), DriverError> {
         let installed = hive.backend(UNIXPACKET).ok();
         let ours: Arc<dyn Backend> = self.clone();
@@ -331,7 +538,7 @@ impl SocketBackend {
 
     /// The remote members of `group` and their connections now (`None`:
     /// not connected); `None` when the group has no remote member.
-    fn group_members(&self, group: &str) -> Option<Vec<(String, Option<Link>)>> {
+    fn group_members(&self, group: &str) -> Option<Vec<(String, Option<Pipe>)>> {
         let routes = self.read();
         let members = routes.groups.get(group)?;
         Some(members.iter().map(|m| (m.clone(), routes.links.get(m).cloned())).collect())
@@ -481,7 +688,7 @@ impl MessageContext for SocketBackend {
         match self.resp_target(resp) {
             Ok(Answer::Remote(link, resp)) => Box::pin(async move {
                 let source = resp.source().to_owned();
-                link.send_resp(resp).await.map_err(|e| remote_error(&source, e))
+                link.send_resp(resp, self.options.send_wait).await.map_err(|e| remote_error(&source, e))
             }),
             Ok(Answer::Local(resp)) => self.local.send_resp_async(resp),
             Err(e) => Box::pin(async move { Err(e) }),
@@ -541,7 +748,7 @@ impl MessageContext for SocketBackend {
 /// Where a response goes.
 enum Answer {
     /// Out on this connection.
-    Remote(Link, Message),
+    Remote(Pipe, Message),
     /// To a waiter of this process.
     Local(Message),
 }
@@ -662,11 +869,47 @@ impl HiveRoute {
         })
     }
 
-    pub(crate) fn registered(&self, module: &str, groups: &[String], link: &Link) {
+    pub(crate) fn registered(&self, module: &str, groups: &[String], link: &Pipe) {
         self.backend.add_route(&self.hive, module, groups, link);
     }
 
     pub(crate) fn closed(&self, session: SessionId) {
+        self.backend.drop_routes(session);
+    }
+}
+
+impl blocking::Hooks for HiveRoute {
+    fn try_deliver(&self, _conn: &blocking::Connection, msg: Message) -> Result<(), Message> {
+        HiveRoute::try_deliver(self, msg)
+    }
+
+    /// Waits for room up to the backend's delivery wait (this connection
+    /// reads nothing meanwhile), then drops, logs and counts the message.
+    fn deliver_until(&self, _conn: &blocking::Connection, msg: Message, _deadline: Instant) -> Result<(), Message> {
+        let (dest, _) = self.destination(&msg);
+        let wait = self.backend.options.delivery_wait;
+        let (id, source) = (msg.id().to_owned(), msg.source().to_owned());
+        match self.hive.send_timeout(&dest, msg, wait) {
+            Ok(()) => {}
+            Err(ContextError::Full { .. }) => {
+                tracing::warn!(msg_id = %id, %source, ?wait, "inbox full for too long");
+                undelivered(&dest, &ContextError::Full { module: dest.clone() });
+            }
+            Err(e) => {
+                tracing::warn!(msg_id = %id, %source, "not delivered");
+                undelivered(&dest, &e);
+            }
+        }
+        Ok(())
+    }
+
+    fn registered(&self, conn: &blocking::Connection, module: &str, groups: &[String]) {
+        if self.own.as_deref() != Some(module) {
+            self.backend.add_route(&self.hive, module, groups, &Pipe::Thread(conn.clone()));
+        }
+    }
+
+    fn closed(&self, session: SessionId) {
         self.backend.drop_routes(session);
     }
 }
@@ -818,7 +1061,7 @@ impl Sink for HiveClientSink {
         let event = match event {
             ConnEvent::Registered { module, groups } => {
                 if self.route.own.as_deref() != Some(module.as_str()) {
-                    self.route.registered(&module, &groups, &self.link);
+                    self.route.registered(&module, &groups, &Pipe::Task(self.link.clone()));
                 }
                 ClientEvent::Registered { module, groups }
             }
@@ -840,7 +1083,7 @@ impl Supervisor {
         let events = self.events.clone();
         let make_sink = |link: &Link| HiveClientSink { route, link: link.clone(), events };
         let link = open(&self.endpoint, self.config.clone(), &self.options.driver, false, make_sink).await?;
-        self.backend.write().default = Some(link.clone());
+        self.backend.write().default = Some(Pipe::Task(link.clone()));
         Ok(link)
     }
 

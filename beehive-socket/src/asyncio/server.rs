@@ -129,7 +129,7 @@ impl Sink for ServerSink {
                 if let Delivery::Hive(route) = &self.delivery {
                     let link = self.server.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&session).cloned();
                     if let Some(link) = link {
-                        route.registered(&module, &groups, &link);
+                        route.registered(&module, &groups, &super::hive::Pipe::Task(link));
                     }
                 }
                 ServerEvent::Registered { session, module, groups }

@@ -64,19 +64,34 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn event(&self, conn: &Arc<Conn>, event: ConnEvent);
 }
 
-/// A `send_sync` caller waiting for its response.
-struct Waiter {
+/// A `send_sync` caller waiting for its response: a thread (unparked) or
+/// a task (woken).
+pub(crate) struct Waiter {
     result: Mutex<Option<Result<Message, DriverError>>>,
     done: AtomicBool,
     thread: Thread,
+    waker: Mutex<Option<std::task::Waker>>,
     timeout: Duration,
 }
 
 impl Waiter {
+    fn new(timeout: Duration) -> Arc<Self> {
+        Arc::new(Waiter {
+            result: Mutex::new(None),
+            done: AtomicBool::new(false),
+            thread: std::thread::current(),
+            waker: Mutex::new(None),
+            timeout,
+        })
+    }
+
     fn complete(&self, r: Result<Message, DriverError>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
         self.done.store(true, Ordering::Release);
         self.thread.unpark();
+        if let Some(w) = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.wake();
+        }
     }
 
     fn is_done(&self) -> bool {
@@ -85,6 +100,37 @@ impl Waiter {
 
     fn take(&self) -> Option<Result<Message, DriverError>> {
         self.result.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+/// The response to a request, as a future: it completes when the
+/// connection's thread reads the response, or with a timeout when the
+/// session gives the request up (or a close).
+pub(crate) struct Response {
+    conn: Arc<Conn>,
+    waiter: Arc<Waiter>,
+}
+
+impl std::future::Future for Response {
+    type Output = Result<Message, DriverError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        if !self.waiter.is_done() {
+            *self.waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+            if !self.waiter.is_done() {
+                return std::task::Poll::Pending;
+            }
+        }
+        std::task::Poll::Ready(self.waiter.take().unwrap_or_else(|| Err(self.conn.closed_error())))
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if !self.waiter.is_done() {
+            self.conn.abandon(&self.waiter);
+        }
     }
 }
 
@@ -351,20 +397,13 @@ impl Conn {
         }
     }
 
-    /// `send_sync`: sends, then waits for the response until the timeout,
-    /// reading it itself when nobody else reads.
-    pub(crate) fn request(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+    /// Sends a request and registers its waiter (under one lock: nobody can
+    /// take the response before the waiter is there).
+    fn start_request(&self, module: &str, msg: Message, timeout: Duration) -> Result<Arc<Waiter>, DriverError> {
         let deadline = Instant::now() + timeout;
-        let waiter = Arc::new(Waiter {
-            result: Mutex::new(None),
-            done: AtomicBool::new(false),
-            thread: std::thread::current(),
-            timeout,
-        });
+        let waiter = Waiter::new(timeout);
         let registered = Arc::clone(&waiter);
         self.send_with(deadline, |inner, now| {
-            // The waiter goes in under the same lock as the request: nobody
-            // can take the response before it is there.
             let id = inner.session.send_sync(module, msg, timeout, now)?;
             inner.waiters.insert(id, registered);
             Ok(())
@@ -373,7 +412,35 @@ impl Conn {
             DriverError::Session(SessionError::QueueFull { .. }) => DriverError::Timeout(timeout),
             e => e,
         })?;
+        Ok(waiter)
+    }
+
+    /// `send_sync`: sends, then waits for the response until the timeout,
+    /// reading it itself when nobody else reads.
+    pub(crate) fn request(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
+        let deadline = Instant::now() + timeout;
+        let waiter = self.start_request(module, msg, timeout)?;
         self.wait_response(&waiter, deadline)
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// `send_sync` for async callers: the request is sent when this
+    /// returns; the future never blocks (the connection's thread reads the
+    /// response). The session ends the wait at the timeout.
+    pub(crate) fn request_async(
+        self: &Arc<Self>,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<Response, DriverError> {
+        let waiter = self.start_request(module, msg, timeout)?;
+        Ok(Response { conn: Arc::clone(self), waiter })
+    }
+
+    /// Forgets a waiter that no longer waits.
+    fn abandon(&self, waiter: &Arc<Waiter>) {
+        let mut inner = lock(&self.inner);
+        inner.waiters.retain(|_, w| !Arc::ptr_eq(w, waiter));
     }
 
     fn wait_response(&self, waiter: &Arc<Waiter>, deadline: Instant) -> Result<Message, DriverError> {
@@ -442,6 +509,13 @@ impl Conn {
                 self.room.wait_timeout(inner, (deadline - now).min(LINGER * 10)).unwrap_or_else(|e| e.into_inner()).0;
             inner.room_waiters -= 1;
         }
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// True when the outbound queue takes another frame now.
+    pub(crate) fn has_room(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.session.has_room() || inner.session.is_closed()
     }
 
     /// Closes the session (queued frames are dropped) and the socket.
@@ -642,7 +716,13 @@ impl Conn {
     fn pump(&self, buf: &mut Vec<u8>, deadline: Option<Instant>, stop: &dyn Fn() -> bool, thread: bool) {
         let mut poll = Poll::new(self.options.spin);
         loop {
-            if self.is_closed() || stop() || self.held_full() || (thread && self.wanted.load(Ordering::Acquire)) {
+            if self.is_closed() || stop() || self.held_full() {
+                return;
+            }
+            // The connection's thread stops reading to wait for room for what
+            // it holds (requesters may still read their responses), or to
+            // give the baton to a requester.
+            if thread && (self.wanted.load(Ordering::Acquire) || !lock(&self.held).is_empty()) {
                 return;
             }
             if self.read_some(buf, stop) {

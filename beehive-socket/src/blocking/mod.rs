@@ -69,7 +69,11 @@ mod mailbox;
 mod wait;
 
 use conn::{Conn, ConnEvent, Sink};
-use mailbox::{Mailbox, Refused};
+#[cfg(feature = "tokio")]
+pub(crate) use mailbox::Mailbox;
+#[cfg(not(feature = "tokio"))]
+use mailbox::Mailbox;
+use mailbox::Refused;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -257,6 +261,45 @@ impl Connection {
     }
 }
 
+/// What the hive's socket backend needs beyond the public calls.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+impl Connection {
+    /// [`send`](Self::send) waiting for room until `deadline`.
+    pub(crate) fn send_until(&self, module: &str, msg: Message, deadline: Instant) -> Result<(), DriverError> {
+        let r = self.conn.send_with(deadline, |inner, now| inner.session().send(module, msg, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// [`send_message`](Self::send_message) waiting for room until
+    /// `deadline`.
+    pub(crate) fn send_message_until(&self, msg: Message, deadline: Instant) -> Result<(), DriverError> {
+        let r = self.conn.send_with(deadline, |inner, now| inner.session().send_message(msg, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// [`send_resp`](Self::send_resp) waiting for room until `deadline`.
+    pub(crate) fn send_resp_until(&self, resp: Message, deadline: Instant) -> Result<(), DriverError> {
+        let r = self.conn.send_with(deadline, |inner, now| inner.session().send_resp(resp, now));
+        r.map_err(|e| session_error(&self.conn, e))
+    }
+
+    /// [`send_sync`](Self::send_sync) for async callers: the request is
+    /// sent when this returns, the future never blocks.
+    pub(crate) fn request_async(
+        &self,
+        module: &str,
+        msg: Message,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<Message, DriverError>>, DriverError> {
+        self.conn.request_async(module, msg, timeout)
+    }
+
+    /// True when the outbound queue takes another frame now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.conn.has_room()
+    }
+}
+
 // ---- client -------------------------------------------------------------------
 
 struct ClientSink {
@@ -390,6 +433,71 @@ impl Drop for Client {
     }
 }
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+/// A client connection whose traffic goes to `hooks` (the hive's socket
+/// backend); its events go to `events`.
+struct HookSink {
+    hooks: Arc<dyn Hooks>,
+    events: Arc<Mailbox<ClientEvent>>,
+}
+
+impl Sink for HookSink {
+    fn try_deliver(&self, conn: &Arc<Conn>, msg: Message) -> Result<(), Message> {
+        self.hooks.try_deliver(&Connection { conn: Arc::clone(conn) }, msg)
+    }
+
+    fn deliver_until(&self, conn: &Arc<Conn>, msg: Message, deadline: Instant) -> Result<(), Message> {
+        self.hooks.deliver_until(&Connection { conn: Arc::clone(conn) }, msg, deadline)
+    }
+
+    fn event(&self, conn: &Arc<Conn>, event: ConnEvent) {
+        let event = match event {
+            ConnEvent::Connected { module } => ClientEvent::Connected { module },
+            ConnEvent::Registered { module, groups } => {
+                self.hooks.registered(&Connection { conn: Arc::clone(conn) }, &module, &groups);
+                ClientEvent::Registered { module, groups }
+            }
+            ConnEvent::Malformed { offset, error } => ClientEvent::Malformed { offset, error },
+            ConnEvent::Closed { reason } => {
+                self.hooks.closed(conn.id());
+                ClientEvent::Disconnected { reason }
+            }
+        };
+        report(&self.events, event);
+    }
+}
+
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+/// Connects with the hive's hooks; the connection once the handshake is
+/// complete.
+pub(crate) fn connect_with_hooks(
+    endpoint: &Endpoint,
+    config: &SessionConfig,
+    options: &Options,
+    hooks: Arc<dyn Hooks>,
+    events: Arc<Mailbox<ClientEvent>>,
+) -> Result<Connection, DriverError> {
+    if !matches!(config.get_role(), Role::Client { .. }) {
+        return Err(DriverError::Config("a client needs a client session configuration".into()));
+    }
+    endpoint.check(config)?;
+    let timeout = config.get_handshake_timeout();
+    let deadline = Instant::now() + timeout;
+    let socket = io::connect(endpoint, timeout)?;
+    let session = open_session(&socket, config, options)?;
+    let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }))?;
+    if !conn.wait_connected(deadline) {
+        return Err(match conn.close_reason() {
+            Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
+            None => {
+                conn.close();
+                DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }
+            }
+        });
+    }
+    Ok(Connection { conn })
+}
+
 // ---- server -------------------------------------------------------------------
 
 /// Server settings beyond the session configuration.
@@ -439,9 +547,26 @@ impl ServerOptions {
 
 type Handler = dyn Fn(&Connection, Incoming) + Send + Sync;
 
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+/// What an owner (the hive's socket backend) does with a connection's
+/// traffic, in place of an inbox.
+pub(crate) trait Hooks: Send + Sync + 'static {
+    /// Delivers a message; gives it back when there is no room.
+    fn try_deliver(&self, conn: &Connection, msg: Message) -> Result<(), Message>;
+    /// Delivers a message waiting for room until `deadline`; gives it back
+    /// when it could not (the owner has logged why).
+    fn deliver_until(&self, conn: &Connection, msg: Message, deadline: Instant) -> Result<(), Message>;
+    /// `module` (in `groups`) is reached through `conn` from now on.
+    fn registered(&self, conn: &Connection, module: &str, groups: &[String]);
+    /// Connection `session` closed.
+    fn closed(&self, session: SessionId);
+}
+
 enum Delivery {
     Inbox(Arc<Mailbox<Incoming>>),
     Handler(Box<Handler>),
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Hooks(Arc<dyn Hooks>),
 }
 
 struct ServerShared {
@@ -487,6 +612,7 @@ impl Sink for ServerSink {
                 handler(&Connection { conn: Arc::clone(conn) }, self.incoming(msg));
                 Ok(())
             }
+            Delivery::Hooks(hooks) => hooks.try_deliver(&Connection { conn: Arc::clone(conn) }, msg),
         }
     }
 
@@ -498,10 +624,11 @@ impl Sink for ServerSink {
                 _ => Ok(()),
             },
             Delivery::Handler(_) => self.try_deliver(conn, msg),
+            Delivery::Hooks(hooks) => hooks.deliver_until(&Connection { conn: Arc::clone(conn) }, msg, deadline),
         }
     }
 
-    fn event(&self, _conn: &Arc<Conn>, event: ConnEvent) {
+    fn event(&self, conn: &Arc<Conn>, event: ConnEvent) {
         let Some(server) = self.server.upgrade() else { return };
         let session = self.session;
         let event = match event {
@@ -511,12 +638,18 @@ impl Sink for ServerSink {
             }
             ConnEvent::Registered { module, groups } => {
                 lock(&server.modules).insert(module.clone(), session);
+                if let Delivery::Hooks(hooks) = &server.delivery {
+                    hooks.registered(&Connection { conn: Arc::clone(conn) }, &module, &groups);
+                }
                 ServerEvent::Registered { session, module, groups }
             }
             ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
             ConnEvent::Closed { reason } => {
                 lock(&server.modules).retain(|_, s| *s != session);
                 lock(&server.conns).remove(&session);
+                if let Delivery::Hooks(hooks) = &server.delivery {
+                    hooks.closed(session);
+                }
                 ServerEvent::Disconnected { session, module: lock(&self.module).clone(), reason }
             }
         };
@@ -655,6 +788,17 @@ impl Server {
         handler: impl Fn(&Connection, Incoming) + Send + Sync + 'static,
     ) -> Result<Server, DriverError> {
         Server::start(endpoint, config, options, Delivery::Handler(Box::new(handler)), None)
+    }
+
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    /// Listens on `endpoint`; the connections' traffic goes to `hooks`.
+    pub(crate) fn bind_with_hooks(
+        endpoint: &Endpoint,
+        config: SessionConfig,
+        options: ServerOptions,
+        hooks: Arc<dyn Hooks>,
+    ) -> Result<Server, DriverError> {
+        Server::start(endpoint, config, options, Delivery::Hooks(hooks), None)
     }
 
     fn start(
@@ -838,5 +982,142 @@ impl Accept {
             }
             Err(e) => tracing::warn!(error = %e, "cannot start a connection"),
         }
+    }
+}
+
+// ---- the hive's socket backend on this driver -----------------------------------
+
+#[cfg(feature = "tokio")]
+/// Reconnection of a [`HiveClient`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Settings of the connection.
+    pub connection: Options,
+    /// First pause before reconnecting; it doubles after every failed
+    /// attempt up to `max_retry_interval`.
+    pub retry_interval: Duration,
+    /// Longest pause between attempts.
+    pub max_retry_interval: Duration,
+}
+
+#[cfg(feature = "tokio")]
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connection: Options::default(),
+            retry_interval: Duration::from_millis(100),
+            max_retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl ConnectOptions {
+    /// Sets the first and the longest pause before reconnecting.
+    pub fn retry(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_interval = first;
+        self.max_retry_interval = max.max(first);
+        self
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// What a [`HiveClient`] shares with its reconnecting thread.
+#[derive(Debug, Default)]
+pub(crate) struct Supervision {
+    stopped: Mutex<bool>,
+    changed: std::sync::Condvar,
+    current: Mutex<Option<Connection>>,
+}
+
+#[cfg(feature = "tokio")]
+impl Supervision {
+    /// Stops: closes the current connection, wakes the thread.
+    pub(crate) fn stop(&self) {
+        *lock(&self.stopped) = true;
+        if let Some(c) = lock(&self.current).take() {
+            c.close();
+        }
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        *lock(&self.stopped)
+    }
+
+    /// The connection in use (closed at once when already stopped).
+    pub(crate) fn set_current(&self, conn: Connection) {
+        let stopped = lock(&self.stopped);
+        if *stopped {
+            conn.close();
+        }
+        *lock(&self.current) = Some(conn);
+    }
+
+    /// Sleeps `pause` unless stopped meanwhile; false when stopped.
+    pub(crate) fn pause(&self, pause: Duration) -> bool {
+        let deadline = Instant::now() + pause;
+        let mut stopped = lock(&self.stopped);
+        while !*stopped {
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            stopped = self.changed.wait_timeout(stopped, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        false
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// This process as a remote module of another hive over the blocking
+/// driver ([`SocketBackend::connect_blocking`](crate::asyncio::SocketBackend::connect_blocking)).
+/// Dropping it (or [`shutdown`](Self::shutdown)) closes the connection and
+/// stops reconnecting.
+#[derive(Debug)]
+pub struct HiveClient {
+    module: String,
+    events: Arc<Mailbox<ClientEvent>>,
+    supervision: Arc<Supervision>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[cfg(feature = "tokio")]
+impl HiveClient {
+    pub(crate) fn new(
+        module: String,
+        events: Arc<Mailbox<ClientEvent>>,
+        supervision: Arc<Supervision>,
+        thread: JoinHandle<()>,
+    ) -> Self {
+        HiveClient { module, events, supervision, thread: Some(thread) }
+    }
+
+    /// The module this process registers.
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// The next event of the connection (over every reconnection), waiting
+    /// at most `timeout` (`None`: until one comes or the client stops).
+    pub fn next_event(&self, timeout: Option<Duration>) -> Option<ClientEvent> {
+        self.events.pop_until(timeout.map(|t| Instant::now() + t))
+    }
+
+    /// Closes the connection, stops reconnecting, and waits for the
+    /// reconnecting thread.
+    pub fn shutdown(&mut self) {
+        self.supervision.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for HiveClient {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
