@@ -53,3 +53,14 @@ pub use context::SocketContext;
 pub use error::SocketError;
 pub use net::{DEFAULT_STALL_TIMEOUT, TCP, UNIX};
 pub use server::{module_exchange, ServerOptions, SocketServer, DEFAULT_BUFFER_SIZE};
+/// The hive's `unixpacket` backend, over either driver (tokio:
+/// [`serve`](SocketBackend::serve), [`connect`](SocketBackend::connect);
+/// blocking: [`serve_blocking`](SocketBackend::serve_blocking),
+/// [`connect_blocking`](SocketBackend::connect_blocking)).
+#[cfg(feature = "tokio")]
+pub use asyncio::{BackendOptions, SocketBackend};
+
+// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
