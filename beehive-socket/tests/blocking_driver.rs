@@ -521,3 +521,82 @@ fn a_module_name_in_use_is_refused_and_the_owner_keeps_it() {
     let resp = first.send_sync("srvmod", msg("edgeclient", "mine"), T).unwrap();
     assert_eq!(resp.content().as_str(), Some("re: mine"));
 }
+
+#[test]
+fn a_full_outbound_queue_fails_sends_after_their_wait_and_drains_once_the_peer_reads() {
+    // The server's handler stops reading its connection until released, so
+    // the client's socket and then its queue fill up.
+    let dir = temp_dir("bl-queue");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(Some(release_rx));
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let seen_tx = std::sync::Mutex::new(seen_tx);
+    let _server = Server::bind_with_handler(
+        &endpoint,
+        server_config(TransportKind::Packet),
+        ServerOptions::default(),
+        move |_, i| {
+            if let Some(rx) = release_rx.lock().unwrap().take() {
+                let _ = rx.recv_timeout(T * 3);
+            }
+            let _ = seen_tx.lock().unwrap().send(i.message.content().as_str().unwrap_or_default().to_owned());
+        },
+    )
+    .unwrap();
+    let wait = Duration::from_millis(200);
+    let client = Client::connect_with(
+        &endpoint,
+        SessionConfig::client("edgeclient", TransportKind::Packet).max_queued_frames(8),
+        Options::default().send_wait(wait),
+    )
+    .unwrap();
+    let body = "q".repeat(8 * 1024);
+    let mut sent = 0usize;
+    let failed = loop {
+        let start = Instant::now();
+        match client.send("srvmod", msg("edgeclient", &format!("{sent} {body}"))) {
+            Ok(()) => sent += 1,
+            Err(e) => break (e, start.elapsed()),
+        }
+        assert!(sent < 10_000, "the queue never filled");
+    };
+    assert!(matches!(failed.0, DriverError::Session(SessionError::QueueFull { frames: 8, .. })), "{}", failed.0);
+    assert!(failed.1 >= wait && failed.1 < wait * 10, "failed after {:?}", failed.1);
+    // A request waits for room until its own timeout.
+    let timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let e = client.send_sync("srvmod", msg("edgeclient", "q"), timeout).unwrap_err();
+    assert!(matches!(e, DriverError::Timeout(t) if t == timeout), "{e}");
+    assert!(start.elapsed() >= timeout && start.elapsed() < timeout * 10, "{:?}", start.elapsed());
+    // Once the peer reads, everything accepted arrives, in order.
+    release_tx.send(()).unwrap();
+    client.flush(T).unwrap();
+    for i in 0..sent {
+        let got = seen.recv_timeout(T).unwrap_or_else(|_| panic!("message {i} of {sent} missing"));
+        assert!(got.starts_with(&format!("{i} ")), "message {i}: {}", &got[..got.len().min(20)]);
+    }
+}
+
+#[test]
+fn a_packet_the_kernel_refuses_fails_its_send_and_the_connection_stays_up() {
+    // The session's limit is set above what the socket takes: the kernel
+    // refuses the packet (EMSGSIZE), that send fails, the rest go on (as in
+    // Go, whose write fails and whose connection stays up).
+    let dir = temp_dir("bl-emsgsize");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let config = server_config(TransportKind::Packet).max_frame_len(8 << 20);
+    let (_server, _others) = responder(&endpoint, config, ServerOptions::default());
+    let client = Client::connect_with(
+        &endpoint,
+        SessionConfig::client("edgeclient", TransportKind::Packet)
+            .max_frame_len(8 << 20)
+            .packet_send_limit(Some(8 << 20)),
+        Options::default().packet_send_buffer(Some(64 * 1024)),
+    )
+    .unwrap();
+    let e = client.send("srvmod", msg("edgeclient", &"x".repeat(1 << 20))).unwrap_err();
+    assert!(matches!(&e, DriverError::Io(io) if io.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32)), "{e}");
+    let resp = client.send_sync("srvmod", msg("edgeclient", "after"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: after"));
+}
