@@ -7,8 +7,8 @@
 //! that has to wait takes a lock, and only then does the other side pay for
 //! waking it (one atomic load per operation otherwise).
 //!
-//! - An empty inbox: a receiving thread polls for the spin budget (see
-//!   [`SpinBudget`]), then parks; an async receiver registers its waker at
+//! - An empty inbox: a receiving thread polls for the spin budget, yielding
+//!   its core between polls (see [`SpinBudget`]), then parks; an async receiver registers its waker at
 //!   once. Each send wakes the waiting receivers.
 //! - A full inbox: a sender polls for the spin budget, then parks, and is
 //!   woken only once receivers have taken the inbox down to half its
@@ -132,7 +132,7 @@ enum Step<T> {
     Closed,
 }
 
-/// A bounded inbox on a lock-free array queue, with spin-then-park waiting
+/// A bounded inbox on a lock-free array queue, with poll-then-park waiting
 /// on both sides. Senders register themselves (`in_flight`) before they
 /// check the closed flag, so [`Inbox::close`] can wait for every send that
 /// got past the check and count everything that was accepted but never
