@@ -402,7 +402,20 @@ impl Hive {
 
     /// [`receive`](Self::receive) for async code.
     pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
-        counted(async { self.route(module)?.receive_async(module).await }.await)
+        // An in-process module's queued message is taken at once, without
+        // cloning a handle or boxing a future; only a wait holds the inbox.
+        let source = match self.inner.module_backend.load().get(module) {
+            Some(Route { inbox: Some(i), .. }) => match i.try_recv() {
+                Some(received) => return counted(received),
+                None => Ok(Arc::clone(i)),
+            },
+            Some(r) => Err(Arc::clone(&r.backend)),
+            None => return counted(Err(ContextError::UnknownModule { module: module.to_owned() })),
+        };
+        counted(match source {
+            Ok(inbox) => inbox.recv_async().await,
+            Err(backend) => backend.receive_async(module).await,
+        })
     }
 
     /// Sends with `sync` set and waits for the response (zero timeout = 30 s).

@@ -350,6 +350,12 @@ impl Inbox {
         }
     }
 
+    /// The next message if there is one (or the closed state once drained),
+    /// without waiting.
+    pub(crate) fn try_recv(&self) -> Option<Result<Message, ContextError>> {
+        self.pop().map(|step| self.received(step))
+    }
+
     /// The next message, for async receivers. An empty inbox registers the
     /// task at once: polling by waking itself would keep the executor busy
     /// and, on a current-thread runtime, delay the very task that is about

@@ -475,6 +475,21 @@ async fn async_api_send_receive_and_send_sync() {
     assert!(took >= timeout && took < timeout + SLACK, "{took:?}");
 }
 
+#[tokio::test]
+async fn async_receive_of_unknown_and_cleaned_up_modules_fails() {
+    let hive = hive_with(&[("a", "g")]);
+    assert!(matches!(hive.receive_async("nope").await, Err(ContextError::UnknownModule { .. })));
+    // A receiver waiting on an empty inbox learns of the cleanup.
+    let h = hive.clone();
+    let (pending_tx, pending) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn(async move { signal_when_pending(h.receive_async("a"), pending_tx).await });
+    tokio::time::timeout(T, pending).await.unwrap().unwrap();
+    hive.cleanup("a").unwrap();
+    let r = tokio::time::timeout(T, waiter).await.unwrap().unwrap();
+    assert!(matches!(r, Err(ContextError::Closed { .. })), "{r:?}");
+    assert!(hive.receive_async("a").await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_send_waits_for_room() {
     let hive = Hive::with_channel_capacity(1);
