@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use beehive_context::{Hive, SimpleAsyncModule};
 use beehive_socket::asyncio::{DriverOptions, Endpoint, ServerEvent, ServerOptions, SocketBackend, Tls};
-use beehive_socket::session::SessionConfig;
-use beehive_socket::{SocketModuleConfig, StreamFraming, DEFAULT_BUFFER_SIZE};
+use beehive_socket::{SocketModuleConfig, StreamFraming};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
@@ -59,19 +58,14 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
         EncodeFraming::Raw => StreamFraming::Raw,
         EncodeFraming::Package => StreamFraming::Package,
     };
-    // Go lets a module register only when it has a client entry.
-    let clients: Vec<&str> = config.entries.iter().filter(|e| !e.server).map(|e| e.module.as_str()).collect();
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut handles = Vec::new();
     let mut out = io::stdout().lock();
     for entry in config.servers() {
         let endpoint = Endpoint::from_config(entry)
             .with_context(|| format!("server entry {:?} in {}", entry.module, args.config.display()))?;
-        let max = if entry.buffer_size == 0 { DEFAULT_BUFFER_SIZE } else { entry.buffer_size };
-        let mut session = SessionConfig::server(entry.module.clone(), endpoint.transport(framing)).max_frame_len(max);
-        for module in &clients {
-            session = session.allow_module(*module);
-        }
+        // Go lets a module register only when it has a client entry.
+        let session = config.server_session(entry, framing);
         let tls = Tls::from_config(entry)
             .with_context(|| format!("TLS settings of {:?} in {}", entry.module, args.config.display()))?;
         let options = ServerOptions::default().conn_max(entry.conn_max).driver(DriverOptions::default().tls(tls));
@@ -103,7 +97,7 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
     if handles.is_empty() {
         bail!("{} has no server entry (server: true)", args.config.display());
     }
-    if clients.is_empty() {
+    if config.entries.iter().all(|e| e.server) {
         warn("the configuration has no client entry: no module may register (Go lets in only modules with an entry)");
     }
     out.flush()?;

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::conn::StreamFraming;
+use crate::session::{SessionConfig, TransportKind};
+
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "SOCKET_MODULE_CONFIG";
 /// Where Go looks when the variable is not set.
@@ -71,6 +74,33 @@ pub struct SocketConfig {
     pub cert: String,
     /// Private key file (TLS).
     pub key: String,
+}
+
+impl SocketConfig {
+    /// The session transport of this entry's socket type: one message per
+    /// packet on `unixpacket` (the default), `framing` on `unix` and `tcp`.
+    pub fn transport(&self, framing: StreamFraming) -> TransportKind {
+        match self.socket_type.as_str() {
+            "" | UNIXPACKET => TransportKind::Packet,
+            _ => TransportKind::Stream(framing),
+        }
+    }
+
+    /// The largest frame of this entry (`buffersize`; Go's default when
+    /// unset).
+    pub fn max_frame_len(&self) -> usize {
+        if self.buffer_size == 0 {
+            crate::DEFAULT_BUFFER_SIZE
+        } else {
+            self.buffer_size
+        }
+    }
+
+    /// The session of a client entry, as Go's client runs it: the entry's
+    /// module, the transport of its socket type, its frame limit.
+    pub fn client_session(&self, framing: StreamFraming) -> SessionConfig {
+        SessionConfig::client(self.module.clone(), self.transport(framing)).max_frame_len(self.max_frame_len())
+    }
 }
 
 /// The whole file: a list of entries.
@@ -172,6 +202,20 @@ impl SocketModuleConfig {
         self.entries.iter().filter(|e| e.server)
     }
 
+    /// The session of server entry `entry`, as Go's server runs it: the
+    /// entry's module, the transport of its socket type, its frame limit,
+    /// and only modules with a client entry allowed to register.
+    pub fn server_session(&self, entry: &SocketConfig, framing: StreamFraming) -> SessionConfig {
+        let mut session =
+            SessionConfig::server(entry.module.clone(), entry.transport(framing)).max_frame_len(entry.max_frame_len());
+        // Without client entries nobody may register (as in Go).
+        session.allowed.get_or_insert_with(Default::default);
+        for client in self.entries.iter().filter(|e| !e.server) {
+            session = session.allow_module(client.module.clone());
+        }
+        session
+    }
+
     /// True when `module` may connect as a remote module (Go
     /// `IsModuleEnabled`: it has a client entry).
     pub fn is_remote_module(&self, module: &str) -> bool {
@@ -197,6 +241,49 @@ mod tests {
         assert_eq!(server.socket_type, UNIXPACKET);
         assert!(cfg.is_remote_module("edgeclient"));
         assert!(!cfg.is_remote_module("socketserver"));
+    }
+
+    /// Registers `module` with a session of `config`; true when accepted.
+    fn registers(config: SessionConfig, module: &str) -> bool {
+        use crate::session::{Session, SessionConfig as C};
+        let now = std::time::Instant::now();
+        let mut server = Session::new(config, now);
+        let mut client = Session::new(C::client(module, TransportKind::Packet), now);
+        while let Some(t) = client.poll_transmit() {
+            server.handle_packet(&t.frame, now);
+        }
+        server.is_connected()
+    }
+
+    #[test]
+    fn entries_give_the_sessions_go_runs() {
+        let cfg = SocketModuleConfig::from_yaml(
+            "- module: hub
+  server: true
+  address: /tmp/s.sock
+  buffersize: 4096
+- module: edge
+  address: /tmp/s.sock
+- module: tcpclient
+  address: 127.0.0.1:1
+  sockettype: tcp
+",
+        )
+        .unwrap();
+        let server = cfg.servers().next().unwrap();
+        let session = cfg.server_session(server, StreamFraming::Package);
+        assert_eq!(session.get_transport(), TransportKind::Packet);
+        assert_eq!(session.get_max_frame_len(), 4096);
+        assert!(registers(session.clone(), "edge"));
+        assert!(registers(session, "tcpclient"));
+        assert!(!registers(cfg.server_session(server, StreamFraming::Raw), "stranger"));
+        let edge = cfg.client("edge").unwrap().client_session(StreamFraming::Raw);
+        assert_eq!(edge.get_max_frame_len(), crate::DEFAULT_BUFFER_SIZE);
+        let tcp = cfg.client("tcpclient").unwrap();
+        assert_eq!(tcp.transport(StreamFraming::Package), TransportKind::Stream(StreamFraming::Package));
+        // Without client entries nobody registers, as with Go.
+        let alone = SocketModuleConfig::from_yaml("- module: hub\n  server: true\n  address: /tmp/s.sock\n").unwrap();
+        assert!(!registers(alone.server_session(alone.servers().next().unwrap(), StreamFraming::Raw), "edge"));
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
-use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
+use beehive_socket::blocking::{ConnectOptions, Endpoint, ServerOptions};
+use beehive_socket::{SocketBackend, SocketModuleConfig, StreamFraming};
 use serde::Deserialize;
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -258,8 +259,8 @@ fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
         Err(e) => return vec![fail(&case, "config", "a config", e)],
     };
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     // The server module itself is what the handshake answer lists.
     let _ = hive.register(SimpleModule::new(s.server_module.clone(), s.server_module.clone(), |h: &Hive| {
         h.wait_cancelled(Duration::from_secs(3600));
@@ -267,7 +268,11 @@ fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     }));
     let _ = hive.start();
     let Some(entry) = cfg.servers().next() else { return vec![fail(&case, "config", "a server entry", "none")] };
-    let mut server = match SocketServer::start(&hive, &ctx, &cfg, entry) {
+    let served = Endpoint::from_config(entry).and_then(|endpoint| {
+        let session = cfg.server_session(entry, StreamFraming::Raw);
+        backend.serve_blocking(&hive, &endpoint, session, ServerOptions::default().conn_max(entry.conn_max))
+    });
+    let mut server = match served {
         Ok(srv) => srv,
         Err(e) => return vec![fail(&case, "server start", "listening", e.to_string())],
     };
@@ -326,10 +331,19 @@ fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
             failures.push(fail(&case, "server closes the connection", b"end of stream".to_vec(), extra));
         }
     }
-    server.stop();
+    server.shutdown();
     hive.request_shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     failures
+}
+
+/// True when a send failed because the message is larger than the
+/// session's frame limit.
+fn too_large(e: &beehive_context::ContextError) -> bool {
+    use beehive_socket::session::SessionError;
+    matches!(e, beehive_context::ContextError::Remote { source, .. }
+        if matches!(source.downcast_ref::<beehive_socket::blocking::DriverError>(),
+            Some(beehive_socket::blocking::DriverError::Session(SessionError::MessageTooLarge { .. }))))
 }
 
 /// Plays the recorded server packets to our client.
@@ -351,14 +365,22 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
         Err(e) => return vec![fail(&case, "listen", "listening", e.to_string())],
     };
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     let Some(entry) = cfg.client(&s.client_module) else {
         return vec![fail(&case, "config", "a client entry", "none")];
     };
-    if let Err(e) = SocketClient::start(&hive, &ctx, entry, ClientOptions::default()) {
-        return vec![fail(&case, "client start", "started", e.to_string())];
-    }
+    let endpoint = match Endpoint::from_config(entry) {
+        Ok(e) => e,
+        Err(e) => return vec![fail(&case, "client start", "an endpoint", e.to_string())],
+    };
+    // The client connects and waits for the handshake answer, which the
+    // recorded packets below provide.
+    let mut joining = Some({
+        let (backend, hive, session) = (Arc::clone(&backend), hive.clone(), entry.client_session(StreamFraming::Raw));
+        std::thread::spawn(move || backend.connect_blocking(&hive, &endpoint, session, ConnectOptions::default()))
+    });
+    let mut joined = None;
     let conn = match listener.accept() {
         Ok((c, _)) => c,
         Err(e) => return vec![fail(&case, "accept", "a connection", e.to_string())],
@@ -402,11 +424,20 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
         if let Some(m) = p.message() {
             let own = i > 0 && m.parent_id().is_empty() && !server_ids.contains(m.id());
             if own {
+                // The client code runs once the client has joined.
+                if let Some(j) = joining.take() {
+                    joined = Some(j.join());
+                }
                 let (h, module, call) = (hive.clone(), s.client_module.clone(), as_call(&m));
                 if m.is_sync() {
                     sync_calls.push(std::thread::spawn(move || h.send_sync(&module, call, Duration::from_secs(5))));
-                } else {
-                    let _ = h.send(&module, call);
+                } else if let Err(e) = h.send(&module, call) {
+                    if too_large(&e) {
+                        // Larger than buffersize: Go writes it (and the
+                        // server cannot read it); we refuse it and say so.
+                        continue;
+                    }
+                    failures.push(fail(&case, &format!("seq {} call", p.seq), "sent", e.to_string()));
                 }
             }
         }
@@ -428,6 +459,12 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     }
     hive.request_shutdown();
     drop(conn);
+    let joined = joined.or_else(|| joining.map(|j| j.join()));
+    match joined.expect("joined or joining") {
+        Ok(Ok(mut client)) => client.shutdown(),
+        Ok(Err(e)) => failures.push(fail(&case, "client start", "joined", e.to_string())),
+        Err(_) => failures.push(fail(&case, "client start", "joined", "panicked")),
+    }
     let _ = std::fs::remove_dir_all(&dir);
     failures
 }

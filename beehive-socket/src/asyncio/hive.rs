@@ -108,6 +108,10 @@ struct Routes {
     /// Client side: the connection to the server, for answers to requests
     /// whose source is not a listed module.
     default: Option<Pipe>,
+    /// Client side: this process's remote modules and the connection each
+    /// registered on (`None` while it is down). As in Go, a send to one of
+    /// them goes to the server, which routes it by its destination.
+    own: HashMap<String, Option<Pipe>>,
 }
 
 impl Routes {
@@ -312,7 +316,11 @@ impl SocketBackend {
         match routes.links.get(module) {
             Some(link) => Ok(Some(link.clone())),
             None if routes.remote.contains(module) => Err(not_connected(module)),
-            None => Ok(None),
+            None => match routes.own.get(module) {
+                Some(Some(link)) => Ok(Some(link.clone())),
+                Some(None) => Err(not_connected(module)),
+                None => Ok(None),
+            },
         }
     }
 
@@ -365,6 +373,11 @@ impl SocketBackend {
         routes.links.retain(|_, link| link.session() != session);
         if routes.default.as_ref().is_some_and(|l| l.session() == session) {
             routes.default = None;
+        }
+        for link in routes.own.values_mut() {
+            if link.as_ref().is_some_and(|l| l.session() == session) {
+                *link = None;
+            }
         }
     }
 
@@ -472,8 +485,14 @@ impl SocketBackend {
         let route: Arc<dyn blocking::Hooks> =
             Arc::new(HiveRoute { backend: Arc::clone(self), hive: hive.clone(), own: Some(module.clone()) });
         let connect = {
-            let (backend, endpoint, config, options, events) =
-                (Arc::clone(self), endpoint.clone(), config.clone(), options.clone(), Arc::clone(&events));
+            let (backend, endpoint, config, options, events, module_name) = (
+                Arc::clone(self),
+                endpoint.clone(),
+                config.clone(),
+                options.clone(),
+                Arc::clone(&events),
+                module.clone(),
+            );
             move || -> Result<blocking::Connection, DriverError> {
                 let conn = blocking::connect_with_hooks(
                     &endpoint,
@@ -482,7 +501,7 @@ impl SocketBackend {
                     Arc::clone(&route),
                     Arc::clone(&events),
                 )?;
-                backend.write().default = Some(Pipe::Thread(conn.clone()));
+                backend.client_connected(&module_name, Pipe::Thread(conn.clone()));
                 Ok(conn)
             }
         };
@@ -523,6 +542,19 @@ impl SocketBackend {
             })?
         };
         Ok(blocking::HiveClient::new(module, events, supervision, thread))
+    }
+
+    /// Client side: `module` is a remote module of this process.
+    fn is_own(&self, module: &str) -> bool {
+        self.read().own.contains_key(module)
+    }
+
+    /// Client side: our `module` is registered on `link`, the connection to
+    /// the server.
+    fn client_connected(&self, module: &str, link: Pipe) {
+        let mut routes = self.write();
+        routes.own.insert(module.to_owned(), Some(link.clone()));
+        routes.default = Some(link);
     }
 
     fn check_installed(self: &Arc<Self>, hive: &Hive) -> Result<(), DriverError> {
@@ -609,6 +641,11 @@ impl MessageContext for SocketBackend {
     }
 
     fn offer(&self, module: &str, msg: Message) -> Result<(), Offer> {
+        // A message read from a connection for one of our own remote
+        // modules goes into its inbox here (a send to it goes out).
+        if self.is_own(module) {
+            return self.local.offer(module, msg);
+        }
         match self.link(module) {
             Ok(None) => self.local.offer(module, msg),
             Ok(Some(_)) => self.try_send(module, msg).map_err(Offer::Failed),
@@ -845,13 +882,19 @@ impl HiveRoute {
     pub(crate) fn deliver_later(&self, msg: Message) -> Stalled {
         let (dest, remote) = self.destination(&msg);
         let hive = self.hive.clone();
+        let backend = Arc::clone(&self.backend);
         let wait = self.backend.options.delivery_wait;
         // A forward is traced by the connection that queues it.
         let trail = if remote { None } else { Trail::of(&msg) };
         Box::pin(async move {
             let id = msg.id().to_owned();
             let source = msg.source().to_owned();
-            match tokio::time::timeout(wait, hive.send_async(&dest, msg)).await {
+            let delivery: BoxFuture<'_, Result<(), ContextError>> = if backend.is_own(&dest) {
+                backend.local.send_async(&dest, msg)
+            } else {
+                Box::pin(hive.send_async(&dest, msg))
+            };
+            match tokio::time::timeout(wait, delivery).await {
                 Ok(Ok(())) => {
                     if let Some(t) = trail {
                         trace_message!(t, module = %dest, waited = true, "delivered into the hive");
@@ -889,7 +932,12 @@ impl blocking::Hooks for HiveRoute {
         let (dest, _) = self.destination(&msg);
         let wait = self.backend.options.delivery_wait;
         let (id, source) = (msg.id().to_owned(), msg.source().to_owned());
-        match self.hive.send_timeout(&dest, msg, wait) {
+        let delivered = if self.backend.is_own(&dest) {
+            self.backend.local.send_timeout(&dest, msg, wait)
+        } else {
+            self.hive.send_timeout(&dest, msg, wait)
+        };
+        match delivered {
             Ok(()) => {}
             Err(ContextError::Full { .. }) => {
                 tracing::warn!(msg_id = %id, %source, ?wait, "inbox full for too long");
@@ -1083,7 +1131,7 @@ impl Supervisor {
         let events = self.events.clone();
         let make_sink = |link: &Link| HiveClientSink { route, link: link.clone(), events };
         let link = open(&self.endpoint, self.config.clone(), &self.options.driver, false, make_sink).await?;
-        self.backend.write().default = Some(Pipe::Task(link.clone()));
+        self.backend.client_connected(&self.module, Pipe::Task(link.clone()));
         Ok(link)
     }
 
