@@ -45,14 +45,15 @@ pub mod tls;
 pub use client::{handshake_request, ClientOptions, SocketClient};
 pub use config::{ConfigError, SocketConfig, SocketModuleConfig};
 pub use conn::StreamFraming;
-// The blocking driver's connection: reachable for the benchmarks and the
-// fuzz bridge, not part of the API.
+// The first blocking implementation's connection: reachable for the fuzz
+// bridge, not part of the API.
 #[doc(hidden)]
 pub use conn::{Connection, Transport};
 pub use context::SocketContext;
 pub use error::SocketError;
 pub use net::{DEFAULT_STALL_TIMEOUT, TCP, UNIX};
 pub use server::{module_exchange, ServerOptions, SocketServer, DEFAULT_BUFFER_SIZE};
+
 /// The hive's `unixpacket` backend, over either driver (tokio:
 /// [`serve`](SocketBackend::serve), [`connect`](SocketBackend::connect);
 /// blocking: [`serve_blocking`](SocketBackend::serve_blocking),
