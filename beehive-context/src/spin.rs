@@ -1,5 +1,6 @@
 //! Polling before parking.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// How long a thread that has to wait (a receiver on an empty inbox, a
@@ -21,23 +22,28 @@ use std::time::{Duration, Instant};
 ///   shorter than that (10 µs of busy-waiting, the previous default) makes
 ///   the two sides take turns parking: the receiver parks on an empty
 ///   inbox, the sender fills the inbox while it wakes up, parks on the
-///   full inbox, and so on. W1 then ran at 8–13M messages/s instead of
-///   18–20M, depending on how early in a run the first park happened.
+///   full inbox, and so on. Runs of W1 with hundreds of parks ran at
+///   8–16M messages/s, runs with a handful at 18–20M.
 /// - Busy-waiting collapses when another process keeps one core busy:
 ///   both threads then often share the other core, and a thread that
 ///   busy-waits holds it while the thread it waits for cannot run. W2 fell
 ///   to 60–90k round trips/s; with even 1 µs of busy-waiting before the
-///   yields, W2's median round trip was 6.8 µs instead of 3.6 µs.
+///   yields, its median round trip there was 6.8 µs instead of 3.6 µs.
 /// - Yielding between checks costs about 0.4 µs when nothing else wants
 ///   the core, and hands it straight to the other side when it does. With
-///   this budget of yields, W2 ran at 520–550k round trips/s on an idle
-///   machine (p99 3.6 µs; busy-waiting: 440–470k, p99 up to 15 µs) and at
-///   210–240k with a busy loop pinned to one core (p99 3.8 µs); W1 at
-///   15–19M messages/s idle and 12M with the busy loop.
+///   a budget of yields, W2 ran at 500–570k round trips/s on an idle
+///   machine (p99 3.5 µs; busy-waiting: 440–470k, p99 up to 15 µs) and W1
+///   at 14–19M messages/s idle and 12M with a busy loop pinned to one core.
 /// - A yield on a core shared with an unrelated busy process can return
 ///   only at that process's next scheduler tick (4 ms here). Such a yield
-///   spends the whole budget at once, so the thread parks right after it,
-///   and a wake-up (which the scheduler serves promptly) takes over.
+///   (one that takes 1 ms or more) ends the wait's polling, and the
+///   thread's waits park at once for the next 10 ms: a parked thread is
+///   woken promptly, and often onto the other core. Without this pause,
+///   W2 with a busy loop on one core ranged from 30k to 190k round trips/s
+///   between runs (p50 3.5 µs, the rest lost in 4 ms yields); with it,
+///   200–230k (p99 14 µs). A shorter threshold (200 µs) made W3, where
+///   four receivers and a sender share two cores, fall from 12M to 4–6M
+///   messages/s, since receivers sharing a core hold it that long.
 ///
 /// On a machine whose cores are all busy with other work, a smaller budget
 /// (or [`SpinBudget::OFF`]) leaves more of the CPU to them.
@@ -77,6 +83,21 @@ impl Default for SpinBudget {
     }
 }
 
+/// A yield that returns only after this long lost the core to another
+/// process for a whole time slice (a yield on a free core takes ~0.4 µs,
+/// and threads of the hive that share a core hand it back within
+/// microseconds).
+const LOST_CORE: Duration = Duration::from_millis(1);
+
+/// For this long after a yield lost the core, the thread's waits park at
+/// once instead of polling.
+const PARK_AFTER_LOST_CORE: Duration = Duration::from_millis(10);
+
+thread_local! {
+    /// When a yield of this thread last lost the core.
+    static LOST_CORE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
 /// One wait's polling: a yield between checks until the budget is spent
 /// (see [`SpinBudget`] for why there is no busy-waiting).
 pub(crate) struct Spin {
@@ -90,17 +111,38 @@ impl Spin {
     }
 
     /// Gives the core away for a moment; false once the budget has been
-    /// spent (the caller checks its condition after each `true`).
+    /// spent (the caller checks its condition after each `true`), and at
+    /// once while this thread is parking because a yield lost its core.
     pub(crate) fn wait(&mut self) -> bool {
         if self.budget.is_zero() {
             return false;
         }
         let now = Instant::now();
-        if now.duration_since(*self.started.get_or_insert(now)) >= self.budget {
+        let started = match self.started {
+            Some(started) => started,
+            None => {
+                if LOST_CORE_AT.get().is_some_and(|at| now.duration_since(at) < PARK_AFTER_LOST_CORE) {
+                    self.budget = Duration::ZERO;
+                    return false;
+                }
+                *self.started.insert(now)
+            }
+        };
+        if now.duration_since(started) >= self.budget {
             return false;
         }
         std::thread::yield_now();
+        self.yielded(now.elapsed(), Instant::now());
         true
+    }
+
+    /// Notes a yield that took `took` and returned at `now`: one that lost
+    /// the core ends this wait's polling and the next ones' for a while.
+    fn yielded(&mut self, took: Duration, now: Instant) {
+        if took >= LOST_CORE {
+            LOST_CORE_AT.set(Some(now));
+            self.budget = Duration::ZERO;
+        }
     }
 }
 
@@ -127,5 +169,22 @@ mod tests {
         assert!(took >= budget.duration(), "{took:?}");
         // Generous upper bound: a descheduled thread may overshoot.
         assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+
+    #[test]
+    fn a_yield_that_lost_the_core_makes_this_threads_waits_park_at_once() {
+        let budget = SpinBudget::new(Duration::from_secs(1));
+        let mut spin = Spin::new(budget);
+        assert!(spin.wait());
+        spin.yielded(Duration::from_micros(5), Instant::now());
+        assert!(spin.wait(), "a short yield keeps polling");
+        spin.yielded(LOST_CORE, Instant::now());
+        assert!(!spin.wait(), "the wait that lost the core parks");
+        assert!(!Spin::new(budget).wait(), "so do this thread's next waits");
+        // Other threads keep polling.
+        assert!(std::thread::spawn(move || Spin::new(budget).wait()).join().unwrap());
+        // Until the pause has passed.
+        LOST_CORE_AT.set(Some(Instant::now() - PARK_AFTER_LOST_CORE));
+        assert!(Spin::new(budget).wait());
     }
 }
