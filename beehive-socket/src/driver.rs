@@ -65,7 +65,6 @@ impl Endpoint {
     }
 
     /// TLS settings fit: TCP only, and the side's own kind.
-    #[cfg(feature = "tokio")]
     pub(crate) fn check_tls(&self, tls: Option<&Tls>, server: bool) -> Result<(), DriverError> {
         match (tls, self) {
             (None, _) => Ok(()),
@@ -101,7 +100,6 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-#[cfg(feature = "tokio")]
 /// TLS settings of TCP connections (rustls, ring provider).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -117,7 +115,6 @@ pub enum Tls {
     Server(Arc<rustls::ServerConfig>),
 }
 
-#[cfg(feature = "tokio")]
 impl Tls {
     /// The TLS settings of a configuration entry, as Go's configuration
     /// describes them: a server entry with `cert` and `key` speaks TLS (and

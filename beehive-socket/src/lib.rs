@@ -41,6 +41,7 @@ mod net;
 mod server;
 pub mod session;
 pub mod tls;
+mod tlsio;
 
 pub use client::{handshake_request, ClientOptions, SocketClient};
 pub use config::{ConfigError, SocketConfig, SocketModuleConfig};

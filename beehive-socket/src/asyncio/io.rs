@@ -14,11 +14,18 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use super::{DriverOptions, Endpoint, Tls};
+use crate::tlsio::{Nonblocking, TlsIo, STREAM_READ_MAX, STREAM_READ_START};
 
-/// Bytes a stream read takes at first; the buffer grows when reads fill it.
-const STREAM_READ_START: usize = 4 * 1024;
-/// Largest stream read buffer.
-const STREAM_READ_MAX: usize = 64 * 1024;
+impl Nonblocking for TcpStream {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::try_read(self, buf)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+}
+
 /// Frames given to one vectored write.
 const MAX_IOVECS: usize = 64;
 /// Linux refuses a SOCK_SEQPACKET packet longer than `SO_SNDBUF` less this.
@@ -34,118 +41,7 @@ pub(crate) enum Io {
     /// TCP.
     Tcp(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsIo>),
-}
-
-/// TLS over a nonblocking TCP stream: rustls is driven as a state machine
-/// (records in, plaintext out and back), so the connection task keeps one
-/// readiness loop for every transport.
-#[derive(Debug)]
-pub(crate) struct TlsIo {
-    tcp: TcpStream,
-    tls: rustls::Connection,
-    /// Decrypted bytes waiting in rustls: a read can make progress without
-    /// the socket.
-    plaintext: usize,
-    /// The peer's stream ended (TCP end or `close_notify`).
-    eof: bool,
-}
-
-/// Plaintext taken into rustls per write, at most: the rest waits until its
-/// records are on the socket, so the session's write timeout still sees a
-/// peer that does not read.
-const TLS_WRITE_CHUNK: usize = 64 * 1024;
-
-/// `std::io` access to a tokio TCP stream that never waits.
-struct Nonblocking<'a>(&'a TcpStream);
-
-impl io::Read for Nonblocking<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.try_read(buf)
-    }
-}
-
-impl io::Write for Nonblocking<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.try_write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl TlsIo {
-    pub(crate) fn new(tcp: TcpStream, tls: rustls::Connection) -> Self {
-        TlsIo { tcp, tls, plaintext: 0, eof: false }
-    }
-
-    /// Writes the records rustls holds until the socket is full.
-    fn flush(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut Nonblocking(&self.tcp)) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<Read> {
-        if buf.is_empty() {
-            buf.resize(STREAM_READ_START, 0);
-        }
-        loop {
-            if self.plaintext > 0 || self.eof {
-                let n = match io::Read::read(&mut self.tls.reader(), buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-                    Err(e) => return Err(e),
-                };
-                self.plaintext = self.plaintext.saturating_sub(n);
-                if n > 0 || self.eof {
-                    if n == buf.len() && buf.len() < STREAM_READ_MAX {
-                        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
-                    }
-                    return Ok(Read::Bytes(n));
-                }
-            }
-            match self.tls.read_tls(&mut Nonblocking(&self.tcp)) {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-            let state = self.tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            self.plaintext = state.plaintext_bytes_to_read();
-            if state.peer_has_closed() {
-                self.eof = true;
-            }
-            // Handshake messages and alerts to answer.
-            self.flush()?;
-        }
-    }
-
-    fn write(&mut self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
-        self.flush()?;
-        if self.tls.wants_write() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let mut taken = 0;
-        for (i, frame) in frames.iter().enumerate() {
-            let bytes = if i == 0 { &frame[offset.min(frame.len())..] } else { &frame[..] };
-            let room = TLS_WRITE_CHUNK - taken;
-            let part = &bytes[..bytes.len().min(room)];
-            io::Write::write_all(&mut self.tls.writer(), part)?;
-            taken += part.len();
-            if taken == TLS_WRITE_CHUNK {
-                break;
-            }
-        }
-        self.flush()?;
-        Ok(taken)
-    }
+    Tls(Box<TlsIo<TcpStream>>),
 }
 
 /// What one read produced.
@@ -166,7 +62,7 @@ impl Io {
             Io::Unix(s) => s.readable().await,
             Io::Tcp(s) => s.readable().await,
             Io::Tls(t) if t.plaintext > 0 || t.eof => Ok(()),
-            Io::Tls(t) => t.tcp.readable().await,
+            Io::Tls(t) => t.io.readable().await,
         }
     }
 
@@ -176,7 +72,7 @@ impl Io {
             Io::Packet(fd) => fd.writable().await.map(drop),
             Io::Unix(s) => s.writable().await,
             Io::Tcp(s) => s.writable().await,
-            Io::Tls(t) => t.tcp.writable().await,
+            Io::Tls(t) => t.io.writable().await,
         }
     }
 
@@ -201,7 +97,7 @@ impl Io {
             Io::Packet(fd) => fd.try_io(Interest::READABLE, |s| recv_packet(s, buf, max_frame)).map(Read::Packet),
             Io::Unix(s) => stream_read(buf, |b| s.try_read(b)),
             Io::Tcp(s) => stream_read(buf, |b| s.try_read(b)),
-            Io::Tls(t) => t.read(buf),
+            Io::Tls(t) => t.read(buf).map(Read::Bytes),
         }
     }
 

@@ -29,6 +29,7 @@ use super::io::{self as sock, Read};
 use super::wait::Poll;
 use super::{DriverError, Options};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
+use crate::tlsio::TlsIo;
 
 /// Messages read but not yet taken by the application, beyond which the
 /// connection stops reading (its peer is slowed down; responses behind them
@@ -136,6 +137,9 @@ impl Drop for Response {
 
 pub(crate) struct Inner {
     session: Session,
+    /// TLS over the socket (TCP only): records are read and written under
+    /// this lock.
+    tls: Option<TlsIo<Arc<Socket>>>,
     /// The frame being written and how much of it is written.
     partial: Option<(Bytes, usize)>,
     waiters: HashMap<String, Arc<Waiter>>,
@@ -175,7 +179,7 @@ enum Action {
 /// One connection; see the [module documentation](self).
 pub(crate) struct Conn {
     id: SessionId,
-    socket: Socket,
+    socket: Arc<Socket>,
     packet: bool,
     max_frame: usize,
     inner: Mutex<Inner>,
@@ -225,7 +229,10 @@ impl Conn {
         session: Session,
         options: Options,
         sink: Box<dyn Sink>,
+        tls: Option<rustls::Connection>,
     ) -> io::Result<Arc<Self>> {
+        let socket = Arc::new(socket);
+        let tls = tls.map(|t| TlsIo::new(Arc::clone(&socket), t));
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         wake_tx.set_nonblocking(true)?;
@@ -237,7 +244,7 @@ impl Conn {
             socket,
             packet,
             max_frame,
-            inner: Mutex::new(Inner { session, partial: None, waiters: HashMap::new(), room_waiters: 0 }),
+            inner: Mutex::new(Inner { session, tls, partial: None, waiters: HashMap::new(), room_waiters: 0 }),
             room: Condvar::new(),
             reader: Mutex::new(Vec::new()),
             held: Mutex::new(VecDeque::new()),
@@ -529,6 +536,9 @@ impl Conn {
 
     /// Writes queued frames until the socket is full or nothing is left.
     fn flush(&self, inner: &mut Inner, now: Instant) -> Flushed {
+        if inner.tls.is_some() {
+            return self.flush_tls(inner, now);
+        }
         let mut out = Flushed { blocked: false, rejected: None };
         let mut wrote = false;
         loop {
@@ -581,6 +591,67 @@ impl Conn {
         out
     }
 
+    /// [`flush`](Self::flush) through TLS: the records rustls holds go out
+    /// first, then plaintext of the queued frames (a bounded amount at a
+    /// time, so the write timeout still sees a peer that does not read).
+    fn flush_tls(&self, inner: &mut Inner, now: Instant) -> Flushed {
+        let mut out = Flushed { blocked: false, rejected: None };
+        let mut wrote = false;
+        let Inner { session, tls, partial, .. } = inner;
+        let Some(tls) = tls.as_mut() else { return out };
+        loop {
+            if partial.is_none() {
+                match session.poll_transmit() {
+                    Some(t) => *partial = Some((t.frame, 0)),
+                    None => {
+                        // Handshake records and alerts.
+                        match tls.flush() {
+                            Ok(()) => out.blocked = tls.tls.wants_write(),
+                            Err(e) => {
+                                tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
+                                session.handle_eof(now);
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            let Some((frame, offset)) = partial.as_mut() else { break };
+            match tls.write(std::slice::from_ref(frame), *offset) {
+                Ok(n) => {
+                    wrote |= n > 0;
+                    session.handle_written(n, now);
+                    *offset += n;
+                    if *offset >= frame.len() {
+                        *partial = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    out.blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
+                    *partial = None;
+                    session.handle_eof(now);
+                    break;
+                }
+            }
+        }
+        if wrote && inner.room_waiters > 0 {
+            self.room.notify_all();
+        }
+        out
+    }
+
+    /// True when bytes wait to be written: a frame, or TLS records.
+    fn wants_write(inner: &Inner) -> bool {
+        inner.partial.is_some()
+            || inner.session.outbound_queued() > 0
+            || inner.tls.as_ref().is_some_and(|t| t.tls.wants_write())
+    }
+
     /// Takes the session's events after an input, with the lock held; acts
     /// on them once it is released.
     fn settle(&self, mut inner: MutexGuard<'_, Inner>) {
@@ -631,7 +702,7 @@ impl Conn {
             }
         }
         let now = Instant::now();
-        if !inner.session.is_closed() && (inner.partial.is_some() || inner.session.outbound_queued() > 0) {
+        if !inner.session.is_closed() && Self::wants_write(&inner) {
             let flushed = self.flush(&mut inner, now);
             if flushed.blocked {
                 self.nudge();
@@ -746,9 +817,18 @@ impl Conn {
     fn read_some(&self, buf: &mut Vec<u8>, stop: &dyn Fn() -> bool) -> bool {
         let mut got = false;
         for _ in 0..READ_BUDGET {
-            let r = sock::read(&self.socket, self.packet, buf, self.max_frame);
-            let now = Instant::now();
             let mut inner = lock(&self.inner);
+            let r = match inner.tls.as_mut() {
+                // Decrypted bytes may wait in rustls: read under the lock.
+                Some(tls) => tls.read(buf).map(Read::Bytes),
+                None => {
+                    drop(inner);
+                    let r = sock::read(&self.socket, self.packet, buf, self.max_frame);
+                    inner = lock(&self.inner);
+                    r
+                }
+            };
+            let now = Instant::now();
             match r {
                 Ok(Read::Packet(len)) => inner.session.handle_packet(&buf[..len.min(buf.len())], now),
                 Ok(Read::Bytes(0)) => inner.session.handle_eof(now),
@@ -783,7 +863,7 @@ impl Conn {
     fn block(&self, deadline: Option<Instant>) {
         let (timeout, want_write) = {
             let inner = lock(&self.inner);
-            (inner.session.poll_timeout(), inner.partial.is_some() || inner.session.outbound_queued() > 0)
+            (inner.session.poll_timeout(), Self::wants_write(&inner))
         };
         let until = match (timeout, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -12,11 +12,18 @@ use nix::sys::socket::MsgFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::Endpoint;
+use crate::tlsio::{Nonblocking, STREAM_READ_MAX, STREAM_READ_START};
 
-/// Bytes a stream read takes at first; the buffer grows when reads fill it.
-const STREAM_READ_START: usize = 4 * 1024;
-/// Largest stream read buffer.
-const STREAM_READ_MAX: usize = 64 * 1024;
+impl Nonblocking for std::sync::Arc<Socket> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(nix::sys::socket::recv(self.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        write(self, buf)
+    }
+}
+
 /// A packet connection's read buffer at its first read; packets up to
 /// this size need one system call each, larger ones a peek first.
 const PACKET_READ_START: usize = 16 * 1024;

@@ -26,7 +26,8 @@
 //!   ([`Server::bind_with_handler`]).
 //!
 //! Transports: SOCK_SEQPACKET (Go's `unixpacket`), unix stream and TCP
-//! (Raw or Package framing). TLS is the tokio driver's.
+//! (Raw or Package framing), and TCP with TLS ([`Options::tls`], rustls
+//! driven as a state machine under the connection's lock).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -58,7 +59,7 @@ use std::time::{Duration, Instant};
 use beehive_model::Message;
 use socket2::Socket;
 
-pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEvent};
+pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEvent, Tls};
 use crate::session::{
     CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId, TransportKind,
 };
@@ -105,6 +106,11 @@ pub struct Options {
     /// (`SO_SNDBUF`), which bounds the largest packet. `None` keeps the
     /// system's default, as Go does.
     pub packet_send_buffer: Option<usize>,
+    /// TCP: TLS settings (client settings to connect, server settings to
+    /// accept; [`Tls::from_config`] reads Go's `ca`/`cert`/`key`); `None`:
+    /// plain TCP. The TLS handshake completes within the session's
+    /// handshake timeout.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -115,6 +121,7 @@ impl Default for Options {
             event_capacity: 1024,
             send_wait: Duration::from_secs(5),
             packet_send_buffer: None,
+            tls: None,
         }
     }
 }
@@ -138,6 +145,12 @@ impl Options {
         self
     }
 
+    /// Sets [`tls`](Self::tls).
+    pub fn tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Sets [`packet_send_buffer`](Self::packet_send_buffer).
     pub fn packet_send_buffer(mut self, size: Option<usize>) -> Self {
         self.packet_send_buffer = size;
@@ -157,6 +170,18 @@ fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> s
         }
     }
     Ok(Session::new(config, Instant::now()))
+}
+
+/// The TLS side of a new connection, when `options` ask for one.
+fn tls_state(options: &Options) -> Result<Option<rustls::Connection>, DriverError> {
+    let tls_error = |e: rustls::Error| DriverError::Config(format!("TLS: {e}"));
+    Ok(match &options.tls {
+        None => None,
+        Some(Tls::Client { config, server_name }) => {
+            Some(rustls::ClientConnection::new(Arc::clone(config), server_name.clone()).map_err(tls_error)?.into())
+        }
+        Some(Tls::Server(config)) => Some(rustls::ServerConnection::new(Arc::clone(config)).map_err(tls_error)?.into()),
+    })
 }
 
 fn session_error(conn: &Conn, e: DriverError) -> DriverError {
@@ -370,14 +395,16 @@ impl Client {
             return Err(DriverError::Config("a client needs a client session configuration".into()));
         }
         endpoint.check(&config)?;
+        endpoint.check_tls(options.tls.as_ref(), false)?;
         let timeout = config.get_handshake_timeout();
         let deadline = Instant::now() + timeout;
         let socket = io::connect(endpoint, timeout)?;
         let session = open_session(&socket, &config, &options)?;
+        let tls = tls_state(&options)?;
         let inbox = Arc::new(Mailbox::new(options.inbox_capacity, options.spin));
         let events = Arc::new(Mailbox::new(options.event_capacity, Duration::ZERO));
         let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
-        let conn = Conn::start(socket, session, options, Box::new(sink))?;
+        let conn = Conn::start(socket, session, options, Box::new(sink), tls)?;
         if !conn.wait_connected(deadline) {
             return Err(match conn.close_reason() {
                 Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
@@ -481,11 +508,13 @@ pub(crate) fn connect_with_hooks(
         return Err(DriverError::Config("a client needs a client session configuration".into()));
     }
     endpoint.check(config)?;
+    endpoint.check_tls(options.tls.as_ref(), false)?;
     let timeout = config.get_handshake_timeout();
     let deadline = Instant::now() + timeout;
     let socket = io::connect(endpoint, timeout)?;
     let session = open_session(&socket, config, options)?;
-    let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }))?;
+    let tls = tls_state(options)?;
+    let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }), tls)?;
     if !conn.wait_connected(deadline) {
         return Err(match conn.close_reason() {
             Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
@@ -812,6 +841,7 @@ impl Server {
             return Err(DriverError::Config("a server needs a server session configuration".into()));
         }
         endpoint.check(&config)?;
+        endpoint.check_tls(options.connection.tls.as_ref(), true)?;
         // One owner per module name among the server's connections.
         let config = if config.registry.is_none() { config.registry(ModuleRegistry::new()) } else { config };
         let listener = io::listen(endpoint, options.backlog)?;
@@ -969,11 +999,18 @@ impl Accept {
                 return;
             }
         };
+        let tls = match tls_state(&self.options.connection) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up TLS for an accepted connection");
+                return;
+            }
+        };
         let id = session.id();
         let sink = ServerSink { server: Arc::downgrade(&self.shared), session: id, module: Mutex::new(None) };
         // Registered before the thread can report anything about it.
         let mut conns = lock(&self.shared.conns);
-        match Conn::start(socket, session, self.options.connection.clone(), Box::new(sink)) {
+        match Conn::start(socket, session, self.options.connection.clone(), Box::new(sink), tls) {
             Ok(conn) => {
                 conns.insert(id, conn);
                 drop(conns);

@@ -1,0 +1,132 @@
+//! TLS over a nonblocking stream, for both drivers: rustls driven as a
+//! state machine (records in, plaintext out and back), so a connection keeps
+//! one readiness loop (or one `poll`) for every transport.
+
+use std::io;
+
+use bytes::Bytes;
+
+/// Bytes a stream read takes at first; the buffer grows when reads fill it.
+pub(crate) const STREAM_READ_START: usize = 4 * 1024;
+/// Largest stream read buffer.
+pub(crate) const STREAM_READ_MAX: usize = 64 * 1024;
+/// Plaintext taken into rustls per write, at most: the rest waits until its
+/// records are on the socket, so the session's write timeout still sees a
+/// peer that does not read.
+const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// A stream socket read and written without waiting (`WouldBlock` when it
+/// cannot make progress).
+pub(crate) trait Nonblocking {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+/// `std::io` access to a [`Nonblocking`] socket, for rustls.
+struct Adapter<'a, S>(&'a S);
+
+impl<S: Nonblocking> io::Read for Adapter<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl<S: Nonblocking> io::Write for Adapter<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// TLS over the nonblocking stream `io`.
+#[derive(Debug)]
+pub(crate) struct TlsIo<S> {
+    pub(crate) io: S,
+    pub(crate) tls: rustls::Connection,
+    /// Decrypted bytes waiting in rustls: a read can make progress without
+    /// the socket.
+    pub(crate) plaintext: usize,
+    /// The peer's stream ended (TCP end or `close_notify`).
+    pub(crate) eof: bool,
+}
+
+impl<S: Nonblocking> TlsIo<S> {
+    pub(crate) fn new(io: S, tls: rustls::Connection) -> Self {
+        TlsIo { io, tls, plaintext: 0, eof: false }
+    }
+
+    /// Writes the records rustls holds until the socket is full.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            match self.tls.write_tls(&mut Adapter(&self.io)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Plaintext into `buf` (grown on demand); 0 is the end of the stream,
+    /// `WouldBlock` when there is nothing to read.
+    pub(crate) fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if buf.is_empty() {
+            buf.resize(STREAM_READ_START, 0);
+        }
+        loop {
+            if self.plaintext > 0 || self.eof {
+                let n = match io::Read::read(&mut self.tls.reader(), buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                    Err(e) => return Err(e),
+                };
+                self.plaintext = self.plaintext.saturating_sub(n);
+                if n > 0 || self.eof {
+                    if n == buf.len() && buf.len() < STREAM_READ_MAX {
+                        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
+                    }
+                    return Ok(n);
+                }
+            }
+            match self.tls.read_tls(&mut Adapter(&self.io)) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            let state = self.tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.plaintext = state.plaintext_bytes_to_read();
+            if state.peer_has_closed() {
+                self.eof = true;
+            }
+            // Handshake messages and alerts to answer.
+            self.flush()?;
+        }
+    }
+
+    /// Takes plaintext of the frames at the front of `frames` (the first
+    /// from byte `offset`) once the earlier records are out, at most
+    /// 64 KiB; returns how much. `WouldBlock` while records wait.
+    pub(crate) fn write(&mut self, frames: &[Bytes], offset: usize) -> io::Result<usize> {
+        self.flush()?;
+        if self.tls.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut taken = 0;
+        for (i, frame) in frames.iter().enumerate() {
+            let bytes = if i == 0 { &frame[offset.min(frame.len())..] } else { &frame[..] };
+            let room = TLS_WRITE_CHUNK - taken;
+            let part = &bytes[..bytes.len().min(room)];
+            io::Write::write_all(&mut self.tls.writer(), part)?;
+            taken += part.len();
+            if taken == TLS_WRITE_CHUNK {
+                break;
+            }
+        }
+        self.flush()?;
+        Ok(taken)
+    }
+}
