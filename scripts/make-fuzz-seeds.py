@@ -19,8 +19,7 @@ def put(target, data):
 
 TARGETS = (
     "package_decoder", "raw_decoder", "message_decode", "roundtrip",
-    "socket_config", "module_exchange", "message_serde", "connection_read",
-    "session",
+    "socket_config", "module_exchange", "message_serde", "session",
 )
 for t in TARGETS:
     shutil.rmtree(seeds / t, ignore_errors=True)
@@ -134,22 +133,6 @@ for text in (
     '[]',
 ):
     put("module_exchange", text.encode())
-
-# Connection reads: three configuration bytes (transport, size limit,
-# refused message; see the target), then the packets of each capture
-# session (one per line, as sent) or Go's framed streams.
-for f in sorted((caps / "sessions").glob("*.jsonl")):
-    if f.name == "index.jsonl":
-        continue
-    data = b"".join(json.loads(line)["text"].encode() for line in open(f))
-    put("connection_read", bytes([0x00, 0xFF, 0xFF]) + data)  # packets up to 4093 bytes
-    put("connection_read", bytes([0x84, 0x10, 0x01]) + data)  # empty 2nd packet, 269 bytes, refuse the 2nd
-    put("connection_read", bytes([0x01, 0xFF, 0xFF]) + data)  # the same as a raw stream
-for f in sorted((caps / "frames").glob("*.bin")):
-    data = f.read_bytes()[:8192]
-    mode = 0x02 if f.name.startswith("package") else 0x01
-    put("connection_read", bytes([mode, 0xFF, 0xFF]) + data)
-    put("connection_read", bytes([mode, 0x08, 0x00]) + data)
 
 # Sessions: two configuration bytes (role, transport, registry; frame
 # limit), then operations (see the target): the packets of each capture

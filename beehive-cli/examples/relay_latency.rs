@@ -1,6 +1,6 @@
 //! What `beehive record` adds to a round trip: `send_sync` round trips
-//! from a `SocketClient` to a module behind a `SocketServer` over
-//! unixpacket, directly and through `beehive record` (two clients of the
+//! between hives of thread modules (the socket backend on the blocking
+//! driver, a client hive to a module of the serving hive) over unixpacket, directly and through `beehive record` (two clients of the
 //! same server, in alternating batches), with the median (p50), p90 and
 //! p99 of each.
 //!
@@ -16,12 +16,12 @@ use std::io::Read as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
-use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
+use beehive_socket::blocking::{ConnectOptions, Endpoint, HiveClient, ServerOptions};
+use beehive_socket::{SocketBackend, SocketModuleConfig, StreamFraming};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(10);
@@ -49,17 +49,19 @@ fn config(server: &Path, relay: &Path) -> SocketModuleConfig {
 struct Client {
     hive: Hive,
     module: &'static str,
-    _client: SocketClient,
+    _client: HiveClient,
 }
 
 impl Client {
     fn connect(cfg: &SocketModuleConfig, module: &'static str) -> Client {
         let hive = Hive::new();
-        let ctx = Arc::new(SocketContext::new());
-        hive.add_backend(ctx.clone());
-        let client = SocketClient::start(&hive, &ctx, cfg.client(module).unwrap(), ClientOptions::default())
-            .expect("client starts");
-        assert!(client.wait_connected(1, T), "no handshake");
+        let backend = SocketBackend::new();
+        hive.add_backend(backend.clone());
+        let entry = cfg.client(module).unwrap();
+        let endpoint = Endpoint::from_config(entry).expect("an endpoint");
+        let client = backend
+            .connect_blocking(&hive, &endpoint, entry.client_session(StreamFraming::Raw), ConnectOptions::default())
+            .expect("the client joins");
         Client { hive, module, _client: client }
     }
 
@@ -181,8 +183,8 @@ fn main() {
     let (up, relay) = (dir.join("server.sock"), dir.join("relay.sock"));
 
     let server_hive = Hive::new();
-    let sctx = Arc::new(SocketContext::new());
-    server_hive.add_backend(sctx.clone());
+    let backend = SocketBackend::new();
+    server_hive.add_backend(backend.clone());
     server_hive
         .register(SimpleModule::new("srvmod", "srvgroup", |hive: &Hive| {
             while let Ok(m) = hive.receive("srvmod") {
@@ -195,7 +197,11 @@ fn main() {
         .unwrap();
     server_hive.start().unwrap();
     let cfg = config(&up, &relay);
-    let _server = SocketServer::start(&server_hive, &sctx, &cfg, cfg.servers().next().unwrap()).unwrap();
+    let entry = cfg.servers().next().unwrap();
+    let session = cfg.server_session(entry, StreamFraming::Raw);
+    let _server = backend
+        .serve_blocking(&server_hive, &Endpoint::from_config(entry).unwrap(), session, ServerOptions::default())
+        .unwrap();
 
     let (echo, echo_relay) = (dir.join("echo.sock"), dir.join("echo-relay.sock"));
     let record = start_record(&beehive, &relay, &up, &dir.join("rec"));
@@ -216,7 +222,7 @@ fn main() {
     }
 
     println!("{n} round trips each over unixpacket, in alternating batches of {BATCH} (after {} warm-up)", n / 10);
-    table("send_sync, SocketClient to a module behind SocketServer:", &hive);
+    table("send_sync, a client hive to a module of the serving hive:", &hive);
     table("one packet echoed by a plain socket server (the relay's own cost):", &raw);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -476,7 +475,8 @@ fn tcp_is_relayed_and_recorded() {
 #[test]
 fn the_project_socket_server_and_client_through_the_relay() {
     use beehive_context::{Hive, SimpleModule};
-    use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
+    use beehive_socket::blocking::{ConnectOptions, Endpoint, ServerOptions};
+    use beehive_socket::{SocketBackend, SocketModuleConfig, StreamFraming};
 
     let dir = tempfile::tempdir().unwrap();
     let up = dir.path().join("server.sock");
@@ -492,8 +492,8 @@ fn the_project_socket_server_and_client_through_the_relay() {
     };
     let cfg = SocketModuleConfig::from_yaml(&yaml(&up, &listen)).unwrap();
     let server_hive = Hive::new();
-    let sctx = Arc::new(SocketContext::new());
-    server_hive.add_backend(sctx.clone());
+    let server_backend = SocketBackend::new();
+    server_hive.add_backend(server_backend.clone());
     server_hive
         .register(SimpleModule::new("srvmod", "srvgroup", |hive: &Hive| {
             while let Ok(m) = hive.receive("srvmod") {
@@ -506,16 +506,31 @@ fn the_project_socket_server_and_client_through_the_relay() {
         }))
         .unwrap();
     server_hive.start().unwrap();
-    let server = SocketServer::start(&server_hive, &sctx, &cfg, cfg.servers().next().unwrap()).unwrap();
+    let entry = cfg.servers().next().unwrap();
+    let server = server_backend
+        .serve_blocking(
+            &server_hive,
+            &Endpoint::from_config(entry).unwrap(),
+            cfg.server_session(entry, StreamFraming::Raw),
+            ServerOptions::default(),
+        )
+        .unwrap();
 
     let out = dir.path().join("rec");
     let rec = Record::start(&out, &["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()]);
     let client_hive = Hive::new();
-    let cctx = Arc::new(SocketContext::new());
-    client_hive.add_backend(cctx.clone());
-    let client =
-        SocketClient::start(&client_hive, &cctx, cfg.client("edgeclient").unwrap(), ClientOptions::default()).unwrap();
-    assert!(client.wait_connected(1, T), "no handshake through the relay");
+    let client_backend = SocketBackend::new();
+    client_hive.add_backend(client_backend.clone());
+    let entry = cfg.client("edgeclient").unwrap();
+    // Returns once the handshake through the relay is complete.
+    let client = client_backend
+        .connect_blocking(
+            &client_hive,
+            &Endpoint::from_config(entry).unwrap(),
+            entry.client_session(StreamFraming::Raw),
+            ConnectOptions::default(),
+        )
+        .unwrap();
     for i in 0..5 {
         let m = Message::new("").build_router("edgeclient", "grp", "res", "update").fill_body(format!("ping {i}"));
         let resp = client_hive.send_sync("srvmod", m, T).unwrap();

@@ -24,19 +24,21 @@
 //! the client registers `edgeclient`, asks `metamanager` a question with
 //! `send_sync`, prints the answer and exits.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::{constants, Message};
-use beehive_socket::{ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer};
+use beehive_socket::blocking::{ConnectOptions, Endpoint, ServerOptions};
+use beehive_socket::{SocketBackend, SocketModuleConfig, StreamFraming};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let role = std::env::args().nth(1).unwrap_or_default();
     let config = SocketModuleConfig::load()?;
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    // The hive's socket backend on the blocking driver: thread modules, no
+    // async runtime.
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     match role.as_str() {
         "server" => {
             hive.register(SimpleModule::new("metamanager", "meta", |hive: &Hive| {
@@ -50,18 +52,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }))?;
             hive.start()?;
             let entry = config.servers().next().ok_or("no server entry in the config")?;
-            let _server = SocketServer::start(&hive, &ctx, &config, entry)?;
+            let session = config.server_session(entry, StreamFraming::Raw);
+            let _server =
+                backend.serve_blocking(&hive, &Endpoint::from_config(entry)?, session, ServerOptions::default())?;
             println!("serving on {} (Ctrl-C to stop)", entry.address);
             let report = hive.run_until_shutdown(Duration::from_secs(5))?;
             println!("shutdown: {report:?}");
         }
         "client" => {
             let entry = config.client("edgeclient").ok_or("no edgeclient entry in the config")?;
-            let client = SocketClient::start(&hive, &ctx, entry, ClientOptions::default())?;
-            if !client.wait_connected(1, Duration::from_secs(10)) {
-                return Err("could not register with the server".into());
-            }
-            println!("registered; remote modules: {:?}", ctx.remote_modules());
+            // Returns once registered (within the handshake timeout), then
+            // reconnects after every drop until `_client` is dropped.
+            let session = entry.client_session(StreamFraming::Raw);
+            let _client =
+                backend.connect_blocking(&hive, &Endpoint::from_config(entry)?, session, ConnectOptions::default())?;
+            println!("registered; remote modules: {:?}", backend.remote_modules());
             let question = Message::new("")
                 .build_router("edgeclient", "", constants::RESOURCE_TYPE_POD, constants::QUERY_OPERATION)
                 .fill_body("which pods?");

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::conn::StreamFraming;
-use crate::session::{SessionConfig, TransportKind};
+use crate::session::{SessionConfig, StreamFraming, TransportKind};
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "SOCKET_MODULE_CONFIG";
@@ -30,6 +29,14 @@ pub const CONFIG_ENV: &str = "SOCKET_MODULE_CONFIG";
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/kubeedge/config/socket_module.yaml";
 /// Go's socket type for SOCK_SEQPACKET unix sockets (the default).
 pub const UNIXPACKET: &str = "unixpacket";
+/// Go's socket type for unix stream sockets.
+pub const UNIX: &str = "unix";
+/// Go's socket type for TCP.
+pub const TCP: &str = "tcp";
+/// Default largest frame when the configuration gives no `buffersize`.
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+/// Default time a partial frame on a stream socket may wait for its rest.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{SocketConfig, UNIXPACKET};
-use crate::conn::StreamFraming;
 use beehive_codec::CodecError;
 use beehive_model::Message;
 
-use crate::session::{CloseReason, SessionConfig, SessionError, SessionId, TransportKind};
+use crate::session::{CloseReason, SessionConfig, SessionError, SessionId, StreamFraming, TransportKind};
 
 /// Where a connection goes: the socket type and address of a
 /// configuration entry.
@@ -48,10 +47,10 @@ impl Endpoint {
         let tls = !entry.ca.is_empty() || !entry.cert.is_empty() || !entry.key.is_empty();
         match entry.socket_type.as_str() {
             "" | UNIXPACKET if tls => Err(DriverError::Unsupported("TLS on a unixpacket socket".into())),
-            crate::net::UNIX if tls => Err(DriverError::Unsupported("TLS on a unix socket".into())),
+            crate::config::UNIX if tls => Err(DriverError::Unsupported("TLS on a unix socket".into())),
             "" | UNIXPACKET => Ok(Endpoint::unix_packet(&entry.address)),
-            crate::net::UNIX => Ok(Endpoint::unix(&entry.address)),
-            crate::net::TCP => Ok(Endpoint::tcp(entry.address.clone())),
+            crate::config::UNIX => Ok(Endpoint::unix(&entry.address)),
+            crate::config::TCP => Ok(Endpoint::tcp(entry.address.clone())),
             other => Err(DriverError::Unsupported(format!("socket type {other:?}"))),
         }
     }

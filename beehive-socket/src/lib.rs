@@ -1,24 +1,34 @@
 //! # beehive-socket
 //!
 //! Remote beehive modules over unix SOCK_SEQPACKET sockets (Go's
-//! `unixpacket`, the default), unix stream and TCP sockets, wire-compatible with KubeEdge's Go socket mode: one JSON
-//! message plus a line feed per packet, the module handshake (`resource:
-//! module`, `operation: add`, answered with the module exchange), and Go's
-//! routing rules. [`SocketContext`] is the hive backend of context type
-//! `unixpacket`; [`SocketServer`] accepts remote modules; [`SocketClient`]
-//! is a remote module that connects, registers and reconnects.
+//! `unixpacket`, the default), unix stream and TCP sockets (with TLS),
+//! wire-compatible with KubeEdge's Go socket mode: one JSON message plus a
+//! line feed per packet, the module handshake (`resource: module`,
+//! `operation: add`, answered with the module exchange), and Go's routing
+//! rules.
+//!
+//! * [`session`]: one connection as a sans-IO state machine (handshake,
+//!   routing, response matching, every timeout, a bounded outbound queue).
+//! * [`asyncio`] (feature `tokio`): the tokio driver over that session.
+//! * [`blocking`]: the blocking driver over the same session (threads, no
+//!   runtime).
+//! * [`SocketBackend`]: the hive's backend of context type `unixpacket`
+//!   over either driver.
+//! * [`SocketModuleConfig`]: Go's `socket_module.yaml`, with the sessions
+//!   its entries describe.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use beehive_context::Hive;
-//! use beehive_socket::{SocketContext, SocketModuleConfig, SocketServer};
+//! use beehive_socket::blocking::{Endpoint, ServerOptions};
+//! use beehive_socket::{SocketBackend, SocketModuleConfig, StreamFraming};
 //!
 //! let config = SocketModuleConfig::load()?;
 //! let hive = Hive::new();
-//! let ctx = Arc::new(SocketContext::new());
-//! hive.add_backend(ctx.clone());
-//! let server = config.servers().next().expect("a server entry");
-//! let _server = SocketServer::start(&hive, &ctx, &config, server)?;
+//! let backend = SocketBackend::new();
+//! hive.add_backend(backend.clone());
+//! let entry = config.servers().next().expect("a server entry");
+//! let session = config.server_session(entry, StreamFraming::Raw);
+//! let _server = backend.serve_blocking(&hive, &Endpoint::from_config(entry)?, session, ServerOptions::default())?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -26,34 +36,20 @@
 #[cfg(feature = "tokio")]
 pub mod asyncio;
 pub mod blocking;
-mod client;
 pub mod config;
-mod conn;
-mod context;
 mod driver;
 mod error;
-#[cfg(fuzzing)]
-#[doc(hidden)]
-pub mod fuzz_bridge;
 #[cfg(feature = "tokio")]
 mod metrics;
-mod net;
-mod server;
 pub mod session;
 pub mod tls;
 mod tlsio;
 
-pub use client::{handshake_request, ClientOptions, SocketClient};
-pub use config::{ConfigError, SocketConfig, SocketModuleConfig};
-pub use conn::StreamFraming;
-// The first blocking implementation's connection: reachable for the fuzz
-// bridge, not part of the API.
-#[doc(hidden)]
-pub use conn::{Connection, Transport};
-pub use context::SocketContext;
+pub use config::{
+    ConfigError, SocketConfig, SocketModuleConfig, DEFAULT_BUFFER_SIZE, DEFAULT_STALL_TIMEOUT, TCP, UNIX, UNIXPACKET,
+};
 pub use error::SocketError;
-pub use net::{DEFAULT_STALL_TIMEOUT, TCP, UNIX};
-pub use server::{module_exchange, ServerOptions, SocketServer, DEFAULT_BUFFER_SIZE};
+pub use session::{handshake_request, StreamFraming};
 
 /// The hive's `unixpacket` backend, over either driver (tokio:
 /// [`serve`](SocketBackend::serve), [`connect`](SocketBackend::connect);

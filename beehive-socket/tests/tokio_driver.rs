@@ -1,5 +1,5 @@
 //! The tokio driver over real sockets: async client and server on every
-//! transport, interop with the blocking implementation, hostile peers.
+//! transport, interop with the blocking driver, hostile peers.
 //!
 //! Every wait is bounded by `tokio::time::timeout`; running out of time is
 //! a failure.
@@ -21,9 +21,7 @@ use beehive_socket::asyncio::{
     ServerEvents, ServerHandle, ServerOptions,
 };
 use beehive_socket::session::{CloseReason, SessionConfig, SessionError, TransportKind};
-use beehive_socket::{
-    handshake_request, ClientOptions, SocketClient, SocketContext, SocketModuleConfig, SocketServer, StreamFraming,
-};
+use beehive_socket::{blocking, handshake_request, SocketBackend, SocketModuleConfig, StreamFraming};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::sync::mpsc;
 
@@ -291,7 +289,7 @@ async fn a_message_over_the_packet_limit_is_refused_and_the_connection_stays_up(
     assert_eq!(resp.content().as_str(), Some("re: still there?"));
 }
 
-// ---- interop with the blocking implementation ------------------------------
+// ---- interop with the blocking driver -------------------------------------
 
 fn blocking_config(path: &Path) -> SocketModuleConfig {
     SocketModuleConfig::from_yaml(&format!(
@@ -301,13 +299,13 @@ fn blocking_config(path: &Path) -> SocketModuleConfig {
     .unwrap()
 }
 
-/// A blocking server hive whose module `srvmod` answers sync requests with
-/// "re: <body>" after `delay`.
-fn blocking_server(path: &Path, delay: Duration) -> (Hive, SocketServer) {
+/// A hive of thread modules served by the blocking driver, whose module
+/// `srvmod` answers sync requests with "re: <body>" after `delay`.
+fn blocking_server(path: &Path, delay: Duration) -> (Hive, blocking::Server) {
     let cfg = blocking_config(path);
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     hive.register(SimpleModule::new("srvmod", "srvgroup", move |hive: &Hive| {
         while let Ok(m) = hive.receive("srvmod") {
             if m.is_sync() {
@@ -320,7 +318,10 @@ fn blocking_server(path: &Path, delay: Duration) -> (Hive, SocketServer) {
     }))
     .unwrap();
     hive.start().unwrap();
-    let server = SocketServer::start(&hive, &ctx, &cfg, cfg.servers().next().unwrap()).unwrap();
+    let entry = cfg.servers().next().unwrap();
+    let endpoint = blocking::Endpoint::from_config(entry).unwrap();
+    let session = cfg.server_session(entry, StreamFraming::Raw);
+    let server = backend.serve_blocking(&hive, &endpoint, session, blocking::ServerOptions::default()).unwrap();
     (hive, server)
 }
 
@@ -374,15 +375,15 @@ async fn the_blocking_client_against_the_async_server() {
     let mut others = responder(sh.clone(), incoming);
     let cfg = blocking_config(&path);
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     let entry = cfg.client("edgeclient").unwrap().clone();
     let client = {
-        let (hive, ctx) = (hive.clone(), ctx.clone());
+        let (hive, backend) = (hive.clone(), backend.clone());
         blocking("blocking client", move || {
-            let c = SocketClient::start(&hive, &ctx, &entry, ClientOptions::default()).unwrap();
-            assert!(c.wait_connected(1, T), "no handshake");
-            c
+            let endpoint = blocking::Endpoint::from_config(&entry).unwrap();
+            let session = entry.client_session(StreamFraming::Raw);
+            backend.connect_blocking(&hive, &endpoint, session, blocking::ConnectOptions::default()).unwrap()
         })
         .await
     };

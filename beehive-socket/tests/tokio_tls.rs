@@ -1,20 +1,19 @@
 //! TLS in the tokio driver: mutual and server-only TLS with round trips
 //! both ways and frames larger than a TLS record, refused clients (wrong
-//! CA, plain TCP) seen within a bound, and the blocking TLS server as the
-//! peer.
+//! CA, plain TCP) seen within a bound, and a hive served by the blocking
+//! driver with TLS as the peer.
 #![cfg(feature = "tokio")]
 
 mod common;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
 use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions, Tls};
 use beehive_socket::session::{SessionConfig, TransportKind};
-use beehive_socket::{SocketContext, SocketModuleConfig, SocketServer, StreamFraming};
+use beehive_socket::{blocking, SocketBackend, SocketModuleConfig, StreamFraming};
 use common::{free_address, Pki};
 
 const T: Duration = Duration::from_secs(10);
@@ -118,8 +117,8 @@ async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
     let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     // The blocking implementation's TLS server, module `srvmod` answering.
     let hive = Hive::new();
-    let ctx = Arc::new(SocketContext::new());
-    hive.add_backend(ctx.clone());
+    let backend = SocketBackend::new();
+    hive.add_backend(backend.clone());
     hive.register(SimpleModule::new("srvmod", "g", |hive: &Hive| {
         while let Ok(m) = hive.receive("srvmod") {
             if m.is_sync() {
@@ -131,8 +130,10 @@ async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
     .unwrap();
     hive.start().unwrap();
     let entry = cfg.servers().next().unwrap();
-    let _srv = SocketServer::start(&hive, &ctx, &cfg, entry).unwrap();
     let endpoint = Endpoint::from_config(entry).unwrap();
+    let options = blocking::ServerOptions::default().connection(blocking::Options::default().tls(tls_of(&cfg, true)));
+    let _srv =
+        backend.serve_blocking(&hive, &endpoint, cfg.server_session(entry, StreamFraming::Raw), options).unwrap();
     let client = within("TLS connect", tls_client(&cfg, &endpoint)).await.unwrap();
     let answer = within("round trip", client.send_sync("srvmod", msg("ping"), T)).await.unwrap();
     assert_eq!(answer.content().as_str(), Some("secure pong"));

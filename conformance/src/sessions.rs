@@ -3,13 +3,17 @@
 //!
 //! Each transcript is replayed twice:
 //!
-//! * **server side**: the client's packets are written into our
-//!   [`SocketServer`] through a raw SOCK_SEQPACKET socket, and every packet
+//! * **server side**: the client's packets are written into a hive served
+//!   by our socket backend on the blocking driver
+//!   ([`SocketBackend::serve_blocking`]) through a raw SOCK_SEQPACKET
+//!   socket, and every packet
 //!   our server writes back must match the recorded server packet; packets
 //!   the Go server sent on its own (a server-side `Send`, `SendSync` or
 //!   `SendToGroup`) are produced by making the same call on our hive;
 //! * **client side**: a raw listener plays the recorded server packets to
-//!   our [`SocketClient`], and every packet our client writes must match the
+//!   a hive joined through our socket backend
+//!   ([`SocketBackend::connect_blocking`]), and every packet our client
+//!   writes must match the
 //!   recorded client packet; the scenario's client code (sending, answering
 //!   sync requests) is played through our hive's API.
 //!

@@ -1,12 +1,12 @@
 //! The blocking driver: socket-mode connections served by plain threads,
 //! for programs without an async runtime and for the lowest latency.
 //!
-//! It runs the same sans-IO [`Session`](crate::session::Session) as the
+//! It runs the same sans-IO [`Session`] as the
 //! [tokio driver](crate::asyncio), so the wire behaviour, the timeouts
 //! (handshake, stall, idle, write) and the flow control are the same: a
 //! send waits at most [`Options::send_wait`] for room in the connection's
 //! bounded outbound queue, then fails with
-//! [`SessionError::QueueFull`](crate::session::SessionError::QueueFull); a
+//! [`SessionError::QueueFull`]; a
 //! peer that does not drain its socket is cut by the session's write
 //! timeout; a full receiver pauses only the connection that feeds it.
 //!

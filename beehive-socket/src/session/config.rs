@@ -4,9 +4,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::StreamFraming;
-
 use super::registry::ModuleRegistry;
+
+/// How messages are delimited on a stream socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StreamFraming {
+    /// JSON plus a line feed per message (what Go's socket wrapper always
+    /// uses).
+    #[default]
+    Raw,
+    /// Package framing: `beeh` `v1` `rv` + length + JSON.
+    Package,
+}
 
 /// How a session's bytes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +126,9 @@ impl SessionConfig {
             directory: None,
             allowed: None,
             registry: None,
-            max_frame_len: crate::server::DEFAULT_BUFFER_SIZE,
+            max_frame_len: crate::config::DEFAULT_BUFFER_SIZE,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            stall_timeout: crate::net::DEFAULT_STALL_TIMEOUT,
+            stall_timeout: crate::config::DEFAULT_STALL_TIMEOUT,
             idle_timeout: None,
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             max_queued_frames: DEFAULT_MAX_QUEUED_FRAMES,

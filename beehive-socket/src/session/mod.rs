@@ -49,15 +49,13 @@ use beehive_codec::{CodecError, PackageCodec, RawCodec};
 use beehive_model::{constants, Content, Message, ModuleExchange};
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::StreamFraming;
-
 mod config;
 mod error;
 mod registry;
 
 pub use config::{
-    ModuleDirectory, Role, SessionConfig, TransportKind, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_PENDING_REQUESTS,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, DEFAULT_WRITE_TIMEOUT,
+    ModuleDirectory, Role, SessionConfig, StreamFraming, TransportKind, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::{CloseReason, Refusal, SessionError};
 pub use registry::{ModuleRegistry, NameTaken, SessionId};
@@ -141,6 +139,15 @@ enum Decoder {
     Package(PackageCodec),
 }
 
+/// The module handshake request Go's socket context sends (a client
+/// session sends it with `sync` set).
+pub fn handshake_request(module: &str) -> Message {
+    Message::new("")
+        .build_router(module, "", constants::RESOURCE_TYPE_MODULE, constants::OPERATION_TYPE_MODULE)
+        .set_type(crate::config::UNIXPACKET)
+        .fill_body("")
+}
+
 fn is_handshake(msg: &Message) -> bool {
     msg.resource() == constants::RESOURCE_TYPE_MODULE && msg.operation() == constants::OPERATION_TYPE_MODULE
 }
@@ -219,8 +226,7 @@ impl Session {
         if let Role::Client { module } = &session.config.role {
             // Go's exchangeModuleInfo: the registration goes out through
             // SendSyncInternal, which sets sync.
-            let request =
-                crate::handshake_request(module).set_type(session.config.message_type.as_str()).set_sync(true);
+            let request = handshake_request(module).set_type(session.config.message_type.as_str()).set_sync(true);
             session.handshake_id = Some(request.id().to_owned());
             match session.encode(&request) {
                 Ok(frame) => session.push_control(frame, now),
