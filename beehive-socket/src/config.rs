@@ -17,8 +17,11 @@
 //! Go reads it with `sigs.k8s.io/yaml` (YAML to JSON, then `encoding/json`),
 //! so keys match case-insensitively and unknown keys are ignored; so here.
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "yaml")]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(feature = "yaml")]
 use serde_json::Value;
 
 use crate::session::{SessionConfig, StreamFraming, TransportKind};
@@ -117,11 +120,13 @@ pub struct SocketModuleConfig {
     pub entries: Vec<SocketConfig>,
 }
 
+#[cfg(feature = "yaml")]
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
     // Go: the last matching key wins.
     obj.iter().filter(|(k, _)| beehive_model::json::key_matches(k, name)).map(|(_, v)| v).next_back()
 }
 
+#[cfg(feature = "yaml")]
 fn text(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result<String, String> {
     match field(obj, name) {
         None | Some(Value::Null) => Ok(String::new()),
@@ -130,6 +135,7 @@ fn text(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result<S
     }
 }
 
+#[cfg(feature = "yaml")]
 fn number(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result<usize, String> {
     match field(obj, name) {
         None | Some(Value::Null) => Ok(0),
@@ -142,11 +148,13 @@ fn number(obj: &serde_json::Map<String, Value>, name: &str, at: usize) -> Result
 }
 
 impl SocketModuleConfig {
+    #[cfg(feature = "yaml")]
     /// Parses the YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse(text, Path::new("<string>"))
     }
 
+    #[cfg(feature = "yaml")]
     fn parse(yaml: &str, path: &Path) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
         let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| invalid(e.to_string()))?;
@@ -184,6 +192,7 @@ impl SocketModuleConfig {
         Ok(SocketModuleConfig { entries })
     }
 
+    #[cfg(feature = "yaml")]
     /// Reads the file at `path`.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
@@ -191,6 +200,7 @@ impl SocketModuleConfig {
         Self::parse(&text, path)
     }
 
+    #[cfg(feature = "yaml")]
     /// Reads the file named by `SOCKET_MODULE_CONFIG`, else the default path.
     pub fn load() -> Result<Self, ConfigError> {
         match std::env::var_os(CONFIG_ENV) {
@@ -230,7 +240,7 @@ impl SocketModuleConfig {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "yaml"))]
 mod tests {
     use super::*;
 

@@ -81,6 +81,12 @@ impl Endpoint {
     }
 
     pub(crate) fn check(&self, config: &SessionConfig) -> Result<(), DriverError> {
+        #[cfg(not(target_os = "linux"))]
+        if let Endpoint::UnixPacket(_) = self {
+            return Err(DriverError::Unsupported(
+                "unixpacket (SOCK_SEQPACKET unix sockets) needs Linux; use a unix or tcp endpoint".into(),
+            ));
+        }
         let packet = matches!(self, Endpoint::UnixPacket(_));
         if packet != matches!(config.get_transport(), TransportKind::Packet) {
             return Err(DriverError::TransportMismatch { endpoint: self.clone(), transport: config.get_transport() });
