@@ -65,6 +65,15 @@ impl Endpoint {
 
     /// TLS settings fit: TCP only, and the side's own kind.
     pub(crate) fn check_tls(&self, tls: Option<&Tls>, server: bool) -> Result<(), DriverError> {
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = server;
+            match tls {
+                None => Ok(()),
+                Some(t) => match *t {},
+            }
+        }
+        #[cfg(feature = "tls")]
         match (tls, self) {
             (None, _) => Ok(()),
             (Some(_), Endpoint::UnixPacket(_) | Endpoint::Unix(_)) => {
@@ -106,6 +115,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 /// TLS settings of TCP connections (rustls, ring provider).
+#[cfg(feature = "tls")]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Tls {
@@ -120,20 +130,41 @@ pub enum Tls {
     Server(Arc<rustls::ServerConfig>),
 }
 
+/// TLS settings of TCP connections: none in this build (the `tls` feature
+/// is off), so no value of this type exists.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub enum Tls {}
+
 impl Tls {
     /// The TLS settings of a configuration entry, as Go's configuration
     /// describes them: a server entry with `cert` and `key` speaks TLS (and
     /// with `ca` requires client certificates signed by it); a client entry
     /// with `ca` verifies the server with it and presents `cert`/`key` when
-    /// given. `None` without TLS files.
+    /// given. `None` without TLS files; without the `tls` feature, an entry
+    /// with TLS files is [`DriverError::Unsupported`].
     pub fn from_config(entry: &SocketConfig) -> Result<Option<Tls>, DriverError> {
-        let tls_error = |e: crate::SocketError| DriverError::Config(e.to_string());
-        if entry.server {
-            Ok(crate::tls::server_config(entry).map_err(tls_error)?.map(Tls::Server))
-        } else {
-            Ok(crate::tls::client_config(entry)
-                .map_err(tls_error)?
-                .map(|(config, server_name)| Tls::Client { config, server_name }))
+        #[cfg(feature = "tls")]
+        {
+            let tls_error = |e: crate::SocketError| DriverError::Config(e.to_string());
+            if entry.server {
+                Ok(crate::tls::server_config(entry).map_err(tls_error)?.map(Tls::Server))
+            } else {
+                Ok(crate::tls::client_config(entry)
+                    .map_err(tls_error)?
+                    .map(|(config, server_name)| Tls::Client { config, server_name }))
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            if entry.ca.is_empty() && entry.cert.is_empty() && entry.key.is_empty() {
+                Ok(None)
+            } else {
+                Err(DriverError::Unsupported(format!(
+                    "TLS settings of entry {:?}: this build has no TLS (feature `tls`)",
+                    entry.module
+                )))
+            }
         }
     }
 }

@@ -42,6 +42,7 @@ mod error;
 #[cfg(feature = "tokio")]
 mod metrics;
 pub mod session;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod tlsio;
 

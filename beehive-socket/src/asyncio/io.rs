@@ -4,7 +4,6 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use nix::sys::socket::MsgFlags;
@@ -13,8 +12,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use super::{DriverOptions, Endpoint, Tls};
-use crate::tlsio::{Nonblocking, TlsIo, STREAM_READ_MAX, STREAM_READ_START};
+use super::{DriverOptions, Endpoint};
+use crate::tlsio::{self, Nonblocking, TlsIo, STREAM_READ_MAX, STREAM_READ_START};
 
 impl Nonblocking for TcpStream {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -225,14 +224,7 @@ pub(crate) async fn connect(endpoint: &Endpoint, options: &DriverOptions) -> io:
             stream.set_nodelay(true)?;
             match &options.tls {
                 None => Ok(Io::Tcp(stream)),
-                Some(Tls::Client { config, server_name }) => {
-                    let tls = rustls::ClientConnection::new(Arc::clone(config), server_name.clone())
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                    Ok(Io::Tls(Box::new(TlsIo::new(stream, tls.into()))))
-                }
-                Some(Tls::Server(_)) => {
-                    Err(io::Error::new(io::ErrorKind::InvalidInput, "server TLS settings on a connecting client"))
-                }
+                Some(tls) => Ok(Io::Tls(Box::new(TlsIo::new(stream, tlsio::session(tls, false)?)))),
             }
         }
     }
@@ -298,12 +290,8 @@ impl Listener {
                 let (stream, _) = l.accept().await?;
                 stream.set_nodelay(true)?;
                 match &options.tls {
-                    Some(Tls::Server(config)) => {
-                        let tls = rustls::ServerConnection::new(Arc::clone(config))
-                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                        Ok(Io::Tls(Box::new(TlsIo::new(stream, tls.into()))))
-                    }
-                    _ => Ok(Io::Tcp(stream)),
+                    Some(tls) => Ok(Io::Tls(Box::new(TlsIo::new(stream, tlsio::session(tls, true)?)))),
+                    None => Ok(Io::Tcp(stream)),
                 }
             }
         }

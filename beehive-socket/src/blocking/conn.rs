@@ -229,7 +229,7 @@ impl Conn {
         session: Session,
         options: Options,
         sink: Box<dyn Sink>,
-        tls: Option<rustls::Connection>,
+        tls: Option<crate::tlsio::TlsSession>,
     ) -> io::Result<Arc<Self>> {
         let socket = Arc::new(socket);
         let tls = tls.map(|t| TlsIo::new(Arc::clone(&socket), t));

@@ -172,16 +172,10 @@ fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> s
     Ok(Session::new(config, Instant::now()))
 }
 
-/// The TLS side of a new connection, when `options` ask for one.
-fn tls_state(options: &Options) -> Result<Option<rustls::Connection>, DriverError> {
-    let tls_error = |e: rustls::Error| DriverError::Config(format!("TLS: {e}"));
-    Ok(match &options.tls {
-        None => None,
-        Some(Tls::Client { config, server_name }) => {
-            Some(rustls::ClientConnection::new(Arc::clone(config), server_name.clone()).map_err(tls_error)?.into())
-        }
-        Some(Tls::Server(config)) => Some(rustls::ServerConnection::new(Arc::clone(config)).map_err(tls_error)?.into()),
-    })
+/// The TLS side of a new connection (`server`: an accepted one), when
+/// `options` ask for one.
+fn tls_state(options: &Options, server: bool) -> Result<Option<crate::tlsio::TlsSession>, DriverError> {
+    Ok(options.tls.as_ref().map(|tls| crate::tlsio::session(tls, server)).transpose()?)
 }
 
 fn session_error(conn: &Conn, e: DriverError) -> DriverError {
@@ -400,7 +394,7 @@ impl Client {
         let deadline = Instant::now() + timeout;
         let socket = io::connect(endpoint, timeout)?;
         let session = open_session(&socket, &config, &options)?;
-        let tls = tls_state(&options)?;
+        let tls = tls_state(&options, false)?;
         let inbox = Arc::new(Mailbox::new(options.inbox_capacity, options.spin));
         let events = Arc::new(Mailbox::new(options.event_capacity, Duration::ZERO));
         let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
@@ -513,7 +507,7 @@ pub(crate) fn connect_with_hooks(
     let deadline = Instant::now() + timeout;
     let socket = io::connect(endpoint, timeout)?;
     let session = open_session(&socket, config, options)?;
-    let tls = tls_state(options)?;
+    let tls = tls_state(options, false)?;
     let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }), tls)?;
     if !conn.wait_connected(deadline) {
         return Err(match conn.close_reason() {
@@ -999,7 +993,7 @@ impl Accept {
                 return;
             }
         };
-        let tls = match tls_state(&self.options.connection) {
+        let tls = match tls_state(&self.options.connection, true) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot set up TLS for an accepted connection");
