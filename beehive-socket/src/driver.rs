@@ -11,6 +11,36 @@ use beehive_model::Message;
 
 use crate::session::{CloseReason, SessionConfig, SessionError, SessionId, StreamFraming, TransportKind};
 
+/// Listens on a unix socket of type `ty` at `path` (a stale socket file is
+/// replaced, as Go does; the file gets mode 0600); the socket comes back
+/// nonblocking.
+pub(crate) fn unix_listener(path: &Path, ty: socket2::Type, backlog: i32) -> std::io::Result<socket2::Socket> {
+    use std::os::unix::fs::PermissionsExt;
+
+    use socket2::{Domain, SockAddr, Socket};
+
+    // A stale socket from an earlier run: Go removes it unconditionally.
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale socket file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let socket = Socket::new(Domain::UNIX, ty, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Linux refuses a SOCK_SEQPACKET packet longer than `SO_SNDBUF` less this.
+const PACKET_SEND_OVERHEAD: usize = 32;
+
+/// The largest packet the kernel lets this SOCK_SEQPACKET socket send.
+pub(crate) fn packet_send_limit(socket: &socket2::Socket) -> Option<usize> {
+    socket.send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD))
+}
+
 /// Where a connection goes: the socket type and address of a
 /// configuration entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

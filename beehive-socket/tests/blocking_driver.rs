@@ -4,11 +4,10 @@
 //! Every wait is bounded; running out of time is a failure.
 
 mod common;
-use common::temp_dir;
+use common::{raw_handshake, raw_packet, raw_read, temp_dir};
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,6 @@ use beehive_socket::blocking::{
 };
 use beehive_socket::session::{CloseReason, Refusal, SessionConfig, SessionError, TransportKind};
 use beehive_socket::{handshake_request, StreamFraming};
-use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -294,28 +292,6 @@ fn a_message_over_the_frame_limit_is_refused_and_the_connection_stays_up() {
 }
 
 // ---- hostile peers -------------------------------------------------------
-
-fn raw_packet(path: &Path) -> Socket {
-    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
-    s.connect(&SockAddr::unix(path).unwrap()).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s
-}
-
-fn raw_read(s: &Socket) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 65536];
-    match (&*s).read(&mut buf) {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(buf[..n].to_vec()),
-    }
-}
-
-fn raw_handshake(s: &Socket, module: &str) {
-    let req = handshake_request(module).set_sync(true);
-    (&*s).write_all(&beehive_model::to_vec_line(&req).unwrap()).unwrap();
-    let answer = beehive_model::from_slice(&raw_read(s).expect("no handshake answer")).unwrap();
-    assert_eq!(answer.parent_id(), req.id());
-}
 
 #[test]
 fn a_peer_that_never_registers_is_cut_at_the_handshake_timeout() {

@@ -9,37 +9,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use beehive_model::Message;
-use beehive_socket::blocking::{Client, DriverError, Endpoint, Options, Server, ServerEvent, ServerOptions, Tls};
+use beehive_socket::blocking::{Client, DriverError, Endpoint, Options, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{SocketModuleConfig, StreamFraming};
-use common::{free_address, Pki};
+use common::{free_address, tls_entries, tls_lines, tls_of, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
-
-/// The server and client entries of a TCP configuration with TLS lines.
-fn entries(address: &str, server_tls: &str, client_tls: &str) -> SocketModuleConfig {
-    SocketModuleConfig::from_yaml(&format!(
-        "- module: socketserver\n  server: true\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{server_tls}- module: edgeclient\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{client_tls}"
-    ))
-    .unwrap()
-}
-
-fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
-    let mut s = String::new();
-    if let Some(ca) = ca {
-        s += &format!("  ca: {}\n", pki.path(ca));
-    }
-    if let Some(name) = cert {
-        s += &format!("  cert: {}\n  key: {}\n", pki.path(&format!("{name}.pem")), pki.path(&format!("{name}.key")));
-    }
-    s
-}
-
-fn tls_of(cfg: &SocketModuleConfig, server: bool) -> Option<Tls> {
-    let entry = if server { cfg.servers().next().unwrap() } else { cfg.client("edgeclient").unwrap() };
-    Tls::from_config(entry).unwrap()
-}
 
 /// A blocking TLS server whose module `hub` answers "re: <body>" on the
 /// connection's thread.
@@ -79,7 +55,7 @@ fn round_trips(client: &Client) {
 #[test]
 fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
     let pki = Pki::new("blocking-mutual");
-    let cfg = entries(
+    let cfg = tls_entries(
         &free_address(),
         &tls_lines(&pki, Some("ca.pem"), Some("server")),
         &tls_lines(&pki, Some("ca.pem"), Some("client")),
@@ -101,7 +77,8 @@ fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
 #[test]
 fn server_only_tls_with_the_tokio_driver_on_the_other_end() {
     let pki = Pki::new("blocking-server-only");
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     // Our blocking server, the tokio client.
     let (_server, endpoint) = tls_server(&cfg);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -116,7 +93,8 @@ fn server_only_tls_with_the_tokio_driver_on_the_other_end() {
         assert_eq!(answer.content().as_str().map(str::len), Some(big.len() + 4));
     });
     // The tokio server, our blocking client.
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     let endpoint = Endpoint::from_config(cfg.servers().next().unwrap()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let mut server = rt.block_on(async {
@@ -138,7 +116,7 @@ fn server_only_tls_with_the_tokio_driver_on_the_other_end() {
 #[test]
 fn a_client_trusting_another_ca_and_a_plain_client_are_refused_within_a_bound() {
     let pki = Pki::new("blocking-refused");
-    let cfg = entries(
+    let cfg = tls_entries(
         &free_address(),
         &tls_lines(&pki, Some("ca.pem"), Some("server")),
         &tls_lines(&pki, Some("other-ca.pem"), Some("client")),
@@ -169,7 +147,8 @@ fn a_client_trusting_another_ca_and_a_plain_client_are_refused_within_a_bound() 
 #[test]
 fn tls_settings_that_do_not_fit_are_typed_errors() {
     let pki = Pki::new("blocking-misfit");
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     let server_tls = Options::default().tls(tls_of(&cfg, true));
     let client_tls = Options::default().tls(tls_of(&cfg, false));
     let dir = common::temp_dir("blocking-misfit");

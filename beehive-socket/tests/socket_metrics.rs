@@ -8,11 +8,10 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::{exhaust_descriptors, on_this_thread, run_in_child, temp_dir, within};
+use common::{exhaust_descriptors, on_this_thread, raw_packet, run_in_child, temp_dir, within};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,13 +133,6 @@ async fn server_event(events: &mut ServerEvents, what: &str, pred: impl Fn(&Serv
 /// packet or as a raw stream line).
 fn wire_len(msg: &Message) -> u64 {
     beehive_model::to_vec_line(msg).unwrap().len() as u64
-}
-
-fn raw_packet(path: &Path) -> Socket {
-    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
-    s.connect(&SockAddr::unix(path).unwrap()).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s
 }
 
 // ---- metrics -----------------------------------------------------------------

@@ -6,9 +6,9 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::{exhaust_descriptors, run_in_child, temp_dir, within};
+use common::{exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, temp_dir, within};
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -456,28 +456,6 @@ async fn send_sync_to_a_slow_peer_leaves_the_runtime_free() {
 }
 
 // ---- hostile peers -------------------------------------------------------
-
-fn raw_packet(path: &Path) -> Socket {
-    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
-    s.connect(&SockAddr::unix(path).unwrap()).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    s
-}
-
-fn raw_read(s: &Socket) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 65536];
-    match (&*s).read(&mut buf) {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(buf[..n].to_vec()),
-    }
-}
-
-fn raw_handshake(s: &Socket, module: &str) {
-    let req = handshake_request(module).set_sync(true);
-    (&*s).write_all(&beehive_model::to_vec_line(&req).unwrap()).unwrap();
-    let answer = beehive_model::from_slice(&raw_read(s).expect("no handshake answer")).unwrap();
-    assert_eq!(answer.parent_id(), req.id());
-}
 
 /// A well-behaved client doing round trips until `stop` is set, counting
 /// them in `done` (each must succeed within a second).

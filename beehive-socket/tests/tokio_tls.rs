@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use beehive_context::{Hive, SimpleModule};
 use beehive_model::Message;
-use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions, Tls};
+use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{blocking, SocketBackend, SocketModuleConfig, StreamFraming};
-use common::{free_address, Pki};
+use common::{free_address, tls_entries, tls_lines, tls_of, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
@@ -24,30 +24,6 @@ async fn within<F: Future>(what: &str, f: F) -> F::Output {
         Ok(v) => v,
         Err(_) => panic!("{what}: nothing within {T:?}"),
     }
-}
-
-/// The server and client entries of a TCP configuration with TLS lines.
-fn entries(address: &str, server_tls: &str, client_tls: &str) -> SocketModuleConfig {
-    SocketModuleConfig::from_yaml(&format!(
-        "- module: socketserver\n  server: true\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{server_tls}- module: edgeclient\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{client_tls}"
-    ))
-    .unwrap()
-}
-
-fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
-    let mut s = String::new();
-    if let Some(ca) = ca {
-        s += &format!("  ca: {}\n", pki.path(ca));
-    }
-    if let Some(name) = cert {
-        s += &format!("  cert: {}\n  key: {}\n", pki.path(&format!("{name}.pem")), pki.path(&format!("{name}.key")));
-    }
-    s
-}
-
-fn tls_of(cfg: &SocketModuleConfig, server: bool) -> Option<Tls> {
-    let entry = if server { cfg.servers().next().unwrap() } else { cfg.client("edgeclient").unwrap() };
-    Tls::from_config(entry).unwrap()
 }
 
 /// An async TLS server whose module `hub` answers "re: <body>".
@@ -88,7 +64,7 @@ fn msg(body: &str) -> Message {
 #[tokio::test]
 async fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
     let pki = Pki::new("tokio-mutual");
-    let cfg = entries(
+    let cfg = tls_entries(
         &free_address(),
         &tls_lines(&pki, Some("ca.pem"), Some("server")),
         &tls_lines(&pki, Some("ca.pem"), Some("client")),
@@ -114,7 +90,8 @@ async fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
 #[tokio::test]
 async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
     let pki = Pki::new("tokio-server-only");
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     // The blocking implementation's TLS server, module `srvmod` answering.
     let hive = Hive::new();
     let backend = SocketBackend::new();
@@ -144,8 +121,11 @@ async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
 #[tokio::test]
 async fn a_client_trusting_another_ca_is_refused_within_the_handshake_timeout() {
     let pki = Pki::new("tokio-wrong-ca");
-    let cfg =
-        entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("other-ca.pem"), None));
+    let cfg = tls_entries(
+        &free_address(),
+        &tls_lines(&pki, None, Some("server")),
+        &tls_lines(&pki, Some("other-ca.pem"), None),
+    );
     let (mut server, endpoint) = tls_server(&cfg).await;
     let started = std::time::Instant::now();
     let r = within("refusal", tls_client(&cfg, &endpoint)).await;
@@ -167,7 +147,7 @@ async fn a_client_trusting_another_ca_is_refused_within_the_handshake_timeout() 
 #[tokio::test]
 async fn a_plain_tcp_client_gets_no_registration_from_a_tls_server() {
     let pki = Pki::new("tokio-plain");
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), "");
+    let cfg = tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), "");
     let (mut server, endpoint) = tls_server(&cfg).await;
     let config = SessionConfig::client("edgeclient", RAW).handshake_timeout(Duration::from_secs(2));
     let r = within("refusal", Client::connect(&endpoint, config)).await;
@@ -188,7 +168,8 @@ async fn a_plain_tcp_client_gets_no_registration_from_a_tls_server() {
 #[tokio::test]
 async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
     let pki = Pki::new("tokio-misuse");
-    let cfg = entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
     let dir = std::env::temp_dir().join(format!("beehive-tokio-tls-misuse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let unix = Endpoint::unix(dir.join("s.sock"));

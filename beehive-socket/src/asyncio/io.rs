@@ -2,8 +2,6 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use bytes::Bytes;
 use nix::sys::socket::MsgFlags;
@@ -27,8 +25,6 @@ impl Nonblocking for TcpStream {
 
 /// Frames given to one vectored write.
 const MAX_IOVECS: usize = 64;
-/// Linux refuses a SOCK_SEQPACKET packet longer than `SO_SNDBUF` less this.
-const PACKET_SEND_OVERHEAD: usize = 32;
 
 /// One connected socket.
 #[derive(Debug)]
@@ -121,7 +117,7 @@ impl Io {
     /// SOCK_SEQPACKET: the largest packet the kernel lets this socket send.
     pub(crate) fn packet_send_limit(&self) -> Option<usize> {
         match self {
-            Io::Packet(fd) => fd.get_ref().send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD)),
+            Io::Packet(fd) => crate::driver::packet_send_limit(fd.get_ref()),
             _ => None,
         }
     }
@@ -238,30 +234,15 @@ pub(crate) enum Listener {
     Tcp(TcpListener),
 }
 
-fn unix_listener(path: &Path, ty: Type, backlog: i32) -> io::Result<Socket> {
-    // A stale socket from an earlier run: Go removes it unconditionally.
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale socket file"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let socket = Socket::new(Domain::UNIX, ty, None)?;
-    socket.bind(&SockAddr::unix(path)?)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    socket.listen(backlog)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
-}
-
 impl Listener {
     /// Listens on `endpoint`.
     pub(crate) async fn bind(endpoint: &Endpoint, backlog: i32) -> io::Result<Self> {
         match endpoint {
             Endpoint::UnixPacket(path) => {
-                Ok(Listener::Packet(register(unix_listener(path, Type::SEQPACKET, backlog)?)?))
+                Ok(Listener::Packet(register(crate::driver::unix_listener(path, Type::SEQPACKET, backlog)?)?))
             }
             Endpoint::Unix(path) => {
-                let socket = unix_listener(path, Type::STREAM, backlog)?;
+                let socket = crate::driver::unix_listener(path, Type::STREAM, backlog)?;
                 Ok(Listener::Unix(UnixListener::from_std(std::os::unix::net::UnixListener::from(
                     std::os::fd::OwnedFd::from(socket),
                 ))?))

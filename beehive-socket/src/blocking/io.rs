@@ -4,8 +4,6 @@
 use std::io;
 use std::net::ToSocketAddrs;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::MsgFlags;
@@ -27,8 +25,6 @@ impl Nonblocking for std::sync::Arc<Socket> {
 /// A packet connection's read buffer at its first read; packets up to
 /// this size need one system call each, larger ones a peek first.
 const PACKET_READ_START: usize = 16 * 1024;
-/// Linux refuses a SOCK_SEQPACKET packet longer than `SO_SNDBUF` less this.
-const PACKET_SEND_OVERHEAD: usize = 32;
 
 /// What one read got.
 pub(crate) enum Read {
@@ -36,20 +32,6 @@ pub(crate) enum Read {
     Packet(usize),
     /// Stream bytes (0: end of stream).
     Bytes(usize),
-}
-
-fn unix_listener(path: &Path, ty: Type, backlog: i32) -> io::Result<Socket> {
-    // A stale socket from an earlier run: Go removes it unconditionally.
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale socket file"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let socket = Socket::new(Domain::UNIX, ty, None)?;
-    socket.bind(&SockAddr::unix(path)?)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    socket.listen(backlog)?;
-    Ok(socket)
 }
 
 fn tcp_addr(address: &str) -> io::Result<std::net::SocketAddr> {
@@ -62,8 +44,8 @@ fn tcp_addr(address: &str) -> io::Result<std::net::SocketAddr> {
 /// A nonblocking listening socket on `endpoint`.
 pub(crate) fn listen(endpoint: &Endpoint, backlog: i32) -> io::Result<Socket> {
     let socket = match endpoint {
-        Endpoint::UnixPacket(path) => unix_listener(path, Type::SEQPACKET, backlog)?,
-        Endpoint::Unix(path) => unix_listener(path, Type::STREAM, backlog)?,
+        Endpoint::UnixPacket(path) => crate::driver::unix_listener(path, Type::SEQPACKET, backlog)?,
+        Endpoint::Unix(path) => crate::driver::unix_listener(path, Type::STREAM, backlog)?,
         Endpoint::Tcp(address) => {
             let addr = tcp_addr(address)?;
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -118,11 +100,6 @@ pub(crate) fn accept(listener: &Socket, tcp: bool) -> io::Result<Socket> {
         socket.set_tcp_nodelay(true)?;
     }
     Ok(socket)
-}
-
-/// The largest packet the kernel takes on this SOCK_SEQPACKET socket.
-pub(crate) fn packet_send_limit(socket: &Socket) -> Option<usize> {
-    socket.send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD))
 }
 
 /// Receives one packet without blocking. While the buffer is smaller than

@@ -166,7 +166,7 @@ fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> s
             socket.set_send_buffer_size(size)?;
         }
         if config.get_packet_send_limit().is_none() {
-            config = config.packet_send_limit(io::packet_send_limit(socket));
+            config = config.packet_send_limit(crate::driver::packet_send_limit(socket));
         }
     }
     Ok(Session::new(config, Instant::now()))

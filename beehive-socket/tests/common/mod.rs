@@ -1,5 +1,6 @@
 //! Test helpers shared by the integration tests: temporary directories,
-//! bounded waits, a throwaway PKI and a free port.
+//! bounded waits, a throwaway PKI, TLS configurations, a free port and raw
+//! peers.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -108,4 +109,66 @@ impl Pki {
 
 pub fn free_address() -> String {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+// ---- raw peers ------------------------------------------------------------------
+
+/// A raw SOCK_SEQPACKET connection to `path` (reads time out after 10 s).
+pub fn raw_packet(path: &std::path::Path) -> socket2::Socket {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    s.connect(&SockAddr::unix(path).unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// The next packet; `None` at the end of the connection or after the read
+/// timeout.
+pub fn raw_read(s: &socket2::Socket) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 65536];
+    match (&*s).read(&mut buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(buf[..n].to_vec()),
+    }
+}
+
+/// Registers `module` on a raw connection and checks the answer's parent.
+pub fn raw_handshake(s: &socket2::Socket, module: &str) {
+    use std::io::Write;
+    let req = beehive_socket::handshake_request(module).set_sync(true);
+    (&*s).write_all(&beehive_model::to_vec_line(&req).unwrap()).unwrap();
+    let answer = beehive_model::from_slice(&raw_read(s).expect("no handshake answer")).unwrap();
+    assert_eq!(answer.parent_id(), req.id());
+}
+
+// ---- TLS configurations -----------------------------------------------------------
+
+/// The server and client entries of a TCP configuration with TLS lines.
+#[cfg(feature = "yaml")]
+pub fn tls_entries(address: &str, server_tls: &str, client_tls: &str) -> beehive_socket::SocketModuleConfig {
+    beehive_socket::SocketModuleConfig::from_yaml(&format!(
+        "- module: socketserver\n  server: true\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{server_tls}- module: edgeclient\n  address: \"{address}\"\n  sockettype: tcp\n  buffersize: 1048576\n{client_tls}"
+    ))
+    .unwrap()
+}
+
+/// The TLS lines of an entry: `ca` (a file of `pki`) and the certificate
+/// and key named `cert` (`<cert>.pem`, `<cert>.key`).
+pub fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(ca) = ca {
+        s += &format!("  ca: {}\n", pki.path(ca));
+    }
+    if let Some(name) = cert {
+        s += &format!("  cert: {}\n  key: {}\n", pki.path(&format!("{name}.pem")), pki.path(&format!("{name}.key")));
+    }
+    s
+}
+
+/// The TLS settings of the server entry (`server`) or of `edgeclient`.
+#[cfg(all(feature = "yaml", feature = "tls"))]
+pub fn tls_of(cfg: &beehive_socket::SocketModuleConfig, server: bool) -> Option<beehive_socket::blocking::Tls> {
+    let entry = if server { cfg.servers().next().unwrap() } else { cfg.client("edgeclient").unwrap() };
+    beehive_socket::blocking::Tls::from_config(entry).unwrap()
 }
