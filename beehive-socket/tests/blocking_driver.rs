@@ -4,7 +4,7 @@
 //! Every wait is bounded; running out of time is a failure.
 
 mod common;
-use common::{raw_handshake, raw_packet, raw_read, temp_dir};
+use common::{exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, temp_dir};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -169,6 +169,8 @@ fn both_ways(endpoint: Endpoint, transport: TransportKind) {
     );
     let reason = reason_of(server_event(&server, "server disconnection", disconnected_of("edgeclient")));
     assert!(matches!(*reason, CloseReason::PeerClosed), "{reason}");
+    assert!(sh.modules().is_empty(), "{:?}", sh.modules());
+    assert_eq!(sh.connections(), 0);
     assert!(matches!(client.send("srvmod", msg("edgeclient", "x")), Err(DriverError::Closed(_))));
     bounded("answerer ends", T, move || answerer.join().unwrap());
     assert!(matches!(sh.send("edgeclient", msg("srvmod", "x")), Err(DriverError::NotConnected(_))));
@@ -575,4 +577,69 @@ fn a_packet_the_kernel_refuses_fails_its_send_and_the_connection_stays_up() {
     assert!(matches!(&e, DriverError::Io(io) if io.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32)), "{e}");
     let resp = client.send_sync("srvmod", msg("edgeclient", "after"), T).unwrap();
     assert_eq!(resp.content().as_str(), Some("re: after"));
+}
+
+#[test]
+fn a_full_server_inbox_pauses_the_connection_and_loses_nothing() {
+    // The server's inbox holds 2 and nobody takes from it while the client
+    // sends 50: the connection holds the rest and then stops reading.
+    let dir = temp_dir("bl-server-full");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let options = ServerOptions::default().connection(Options::default().inbox_capacity(2));
+    let server = Server::bind(&endpoint, server_config(TransportKind::Packet), options).unwrap();
+    let client = Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)).unwrap();
+    for i in 0..50 {
+        client.send("srvmod", msg("edgeclient", &format!("{i}"))).unwrap();
+    }
+    client.flush(T).unwrap();
+    for i in 0..50 {
+        let got = server.recv_timeout(T).unwrap_or_else(|| panic!("message {i} missing"));
+        assert_eq!(got.message.content().as_str(), Some(format!("{i}").as_str()));
+    }
+}
+
+const EMFILE_CHILD: &str = "BEEHIVE_BLOCKING_EMFILE_CHILD";
+
+#[test]
+fn accept_backs_off_on_emfile_and_recovers() {
+    run_in_child("emfile_child", EMFILE_CHILD);
+}
+
+#[test]
+#[ignore = "run by accept_backs_off_on_emfile_and_recovers in a child process"]
+fn emfile_child() {
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        panic!("run by accept_backs_off_on_emfile_and_recovers only");
+    }
+    let dir = temp_dir("bl-emfile");
+    let path = dir.join("s.sock");
+    let endpoint = Endpoint::unix_packet(&path);
+    let mut options = ServerOptions::default();
+    options.accept_backoff = Duration::from_millis(10);
+    let (server, _others) = responder(&endpoint, server_config(TransportKind::Packet), options);
+    // A client socket made before the descriptors run out.
+    let early = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    let filler = exhaust_descriptors();
+    early.connect(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+    // The accept fails with EMFILE, again and again, with pauses.
+    let mut failures = 0;
+    while failures < 3 {
+        match server.next_event(Some(T)).expect("events ended") {
+            ServerEvent::AcceptFailed { error, backoff } => {
+                assert_eq!(error.raw_os_error(), Some(nix::errno::Errno::EMFILE as i32), "{error}");
+                assert!(backoff >= Duration::from_millis(10));
+                failures += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(server.handle().accept_errors() >= 3);
+    // Descriptors come back: the waiting connection is served, and a new one.
+    drop(filler);
+    early.set_read_timeout(Some(T)).unwrap();
+    raw_handshake(&early, "early");
+    let client = Client::connect(&endpoint, SessionConfig::client("late", TransportKind::Packet)).unwrap();
+    let resp = client.send_sync("srvmod", msg("late", "after EMFILE"), T).unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: after EMFILE"));
+    println!("CHILD-OK");
 }

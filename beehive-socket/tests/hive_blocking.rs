@@ -254,3 +254,38 @@ fn an_async_request_over_a_blocking_connection_leaves_its_runtime_free() {
     hub.shutdown(T);
     edge.shutdown(T);
 }
+
+#[test]
+fn a_joined_hive_whose_module_does_not_read_is_paused_and_loses_nothing() {
+    // The edge module's inbox holds 4; the hub sends 64 before the edge
+    // reads: the edge connection waits for room instead of dropping.
+    let dir = temp_dir("hb-edge-full");
+    let path = dir.join("hive.sock");
+    let endpoint = Endpoint::unix_packet(&path);
+    let (hub, _hub_backend, _server) = serving_hive(&path, Hive::new(), BackendOptions::default());
+    let edge = Hive::new();
+    let edge_backend =
+        SocketBackend::with_options(BackendOptions::default().inbox_capacity(4).delivery_wait(Duration::from_secs(60)));
+    edge.add_backend(edge_backend.clone());
+    let _client = edge_backend
+        .connect_blocking(
+            &edge,
+            &endpoint,
+            SessionConfig::client("edge", TransportKind::Packet),
+            ConnectOptions::default(),
+        )
+        .unwrap();
+    for i in 0..64 {
+        hub.send("edge", msg("echo", &format!("{i}"))).unwrap();
+    }
+    // A response behind the 64 on the same connection: once it is here,
+    // all 64 were read, and at most 4 fit in the inbox.
+    let answer = edge.send_sync("echo", msg("edge", "behind"), T).unwrap();
+    assert_eq!(answer.content().as_str(), Some("echo:behind"));
+    for i in 0..64 {
+        let m = edge.receive_timeout("edge", T).unwrap().unwrap_or_else(|| panic!("message {i} missing"));
+        assert_eq!(m.content().as_str(), Some(format!("{i}").as_str()));
+    }
+    hub.shutdown(T);
+    edge.shutdown(T);
+}

@@ -716,6 +716,7 @@ impl Conn {
             // The reason is known at once; the Closed event comes from the
             // connection's thread after the last messages are delivered.
             self.status().closed.get_or_insert(Arc::clone(&reason));
+            self.status_changed.notify_all();
             self.closed.store(true, Ordering::Release);
             let _ = self.socket.shutdown(std::net::Shutdown::Both);
             self.nudge();
