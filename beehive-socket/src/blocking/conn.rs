@@ -172,6 +172,7 @@ struct Flushed {
 
 enum Action {
     Complete(Arc<Waiter>, Result<Message, DriverError>),
+    Connected(String),
     Deliver(Message),
     Event(ConnEvent),
 }
@@ -674,14 +675,10 @@ impl Conn {
                         actions.push(Action::Complete(w, Err(DriverError::Timeout(timeout))));
                     }
                 }
-                Event::Connected { module } => {
-                    let mut status = self.status();
-                    status.connected = true;
-                    status.peer = Some(module.clone());
-                    drop(status);
-                    self.status_changed.notify_all();
-                    actions.push(Action::Event(ConnEvent::Connected { module }));
-                }
+                // The connection counts as connected once the actions before
+                // it ran (the registrations of the handshake answer, which
+                // the hive's routes are made of).
+                Event::Connected { module } => actions.push(Action::Connected(module)),
                 Event::Registered { module, groups } => {
                     self.status().modules.insert(module.clone(), groups.clone());
                     actions.push(Action::Event(ConnEvent::Registered { module, groups }));
@@ -732,6 +729,16 @@ impl Conn {
         for action in actions {
             match action {
                 Action::Complete(w, r) => w.complete(r),
+                Action::Connected(module) => {
+                    let mut status = self.status();
+                    status.connected = true;
+                    status.peer = Some(module.clone());
+                    drop(status);
+                    self.status_changed.notify_all();
+                    if let Some(me) = &me {
+                        self.sink.event(me, ConnEvent::Connected { module });
+                    }
+                }
                 Action::Deliver(msg) => self.hold(msg),
                 Action::Event(e) => {
                     if let Some(me) = &me {
