@@ -41,6 +41,16 @@ pub(crate) fn packet_send_limit(socket: &socket2::Socket) -> Option<usize> {
     socket.send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD))
 }
 
+/// What a connection reports besides messages (the sinks of both drivers
+/// turn it into client or server events).
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    Connected { module: String },
+    Registered { module: String, groups: Vec<String> },
+    Malformed { offset: u64, error: CodecError },
+    Closed { reason: Arc<CloseReason> },
+}
+
 /// Where a connection goes: the socket type and address of a
 /// configuration entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,6 +72,22 @@ fn serving_hive(path: &std::path::Path, hive: Hive, options: BackendOptions) -> 
     (hive, backend, server)
 }
 
+/// The edge hive: module `edge` on a socket backend with `options`,
+/// joined to the hive serving `endpoint` (blocking driver).
+fn joined_edge(
+    endpoint: &Endpoint,
+    options: BackendOptions,
+    connect: ConnectOptions,
+) -> (Hive, Arc<SocketBackend>, beehive_socket::blocking::HiveClient) {
+    let edge = Hive::new();
+    let backend = SocketBackend::with_options(options);
+    edge.add_backend(backend.clone());
+    let client = backend
+        .connect_blocking(&edge, endpoint, SessionConfig::client("edge", TransportKind::Packet), connect)
+        .unwrap();
+    (edge, backend, client)
+}
+
 #[test]
 fn a_remote_module_reaches_the_hive_and_the_hive_reaches_it() {
     let dir = temp_dir("hb-reach");
@@ -125,13 +141,8 @@ fn two_hives_of_thread_modules_talk_and_rejoin_after_the_server_restarts() {
     let path = dir.join("hive.sock");
     let endpoint = Endpoint::unix_packet(&path);
     let (hub, hub_backend, server) = serving_hive(&path, Hive::new(), BackendOptions::default());
-    let edge = Hive::new();
-    let edge_backend = SocketBackend::new();
-    edge.add_backend(edge_backend.clone());
     let options = ConnectOptions::default().retry(Duration::from_millis(20), Duration::from_millis(200));
-    let mut client = edge_backend
-        .connect_blocking(&edge, &endpoint, SessionConfig::client("edge", TransportKind::Packet), options)
-        .unwrap();
+    let (edge, edge_backend, mut client) = joined_edge(&endpoint, BackendOptions::default(), options);
     assert_eq!(client.module(), "edge");
     assert!(edge_backend.remote_modules().contains(&"echo".to_owned()));
     // Edge → hub, by name, through the edge hive; from several threads.
@@ -217,17 +228,7 @@ fn an_async_request_over_a_blocking_connection_leaves_its_runtime_free() {
     let endpoint = Endpoint::unix_packet(&path);
     let config = SessionConfig::server("socketserver", TransportKind::Packet);
     let _server = hub_backend.serve_blocking(&hub, &endpoint, config, ServerOptions::default()).unwrap();
-    let edge = Hive::new();
-    let edge_backend = SocketBackend::new();
-    edge.add_backend(edge_backend.clone());
-    let _client = edge_backend
-        .connect_blocking(
-            &edge,
-            &endpoint,
-            SessionConfig::client("edge", TransportKind::Packet),
-            ConnectOptions::default(),
-        )
-        .unwrap();
+    let (edge, _edge_backend, _client) = joined_edge(&endpoint, BackendOptions::default(), ConnectOptions::default());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (answer, waited, ticks) = rt.block_on(async {
         let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -263,18 +264,8 @@ fn a_joined_hive_whose_module_does_not_read_is_paused_and_loses_nothing() {
     let path = dir.join("hive.sock");
     let endpoint = Endpoint::unix_packet(&path);
     let (hub, _hub_backend, _server) = serving_hive(&path, Hive::new(), BackendOptions::default());
-    let edge = Hive::new();
-    let edge_backend =
-        SocketBackend::with_options(BackendOptions::default().inbox_capacity(4).delivery_wait(Duration::from_secs(60)));
-    edge.add_backend(edge_backend.clone());
-    let _client = edge_backend
-        .connect_blocking(
-            &edge,
-            &endpoint,
-            SessionConfig::client("edge", TransportKind::Packet),
-            ConnectOptions::default(),
-        )
-        .unwrap();
+    let options = BackendOptions::default().inbox_capacity(4).delivery_wait(Duration::from_secs(60));
+    let (edge, _edge_backend, _client) = joined_edge(&endpoint, options, ConnectOptions::default());
     for i in 0..64 {
         hub.send("edge", msg("echo", &format!("{i}"))).unwrap();
     }

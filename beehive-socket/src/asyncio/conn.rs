@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use beehive_codec::CodecError;
 use beehive_model::Message;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -302,14 +301,7 @@ impl Link {
     }
 }
 
-/// What the task reports besides messages.
-#[derive(Debug)]
-pub(crate) enum ConnEvent {
-    Connected { module: String },
-    Registered { module: String, groups: Vec<String> },
-    Malformed { offset: u64, error: CodecError },
-    Closed { reason: Arc<CloseReason> },
-}
+pub(crate) use crate::driver::ConnEvent;
 
 /// Where a connection's messages and events go (a client's channels, or
 /// the server's).

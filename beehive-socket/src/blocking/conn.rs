@@ -19,7 +19,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use beehive_codec::CodecError;
 use beehive_model::Message;
 use bytes::Bytes;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -45,14 +44,7 @@ const LINGER: Duration = Duration::from_millis(1);
 /// socket itself.
 const ROOM_POLL: Duration = Duration::from_millis(2);
 
-/// What a connection reports besides messages.
-#[derive(Debug)]
-pub(crate) enum ConnEvent {
-    Connected { module: String },
-    Registered { module: String, groups: Vec<String> },
-    Malformed { offset: u64, error: CodecError },
-    Closed { reason: Arc<CloseReason> },
-}
+pub(crate) use crate::driver::ConnEvent;
 
 /// Where a connection's messages and events go.
 pub(crate) trait Sink: Send + Sync + 'static {
