@@ -547,6 +547,9 @@ fn a_full_outbound_queue_fails_sends_after_their_wait_and_drains_once_the_peer_r
     let e = client.send_sync("srvmod", msg("edgeclient", "q"), timeout).unwrap_err();
     assert!(matches!(e, DriverError::Timeout(t) if t == timeout), "{e}");
     assert!(start.elapsed() >= timeout && start.elapsed() < timeout * 10, "{:?}", start.elapsed());
+    // Nor is the queue written out while the peer does not read.
+    let wait = Duration::from_millis(100);
+    assert!(matches!(client.flush(wait), Err(DriverError::Timeout(t)) if t == wait));
     // Once the peer reads, everything accepted arrives, in order.
     release_tx.send(()).unwrap();
     client.flush(T).unwrap();

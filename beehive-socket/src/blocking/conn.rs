@@ -439,8 +439,14 @@ impl Conn {
 
     /// Forgets a waiter that no longer waits.
     fn abandon(&self, waiter: &Arc<Waiter>) {
-        let mut inner = lock(&self.inner);
+        Self::forget(&mut lock(&self.inner), waiter);
+    }
+
+    /// Removes `waiter`; false when it was gone already (completed).
+    fn forget(inner: &mut Inner, waiter: &Arc<Waiter>) -> bool {
+        let before = inner.waiters.len();
         inner.waiters.retain(|_, w| !Arc::ptr_eq(w, waiter));
+        inner.waiters.len() < before
     }
 
     fn wait_response(&self, waiter: &Arc<Waiter>, deadline: Instant) -> Result<Message, DriverError> {
@@ -454,9 +460,7 @@ impl Conn {
                 // The session times the request out at the same moment; the
                 // waiter may be completed meanwhile.
                 let mut inner = lock(&self.inner);
-                let gone = inner.waiters.iter().find(|(_, w)| Arc::ptr_eq(w, waiter)).map(|(id, _)| id.clone());
-                if let Some(id) = gone {
-                    inner.waiters.remove(&id);
+                if Self::forget(&mut inner, waiter) {
                     inner.session.handle_timeout(now);
                     self.settle(inner);
                     return Err(DriverError::Timeout(waiter.timeout));
@@ -488,8 +492,9 @@ impl Conn {
     }
 
     /// Waits until every frame queued before the call is written, at most
-    /// until `deadline`.
-    pub(crate) fn flush_until(&self, deadline: Instant) -> Result<(), DriverError> {
+    /// `timeout`.
+    pub(crate) fn wait_flushed(&self, timeout: Duration) -> Result<(), DriverError> {
+        let deadline = Instant::now() + timeout;
         let mut inner = lock(&self.inner);
         loop {
             if inner.session.is_closed() {
@@ -501,7 +506,7 @@ impl Conn {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(DriverError::Timeout(deadline.saturating_duration_since(now)));
+                return Err(DriverError::Timeout(timeout));
             }
             self.nudge();
             inner.room_waiters += 1;

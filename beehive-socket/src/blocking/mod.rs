@@ -238,7 +238,7 @@ impl Connection {
     /// Waits until everything sent before is written to the socket, at
     /// most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), DriverError> {
-        self.conn.flush_until(Instant::now() + timeout)
+        self.conn.wait_flushed(timeout)
     }
 
     /// Closes the connection at once (what is not written yet is dropped).
