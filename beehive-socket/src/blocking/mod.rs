@@ -178,13 +178,6 @@ fn tls_state(options: &Options, server: bool) -> Result<Option<crate::tlsio::Tls
     Ok(options.tls.as_ref().map(|tls| crate::tlsio::session(tls, server)).transpose()?)
 }
 
-fn session_error(conn: &Conn, e: DriverError) -> DriverError {
-    match e {
-        DriverError::Session(SessionError::Closed) => conn.closed_error(),
-        e => e,
-    }
-}
-
 /// One connection: sends, and what is known of it. Cheap to clone; the
 /// connection stays open while its peer or its owner keeps it so.
 #[derive(Debug, Clone)]
@@ -193,46 +186,39 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// When a send waits no longer for room: [`Options::send_wait`] from now.
     fn send_deadline(&self) -> Instant {
-        Instant::now() + self.conn_options().send_wait
-    }
-
-    fn conn_options(&self) -> &Options {
-        self.conn.options()
+        Instant::now() + self.conn.options().send_wait
     }
 
     /// Go's `Send(module, msg)` to a module served through this connection:
     /// the message is written (or queued behind what the socket has not
     /// taken yet) when this returns.
     pub fn send(&self, module: &str, msg: Message) -> Result<(), DriverError> {
-        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send(module, msg, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.send_until(module, msg, self.send_deadline())
     }
 
     /// Go's `SendSync(module, msg, timeout)`: the response, or
     /// [`DriverError::Timeout`] after `timeout` in all.
     pub fn send_sync(&self, module: &str, msg: Message, timeout: Duration) -> Result<Message, DriverError> {
-        self.conn.request(module, msg, timeout).map_err(|e| session_error(&self.conn, e))
+        self.conn.request(module, msg, timeout)
     }
 
     /// Go's `SendResp(resp)`: the destination becomes the response's
     /// source.
     pub fn send_resp(&self, resp: Message) -> Result<(), DriverError> {
-        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_resp(resp, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.send_resp_until(resp, self.send_deadline())
     }
 
     /// Go's `SendToGroup(group, msg)`: one copy per member of `group`
     /// served through this connection; how many were sent.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
-        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_to_group(group, msg, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_to_group(group, msg, now))
     }
 
     /// Sends `msg` exactly as it is.
     pub fn send_message(&self, msg: Message) -> Result<(), DriverError> {
-        let r = self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_message(msg, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.send_message_until(msg, self.send_deadline())
     }
 
     /// Waits until everything sent before is written to the socket, at
@@ -280,26 +266,24 @@ impl Connection {
     }
 }
 
-/// What the hive's socket backend needs beyond the public calls.
+/// Sends with a deadline of their own (the public sends use `send_wait`),
+/// and what the hive's socket backend needs beyond the public calls.
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 impl Connection {
     /// [`send`](Self::send) waiting for room until `deadline`.
     pub(crate) fn send_until(&self, module: &str, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        let r = self.conn.send_with(deadline, |inner, now| inner.session().send(module, msg, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.conn.send_with(deadline, |inner, now| inner.session().send(module, msg, now))
     }
 
     /// [`send_message`](Self::send_message) waiting for room until
     /// `deadline`.
     pub(crate) fn send_message_until(&self, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        let r = self.conn.send_with(deadline, |inner, now| inner.session().send_message(msg, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.conn.send_with(deadline, |inner, now| inner.session().send_message(msg, now))
     }
 
     /// [`send_resp`](Self::send_resp) waiting for room until `deadline`.
     pub(crate) fn send_resp_until(&self, resp: Message, deadline: Instant) -> Result<(), DriverError> {
-        let r = self.conn.send_with(deadline, |inner, now| inner.session().send_resp(resp, now));
-        r.map_err(|e| session_error(&self.conn, e))
+        self.conn.send_with(deadline, |inner, now| inner.session().send_resp(resp, now))
     }
 
     /// [`send_sync`](Self::send_sync) for async callers: the request is
