@@ -114,10 +114,19 @@ impl Spin {
     /// spent (the caller checks its condition after each `true`), and at
     /// once while this thread is parking because a yield lost its core.
     pub(crate) fn wait(&mut self) -> bool {
+        self.wait_at(Instant::now(), || {
+            let t0 = Instant::now();
+            std::thread::yield_now();
+            t0.elapsed()
+        })
+    }
+
+    /// [`Spin::wait`] at `now`, with `give_away` giving the core away and
+    /// returning how long that took.
+    fn wait_at(&mut self, now: Instant, give_away: impl FnOnce() -> Duration) -> bool {
         if self.budget.is_zero() {
             return false;
         }
-        let now = Instant::now();
         let started = match self.started {
             Some(started) => started,
             None => {
@@ -131,8 +140,8 @@ impl Spin {
         if now.duration_since(started) >= self.budget {
             return false;
         }
-        std::thread::yield_now();
-        self.yielded(now.elapsed(), Instant::now());
+        let took = give_away();
+        self.yielded(took, now + took);
         true
     }
 
@@ -173,18 +182,35 @@ mod tests {
 
     #[test]
     fn a_yield_that_lost_the_core_makes_this_threads_waits_park_at_once() {
+        // The clock and the yields are stand-ins, so that a loaded machine
+        // cannot make a real yield lose the core or a pause run out here.
+        let short = || Duration::from_micros(5);
+        let t = Instant::now();
         let budget = SpinBudget::new(Duration::from_secs(1));
         let mut spin = Spin::new(budget);
-        assert!(spin.wait());
-        spin.yielded(Duration::from_micros(5), Instant::now());
-        assert!(spin.wait(), "a short yield keeps polling");
-        spin.yielded(LOST_CORE, Instant::now());
-        assert!(!spin.wait(), "the wait that lost the core parks");
-        assert!(!Spin::new(budget).wait(), "so do this thread's next waits");
+        assert!(spin.wait_at(t, short));
+        assert!(spin.wait_at(t, short), "a short yield keeps polling");
+        assert!(spin.wait_at(t, || LOST_CORE - Duration::from_nanos(1)), "just under the threshold too");
+        assert!(spin.wait_at(t, || LOST_CORE), "the yield that lost the core still returns");
+        assert!(!spin.wait_at(t, short), "then the wait that lost the core parks");
+        let lost_at = t + LOST_CORE;
+        assert!(!Spin::new(budget).wait_at(lost_at, short), "so do this thread's next waits");
+        let almost = lost_at + PARK_AFTER_LOST_CORE - Duration::from_nanos(1);
+        assert!(!Spin::new(budget).wait_at(almost, short), "for the whole pause");
         // Other threads keep polling.
-        assert!(std::thread::spawn(move || Spin::new(budget).wait()).join().unwrap());
+        assert!(std::thread::spawn(move || Spin::new(budget).wait_at(lost_at, short)).join().unwrap());
         // Until the pause has passed.
-        LOST_CORE_AT.set(Some(Instant::now() - PARK_AFTER_LOST_CORE));
-        assert!(Spin::new(budget).wait());
+        assert!(Spin::new(budget).wait_at(lost_at + PARK_AFTER_LOST_CORE, short));
+    }
+
+    #[test]
+    fn the_budget_counts_from_the_first_wait() {
+        let t = Instant::now();
+        let budget = SpinBudget::new(Duration::from_micros(100));
+        let mut spin = Spin::new(budget);
+        let short = || Duration::ZERO;
+        assert!(spin.wait_at(t, short));
+        assert!(spin.wait_at(t + Duration::from_micros(99), short));
+        assert!(!spin.wait_at(t + Duration::from_micros(100), short), "spent");
     }
 }

@@ -170,8 +170,7 @@ async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
     let pki = Pki::new("tokio-misuse");
     let cfg =
         tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
-    let dir = std::env::temp_dir().join(format!("beehive-tokio-tls-misuse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("tokio-tls-misuse");
     let unix = Endpoint::unix(dir.join("s.sock"));
     let options = DriverOptions::default().tls(tls_of(&cfg, false));
     let r = Client::connect_with(&unix, SessionConfig::client("edgeclient", RAW), options).await;

@@ -203,15 +203,37 @@ fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into
     Failure { case: case.to_owned(), check: check.to_owned(), expected: expected.into(), actual: actual.into() }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let base = std::env::temp_dir();
-    for i in 0..1000 {
-        let p = base.join(format!("beehive-sessions-{}-{tag}-{i}", std::process::id()));
-        if std::fs::create_dir(&p).is_ok() {
-            return p;
+/// A fresh directory for one replay's socket, removed (with the socket)
+/// when dropped, on every path out of the replay.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(tag: &str) -> Result<ScratchDir, String> {
+        let base = std::env::temp_dir();
+        let mut last = String::new();
+        for i in 0..1000 {
+            let p = base.join(format!("beehive-sessions-{}-{tag}-{i}", std::process::id()));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return Ok(ScratchDir(p)),
+                Err(e) => last = format!("{}: {e}", p.display()),
+            }
         }
+        Err(format!("no temporary directory could be created (last: {last})"))
     }
-    base
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn config(s: &Session, path: &Path) -> Result<SocketModuleConfig, String> {
@@ -256,7 +278,10 @@ fn as_call(m: &Message) -> Message {
 /// Replays the client's packets into our server.
 fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let case = format!("{} (server side)", s.name);
-    let dir = temp_dir("srv");
+    let dir = match ScratchDir::new("srv") {
+        Ok(d) => d,
+        Err(e) => return vec![fail(&case, "temporary directory", "a directory", e)],
+    };
     let path = dir.join("server.sock");
     let cfg = match config(s, &path) {
         Ok(c) => c,
@@ -337,7 +362,6 @@ fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     }
     server.shutdown();
     hive.request_shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
     failures
 }
 
@@ -353,7 +377,10 @@ fn too_large(e: &beehive_context::ContextError) -> bool {
 /// Plays the recorded server packets to our client.
 fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let case = format!("{} (client side)", s.name);
-    let dir = temp_dir("cli");
+    let dir = match ScratchDir::new("cli") {
+        Ok(d) => d,
+        Err(e) => return vec![fail(&case, "temporary directory", "a directory", e)],
+    };
     let path = dir.join("server.sock");
     let cfg = match config(s, &path) {
         Ok(c) => c,
@@ -469,7 +496,6 @@ fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
         Ok(Err(e)) => failures.push(fail(&case, "client start", "joined", e.to_string())),
         Err(_) => failures.push(fail(&case, "client start", "joined", "panicked")),
     }
-    let _ = std::fs::remove_dir_all(&dir);
     failures
 }
 

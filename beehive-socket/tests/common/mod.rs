@@ -10,12 +10,37 @@ use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
-/// An empty directory of its own for test `tag` (of this process).
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// An empty directory of its own for test `tag` (of this process),
+/// removed with everything in it when the returned guard drops.
+pub fn temp_dir(tag: &str) -> TestDir {
     let dir = std::env::temp_dir().join(format!("beehive-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TestDir(dir)
+}
+
+/// A test's directory; it dereferences to its path and is removed on drop.
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TestDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// `f`'s output; a panic naming `what` when it takes longer than `limit`.
@@ -69,16 +94,14 @@ pub fn exhaust_descriptors() -> Vec<std::fs::File> {
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as
 /// PEM files in a temporary directory; plus a second, unrelated CA.
 pub struct Pki {
-    dir: PathBuf,
+    dir: TestDir,
 }
 
 impl Pki {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate,
     /// as PEM files; plus a second, unrelated CA.
     pub fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("beehive-tls-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir(&format!("tls-{tag}"));
         let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
