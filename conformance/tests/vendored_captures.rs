@@ -59,7 +59,7 @@ fn floats_match_go() {
 fn whole_run_passes_and_counts_every_manifest_line() {
     let dir = default_captures_dir();
     let report = beehive_conformance::run(&dir).expect("run");
-    assert!(report.ok());
+    assert!(report.ok(), "{}\n{}", report.table(), report.failure_details(10));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap()).unwrap();
     for cat in &report.categories {

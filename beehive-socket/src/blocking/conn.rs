@@ -695,12 +695,13 @@ impl Conn {
                 }
             }
         }
-        let now = Instant::now();
-        if !inner.session.is_closed() && Self::wants_write(&inner) {
-            let flushed = self.flush(&mut inner, now);
-            if flushed.blocked {
-                self.nudge();
-            }
+        // A server's handshake answer goes out only once the hive can route
+        // to the modules it registers: a peer that has read its answer may
+        // be sent to at once (the registrations run outside the lock).
+        let registers =
+            actions.iter().any(|a| matches!(a, Action::Connected(_) | Action::Event(ConnEvent::Registered { .. })));
+        if !registers {
+            self.flush_queued(&mut inner);
         }
         if inner.session.is_closed() && inner.room_waiters > 0 {
             self.room.notify_all();
@@ -716,6 +717,17 @@ impl Conn {
             self.nudge();
         }
         self.act(actions);
+        if registers {
+            self.flush_queued(&mut lock(&self.inner));
+        }
+    }
+
+    /// Writes what the session has queued, as far as the socket takes it
+    /// (the connection's thread is nudged to write the rest).
+    fn flush_queued(&self, inner: &mut Inner) {
+        if !inner.session.is_closed() && Self::wants_write(inner) && self.flush(inner, Instant::now()).blocked {
+            self.nudge();
+        }
     }
 
     fn act(&self, actions: Vec<Action>) {

@@ -1136,3 +1136,74 @@ impl Drop for HiveClient {
         self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::TransportKind;
+    use crate::StreamFraming;
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::net::UnixStream;
+
+    /// Hooks that look, while a registration runs, whether the peer can
+    /// already read its handshake answer.
+    struct Probe {
+        peer: Mutex<Option<UnixStream>>,
+        early: std::sync::mpsc::SyncSender<Vec<u8>>,
+    }
+
+    impl Hooks for Probe {
+        fn try_deliver(&self, _: &Connection, _: Message) -> Result<(), Message> {
+            Ok(())
+        }
+
+        fn deliver_until(&self, _: &Connection, _: Message, _: Instant) -> Result<(), Message> {
+            Ok(())
+        }
+
+        fn registered(&self, _: &Connection, _: &str, _: &[String]) {
+            let peer = lock(&self.peer);
+            let peer = peer.as_ref().expect("the peer is connected before it registers");
+            peer.set_nonblocking(true).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let early = match (&*peer).read(&mut buf) {
+                Ok(n) => buf[..n].to_vec(),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    Vec::new()
+                }
+            };
+            peer.set_nonblocking(false).unwrap();
+            let _ = self.early.try_send(early);
+        }
+
+        fn closed(&self, _: SessionId) {}
+    }
+
+    #[test]
+    fn a_server_answers_the_handshake_only_once_its_modules_are_routable() {
+        let dir = std::env::temp_dir().join(format!("beehive-unit-answer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let (early_tx, early_rx) = std::sync::mpsc::sync_channel(1);
+        let probe = Arc::new(Probe { peer: Mutex::new(None), early: early_tx });
+        let config = SessionConfig::server("socketserver", TransportKind::Stream(StreamFraming::Raw));
+        let mut server =
+            Server::bind_with_hooks(&Endpoint::unix(&path), config, ServerOptions::default(), probe.clone()).unwrap();
+        let peer = UnixStream::connect(&path).unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        *lock(&probe.peer) = Some(peer.try_clone().unwrap());
+        let request = crate::handshake_request("edgemod").set_sync(true);
+        (&peer).write_all(&beehive_model::to_vec_line(&request).unwrap()).unwrap();
+
+        let early = early_rx.recv_timeout(Duration::from_secs(10)).expect("the module registered");
+        assert_eq!(String::from_utf8_lossy(&early), "", "the answer was readable before the module was routable");
+        let mut answer = vec![0u8; 4096];
+        let n = (&peer).read(&mut answer).unwrap();
+        let answer = beehive_model::from_slice(&answer[..n]).unwrap();
+        assert_eq!(answer.parent_id(), request.id(), "the handshake answer follows the registration");
+        server.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
