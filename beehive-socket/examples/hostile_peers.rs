@@ -1,18 +1,21 @@
-//! The tokio driver's server against hostile and idle peers, measured.
+//! The socket servers against hostile and idle peers, measured.
 //!
 //! ```sh
-//! cargo run --release -p beehive-socket --example hostile_peers -- [idle] [slow-byte] [non-reader] [accept-flood]
+//! cargo run --release -p beehive-socket --example hostile_peers -- [idle] [idle-blocking] [slow-byte] [non-reader] [accept-flood]
 //! ```
 //!
-//! Runs a real [`beehive_socket::asyncio::Server`] in this process on a
-//! multi-thread tokio runtime with two workers, attacks it with raw unix
-//! sockets and prints one JSON line per scenario (all four without
+//! Runs a real [`beehive_socket::asyncio::Server`] (for `idle-blocking`, a
+//! [`beehive_socket::blocking::Server`]) in this process, with a
+//! multi-thread tokio runtime of two workers, attacks it with raw unix
+//! sockets and prints one JSON line per scenario (all five without
 //! arguments):
 //!
-//! * `idle`: resident memory (`VmRSS`, `VmHWM`) once the server is up,
+//! * `idle` (tokio driver) and `idle-blocking` (blocking driver, a thread
+//!   per connection): resident memory (`VmRSS`, `VmHWM`) once the server is up,
 //!   with 1000 connections that never send, with 1000 more that completed
 //!   the module handshake (remote modules `c0000`..`c0999`, raw packets),
-//!   and once all of them are closed, three times over. Targets: each
+//!   and once all of them are closed (250 ms after the last connection
+//!   thread ended), three times over. Targets: each
 //!   thousand costs at most 64 MB, RSS comes back within twice the
 //!   baseline, and what stays resident after closing does not grow from
 //!   cycle to cycle by half a cycle's cost (a leak would). Also shown:
@@ -54,7 +57,7 @@ use serde_json::{json, Value};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::sync::{mpsc, Notify};
 
-const SCENARIOS: [&str; 4] = ["idle", "slow-byte", "non-reader", "accept-flood"];
+const SCENARIOS: [&str; 5] = ["idle", "idle-blocking", "slow-byte", "non-reader", "accept-flood"];
 
 /// What a scenario produced: its figures, and the targets it missed.
 struct Report {
@@ -94,6 +97,9 @@ fn main() -> ExitCode {
     for name in chosen {
         let (bound, outcome) = match name {
             "idle" => (Duration::from_secs(120), runtime.block_on(bounded(Duration::from_secs(120), idle(&dir)))),
+            "idle-blocking" => {
+                (Duration::from_secs(120), runtime.block_on(bounded(Duration::from_secs(120), idle_blocking(&dir))))
+            }
             "slow-byte" => {
                 (Duration::from_secs(40), runtime.block_on(bounded(Duration::from_secs(40), slow_byte(&dir))))
             }
@@ -190,6 +196,16 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Threads of this process named like the blocking driver's connection
+/// threads (`beehive-conn-…`).
+fn connection_threads() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("beehive-conn"))
+        .count()
 }
 
 /// Sets the soft `RLIMIT_NOFILE`; the previous soft limit.
@@ -428,6 +444,9 @@ const IDLE_TARGET_MB: f64 = 64.0;
 /// Connect, register and close cycles: the second shows whether what the
 /// first left resident is reused (allocator retention) or grows (a leak).
 const IDLE_CYCLES: usize = 3;
+/// How long after the last connection thread ended the closed state is
+/// measured.
+const SETTLE: Duration = Duration::from_millis(250);
 
 /// Resident kB by kind of mapping (`/proc/self/smaps`): the main heap,
 /// other anonymous memory (malloc arenas, thread stacks, tokio's mmaps),
@@ -470,7 +489,33 @@ struct Cycle {
     drain: Duration,
 }
 
-async fn idle_cycle(path: &Path, handle: &ServerHandle) -> Result<Cycle, String> {
+/// What the idle scenario watches of a server of either driver.
+trait Watched {
+    fn connections(&self) -> usize;
+    fn module_count(&self) -> usize;
+}
+
+impl Watched for ServerHandle {
+    fn connections(&self) -> usize {
+        ServerHandle::connections(self)
+    }
+
+    fn module_count(&self) -> usize {
+        self.modules().len()
+    }
+}
+
+impl Watched for beehive_socket::blocking::ServerHandle {
+    fn connections(&self) -> usize {
+        beehive_socket::blocking::ServerHandle::connections(self)
+    }
+
+    fn module_count(&self) -> usize {
+        self.modules().len()
+    }
+}
+
+async fn idle_cycle(path: &Path, handle: &impl Watched) -> Result<Cycle, String> {
     // 1000 connections that never send.
     let start = Instant::now();
     let p = path.to_owned();
@@ -505,7 +550,7 @@ async fn idle_cycle(path: &Path, handle: &ServerHandle) -> Result<Cycle, String>
     })
     .await??;
     wait_until("1000 modules registered", Duration::from_secs(20), || {
-        handle.modules().len() == IDLE_CONNS && handle.connections() == 2 * IDLE_CONNS
+        handle.module_count() == IDLE_CONNS && handle.connections() == 2 * IDLE_CONNS
     })
     .await?;
     let register = start.elapsed();
@@ -516,9 +561,15 @@ async fn idle_cycle(path: &Path, handle: &ServerHandle) -> Result<Cycle, String>
     drop(silent);
     drop(registered);
     wait_until("every connection closed", Duration::from_secs(30), || {
-        handle.connections() == 0 && handle.modules().is_empty()
+        handle.connections() == 0 && handle.module_count() == 0
     })
     .await?;
+    // The blocking driver's connection threads report the close and then
+    // end: their stacks go only then.
+    wait_until("every connection thread ended", Duration::from_secs(30), || connection_threads() == 0).await?;
+    // Measured once the server had a moment after the last close (it gives
+    // memory back 50 ms after the close that made a release due).
+    tokio::time::sleep(SETTLE).await;
     let drain = start.elapsed();
     Ok(Cycle {
         idle,
@@ -558,7 +609,42 @@ async fn idle(dir: &Path) -> Outcome {
         .await
         .map_err(|_| "the server's events did not end after its shutdown".to_owned())?
         .map_err(|e| e.to_string())?;
+    let conns = (IDLE_CONNS * IDLE_CYCLES) as u64;
+    let seen = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    // Events the server dropped because its event channel was full (the
+    // tap takes them as fast as it can).
+    let events_dropped = json!({
+        "accepted": 2 * conns - seen(&counts.accepted),
+        "registered": conns - seen(&counts.registered),
+        "connected": conns - seen(&counts.connected),
+        "disconnected": 2 * conns - seen(&counts.disconnected),
+    });
+    idle_report(baseline, baseline_by_kind, &cycles, events_dropped)
+}
 
+/// The idle scenario against the blocking driver's server (a thread per
+/// connection), its events left untaken.
+async fn idle_blocking(dir: &Path) -> Outcome {
+    use beehive_socket::blocking;
+    let _limit = NofileGuard(set_nofile(8192)?);
+    let path = dir.join("idle-blocking.sock");
+    let config = packet_config().handshake_timeout(Duration::from_secs(300));
+    let mut server =
+        blocking::Server::bind(&blocking::Endpoint::unix_packet(&path), config, blocking::ServerOptions::default())
+            .map_err(|e| e.to_string())?;
+    let handle = server.handle().clone();
+    let baseline = Mem::now()?;
+    let baseline_by_kind = rss_by_kind();
+    let mut cycles = Vec::new();
+    for _ in 0..IDLE_CYCLES {
+        cycles.push(idle_cycle(&path, &handle).await?);
+    }
+    server.shutdown();
+    idle_report(baseline, baseline_by_kind, &cycles, Value::Null)
+}
+
+/// The idle scenario's figures and missed targets.
+fn idle_report(baseline: Mem, baseline_by_kind: Value, cycles: &[Cycle], events_dropped: Value) -> Outcome {
     let first = &cycles[0];
     let last = &cycles[cycles.len() - 1];
     let idle_cost = mb(first.idle.rss_kb.saturating_sub(baseline.rss_kb));
@@ -602,8 +688,6 @@ async fn idle(dir: &Path) -> Outcome {
         })
         .collect();
     let per_conn = |a: Mem, b: Mem| round2(b.rss_kb.saturating_sub(a.rss_kb) as f64 / IDLE_CONNS as f64);
-    let conns = (IDLE_CONNS * IDLE_CYCLES) as u64;
-    let seen = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(Report {
         figures: json!({
             "connections": IDLE_CONNS,
@@ -617,14 +701,7 @@ async fn idle(dir: &Path) -> Outcome {
             "cycle_cost_mb": cycle_cost,
             "closed_growth_after_first_cycle_mb": growth,
             "cycles": cycle_figures,
-            // Events the server dropped because its event channel was full
-            // (the tap takes them as fast as it can).
-            "events_dropped": {
-                "accepted": 2 * conns - seen(&counts.accepted),
-                "registered": conns - seen(&counts.registered),
-                "connected": conns - seen(&counts.connected),
-                "disconnected": 2 * conns - seen(&counts.disconnected),
-            },
+            "events_dropped": events_dropped,
         }),
         missed,
     })

@@ -39,6 +39,7 @@ pub mod blocking;
 pub mod config;
 mod driver;
 mod error;
+mod memory;
 #[cfg(feature = "tokio")]
 mod metrics;
 pub mod session;

@@ -489,6 +489,23 @@ fn conn_max_refuses_extra_connections_and_serves_the_others() {
 }
 
 #[test]
+fn memory_is_given_back_when_the_connections_ebb() {
+    let dir = temp_dir("bl-ebb");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
+    let (server, _others) = responder(&endpoint, config, ServerOptions::default());
+    let Endpoint::UnixPacket(path) = &endpoint else { unreachable!() };
+    let peers: Vec<_> = (0..20).map(|_| raw_packet(path)).collect();
+    common::eventually("20 connections served", T, || server.handle().connections() == 20);
+    assert_eq!(server.handle().memory_releases(), 0, "nothing closed yet");
+    // 16 closes leave 4, a quarter of the peak: a release is due (and one
+    // more once none is left; the server may do both in one).
+    drop(peers);
+    common::eventually("a release after the peers left", T, || server.handle().memory_releases() >= 1);
+    assert_eq!(server.handle().connections(), 0);
+}
+
+#[test]
 fn a_module_name_in_use_is_refused_and_the_owner_keeps_it() {
     let dir = temp_dir("bl-takeover");
     let endpoint = Endpoint::unix_packet(dir.join("s.sock"));

@@ -647,6 +647,37 @@ async fn two_hundred_idle_connections_do_not_stop_a_good_client() {
 }
 
 #[tokio::test]
+async fn memory_is_given_back_when_the_connections_ebb() {
+    let dir = temp_dir("ebb");
+    let path = dir.join("s.sock");
+    let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
+    let server = Server::bind(&Endpoint::unix_packet(&path), config, ServerOptions::default()).await.unwrap();
+    let (sh, incoming, _sev) = server.into_parts();
+    let _others = responder(sh.clone(), incoming);
+    let p = path.clone();
+    let peers = blocking("20 connections", move || (0..20).map(|_| raw_packet(&p)).collect::<Vec<_>>()).await;
+    within("20 accepted", T, async {
+        while sh.connections() < 20 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(sh.memory_releases(), 0, "nothing closed yet");
+    // 16 closes leave 4, a quarter of the peak: a release; none left after
+    // that release: another.
+    drop(peers);
+    within("two releases", T, async {
+        while sh.memory_releases() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(sh.connections(), 0);
+    assert_eq!(sh.memory_releases(), 2);
+    sh.shutdown();
+}
+
+#[tokio::test]
 async fn conn_max_refuses_extra_connections_and_serves_the_others() {
     let dir = temp_dir("connmax");
     let path = dir.join("s.sock");

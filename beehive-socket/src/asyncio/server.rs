@@ -31,6 +31,10 @@ pub struct ServerOptions {
     pub accept_backoff: Duration,
     /// Longest pause after failed accepts.
     pub max_accept_backoff: Duration,
+    /// Give the allocator's free memory back to the system when the open
+    /// connections fall to a quarter of their peak (glibc's `malloc_trim`,
+    /// on a blocking thread of the runtime; nothing elsewhere). Default: on.
+    pub release_memory: bool,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +45,7 @@ impl Default for ServerOptions {
             backlog: 128,
             accept_backoff: Duration::from_millis(20),
             max_accept_backoff: Duration::from_secs(1),
+            release_memory: true,
         }
     }
 }
@@ -57,6 +62,12 @@ impl ServerOptions {
         self.conn_max = conn_max;
         self
     }
+
+    /// Sets [`release_memory`](Self::release_memory).
+    pub fn release_memory(mut self, release: bool) -> Self {
+        self.release_memory = release;
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -66,6 +77,9 @@ struct ServerShared {
     accept_errors: AtomicU64,
     refused: AtomicU64,
     stop: watch::Sender<bool>,
+    /// When to give memory back (`None`: never).
+    ebb: Option<Mutex<crate::memory::Ebb>>,
+    releases: AtomicU64,
 }
 
 impl ServerShared {
@@ -137,7 +151,24 @@ impl Sink for ServerSink {
             ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
             ConnEvent::Closed { reason } => {
                 self.server.modules.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, s| *s != session);
-                self.server.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&session);
+                let open = {
+                    let mut conns = self.server.conns.lock().unwrap_or_else(|e| e.into_inner());
+                    conns.remove(&session);
+                    conns.len()
+                };
+                let ebb = self.server.ebb.as_ref();
+                if ebb.is_some_and(|ebb| ebb.lock().unwrap_or_else(|e| e.into_inner()).closed(open)) {
+                    // A walk over every arena: not on an executor thread.
+                    let server = Arc::clone(&self.server);
+                    let release = move || {
+                        crate::memory::release_free_memory();
+                        server.releases.fetch_add(1, Ordering::Relaxed);
+                    };
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => drop(rt.spawn_blocking(release)),
+                        Err(_) => release(),
+                    }
+                }
                 if let Delivery::Hive(route) = &self.delivery {
                     route.closed(session);
                 }
@@ -227,6 +258,12 @@ impl ServerHandle {
     /// Failed accepts so far.
     pub fn accept_errors(&self) -> u64 {
         self.shared.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// Times this server gave the allocator's free memory back after
+    /// connections closed (see [`ServerOptions::release_memory`]).
+    pub fn memory_releases(&self) -> u64 {
+        self.shared.releases.load(Ordering::Relaxed)
     }
 
     /// Connections refused at `conn_max` so far.
@@ -342,6 +379,8 @@ impl Server {
             accept_errors: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             stop: watch::Sender::new(false),
+            ebb: options.release_memory.then(Mutex::default),
+            releases: AtomicU64::new(0),
         });
         let (events_tx, events) = mpsc::channel(options.driver.event_capacity.max(1));
         let accept = Accept {
@@ -467,7 +506,13 @@ impl Accept {
         let shared = Shared::new(id);
         let (tx, commands) = mpsc::channel(self.options.driver.command_capacity.max(1));
         let link = Link { tx, shared: Arc::clone(&shared), send_wait: self.options.driver.send_wait };
-        self.shared.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, link);
+        {
+            let mut conns = self.shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns.insert(id, link);
+            if let Some(ebb) = &self.shared.ebb {
+                ebb.lock().unwrap_or_else(|e| e.into_inner()).opened(conns.len());
+            }
+        }
         let sink = ServerSink {
             server: Arc::clone(&self.shared),
             session: id,

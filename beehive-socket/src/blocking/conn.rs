@@ -261,7 +261,10 @@ impl Conn {
             conn.settle(inner);
         }
         let run = Arc::clone(&conn);
-        let handle = std::thread::Builder::new().name(format!("beehive-conn-{id}")).spawn(move || run.run())?;
+        let handle = std::thread::Builder::new().name(format!("beehive-conn-{id}")).spawn(move || {
+            run.run();
+            crate::memory::trim_thread_arena();
+        })?;
         let _ = conn.thread.set(handle.thread().clone());
         Ok(conn)
     }

@@ -524,6 +524,10 @@ pub struct ServerOptions {
     pub accept_backoff: Duration,
     /// Longest pause after failed accepts.
     pub max_accept_backoff: Duration,
+    /// Give the allocator's free memory back to the system when the open
+    /// connections fall to a quarter of their peak (glibc's `malloc_trim`;
+    /// nothing elsewhere). Default: on.
+    pub release_memory: bool,
 }
 
 impl Default for ServerOptions {
@@ -534,6 +538,7 @@ impl Default for ServerOptions {
             backlog: 128,
             accept_backoff: Duration::from_millis(20),
             max_accept_backoff: Duration::from_secs(1),
+            release_memory: true,
         }
     }
 }
@@ -548,6 +553,12 @@ impl ServerOptions {
     /// Sets [`conn_max`](Self::conn_max).
     pub fn conn_max(mut self, conn_max: usize) -> Self {
         self.conn_max = conn_max;
+        self
+    }
+
+    /// Sets [`release_memory`](Self::release_memory).
+    pub fn release_memory(mut self, release: bool) -> Self {
+        self.release_memory = release;
         self
     }
 }
@@ -586,7 +597,17 @@ struct ServerShared {
     events: Arc<Mailbox<ServerEvent>>,
     /// Interrupts the accept loop's `poll`.
     wake: std::os::unix::net::UnixStream,
+    /// When to give memory back (`None`: never).
+    ebb: Option<Mutex<crate::memory::Ebb>>,
+    /// When the accept thread gives memory back next: a little after the
+    /// close that made it due, once the ending connection threads have
+    /// freed what they held.
+    release_at: Mutex<Option<Instant>>,
+    releases: AtomicU64,
 }
+
+/// How long after the close that made a release due it happens.
+const RELEASE_DELAY: Duration = Duration::from_millis(50);
 
 impl ServerShared {
     fn conn_for(&self, module: &str) -> Option<Arc<Conn>> {
@@ -653,7 +674,15 @@ impl Sink for ServerSink {
             ConnEvent::Malformed { offset, error } => ServerEvent::Malformed { session, offset, error },
             ConnEvent::Closed { reason } => {
                 lock(&server.modules).retain(|_, s| *s != session);
-                lock(&server.conns).remove(&session);
+                let open = {
+                    let mut conns = lock(&server.conns);
+                    conns.remove(&session);
+                    conns.len()
+                };
+                if server.ebb.as_ref().is_some_and(|ebb| lock(ebb).closed(open)) {
+                    *lock(&server.release_at) = Some(Instant::now() + RELEASE_DELAY);
+                    let _ = std::io::Write::write(&mut &server.wake, &[1]);
+                }
                 if let Delivery::Hooks(hooks) = &server.delivery {
                     hooks.closed(session);
                 }
@@ -752,6 +781,12 @@ impl ServerHandle {
         self.shared.refused.load(Ordering::Relaxed)
     }
 
+    /// Times this server gave the allocator's free memory back after
+    /// connections closed (see [`ServerOptions::release_memory`]).
+    pub fn memory_releases(&self) -> u64 {
+        self.shared.releases.load(Ordering::Relaxed)
+    }
+
     /// Stops accepting and closes every connection (returns at once).
     pub fn shutdown(&self) {
         if !self.shared.stop.swap(true, Ordering::AcqRel) {
@@ -835,6 +870,9 @@ impl Server {
             delivery,
             events: Arc::clone(&events),
             wake,
+            ebb: options.release_memory.then(Mutex::default),
+            release_at: Mutex::new(None),
+            releases: AtomicU64::new(0),
         });
         let accept = Accept {
             listener,
@@ -918,7 +956,8 @@ impl Accept {
         let mut backoff = self.options.accept_backoff;
         let mut pause: Option<Instant> = None;
         while !self.shared.stop.load(Ordering::Acquire) {
-            let wait = match pause {
+            let release_at = *lock(&self.shared.release_at);
+            let wait = match pause.into_iter().chain(release_at).min() {
                 Some(until) => {
                     let ms = until.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128);
                     PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::MAX)
@@ -929,6 +968,11 @@ impl Accept {
             let mut fds =
                 [PollFd::new(self.listener.as_fd(), listen), PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut fds, wait);
+            if fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                let mut drain = [0u8; 64];
+                while matches!(std::io::Read::read(&mut &self.wake, &mut drain), Ok(n) if n > 0) {}
+            }
+            self.release_if_due();
             if pause.is_some_and(|until| Instant::now() >= until) {
                 pause = None;
             }
@@ -962,6 +1006,18 @@ impl Accept {
         tracing::info!(endpoint = %self.endpoint, "socket server stopped");
     }
 
+    /// Gives memory back when a release is due (see `ServerOptions::release_memory`).
+    fn release_if_due(&self) {
+        let mut release_at = lock(&self.shared.release_at);
+        if release_at.is_some_and(|at| Instant::now() >= at) {
+            *release_at = None;
+            drop(release_at);
+            crate::memory::trim_thread_arena();
+            crate::memory::release_free_memory();
+            self.shared.releases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn serve(&self, socket: Socket) {
         let conn_max = self.options.conn_max;
         if conn_max > 0 && lock(&self.shared.conns).len() >= conn_max {
@@ -991,6 +1047,9 @@ impl Accept {
         match Conn::start(socket, session, self.options.connection.clone(), Box::new(sink), tls) {
             Ok(conn) => {
                 conns.insert(id, conn);
+                if let Some(ebb) = &self.shared.ebb {
+                    lock(ebb).opened(conns.len());
+                }
                 drop(conns);
                 tracing::debug!(session = %id, "connection accepted");
                 report(&self.shared.events, ServerEvent::Accepted { session: id });

@@ -51,6 +51,16 @@ pub async fn within<F: Future>(what: &str, limit: Duration, f: F) -> F::Output {
     }
 }
 
+/// Polls `done` every millisecond; a panic naming `what` when it is not
+/// true within `limit`.
+pub fn eventually(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Runs `f` to completion on a current-thread runtime on this thread.
 pub fn on_this_thread<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
