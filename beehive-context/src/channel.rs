@@ -77,6 +77,11 @@ impl ChannelContext {
         }
     }
 
+    /// How long a waiting thread polls before it parks.
+    pub fn spin(&self) -> SpinBudget {
+        self.spin
+    }
+
     fn missing(&self, module: &str) -> ContextError {
         if self.closed.load().contains_key(module) {
             ContextError::Closed { module: module.to_owned() }

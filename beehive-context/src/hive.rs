@@ -519,6 +519,13 @@ impl Hive {
         self.inner.module_backend.load().contains_key(module)
     }
 
+    /// How long this hive's waiting threads poll before they park (set
+    /// with [`HiveBuilder::spin`]); the socket backend's blocking
+    /// connections of this hive poll as long, unless told otherwise.
+    pub fn spin(&self) -> SpinBudget {
+        self.inner.channel.spin()
+    }
+
     /// Registered (enabled) modules, in registration order.
     pub fn modules(&self) -> Vec<String> {
         lock(&self.inner.registry).modules.iter().map(|r| r.module.name().to_owned()).collect()

@@ -47,7 +47,7 @@ pub use module::{
     next_interval, AsyncModule, ErrorHandler, Module, ModuleError, RestartPolicy, RestartType, SimpleAsyncModule,
     SimpleModule, DEFAULT_RESTART_INTERVAL, DEFAULT_RESTART_INTERVAL_LIMIT,
 };
-pub use spin::SpinBudget;
+pub use spin::{SpinBudget, SpinWait};
 
 /// The crate README's example, compiled and run as a doctest.
 #[cfg(doctest)]

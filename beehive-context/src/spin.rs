@@ -98,8 +98,52 @@ thread_local! {
     static LOST_CORE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
+impl SpinBudget {
+    /// One wait's polling under this budget: call [`SpinWait::wait`] before
+    /// each check of the condition waited for; once it returns false, park
+    /// or block. The socket driver of `beehive-socket` waits this way too,
+    /// so one setting governs both.
+    pub fn waiter(self) -> SpinWait {
+        SpinWait(Spin::new(self))
+    }
+}
+
+/// One wait's polling phase under a [`SpinBudget`] (from
+/// [`SpinBudget::waiter`]): yields the core between checks until the
+/// budget is spent, and not at all for a while after a yield lost the core
+/// to another process.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use beehive_context::SpinBudget;
+///
+/// let ready = AtomicBool::new(false);
+/// let mut spin = SpinBudget::DEFAULT.waiter();
+/// let mut polls = 0;
+/// while !ready.load(Ordering::Acquire) {
+///     polls += 1;
+///     if polls == 3 {
+///         ready.store(true, Ordering::Release); // another thread, in real use
+///     }
+///     if !spin.wait() {
+///         break; // the budget is spent: block until woken
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct SpinWait(Spin);
+
+impl SpinWait {
+    /// Gives the core away for a moment; false once the budget has been
+    /// spent (the caller checks its condition after each `true`).
+    pub fn wait(&mut self) -> bool {
+        self.0.wait()
+    }
+}
+
 /// One wait's polling: a yield between checks until the budget is spent
 /// (see [`SpinBudget`] for why there is no busy-waiting).
+#[derive(Debug)]
 pub(crate) struct Spin {
     budget: Duration,
     started: Option<Instant>,

@@ -459,6 +459,8 @@ impl SocketBackend {
         };
         let config = config.module_directory(directory);
         let route = Arc::new(HiveRoute { backend: Arc::clone(self), hive: hive.clone(), own: None });
+        let mut options = options;
+        options.connection.spin.get_or_insert(hive.spin());
         blocking::Server::bind_with_hooks(endpoint, config, options, route)
     }
 
@@ -481,7 +483,10 @@ impl SocketBackend {
             Ok(()) | Err(ContextError::DuplicateModule { .. }) => {}
             Err(e) => return Err(DriverError::Config(format!("cannot add module {module:?} to the hive: {e}"))),
         }
-        let events = Arc::new(blocking::Mailbox::new(options.connection.event_capacity.max(1), Duration::ZERO));
+        let mut options = options;
+        options.connection.spin.get_or_insert(hive.spin());
+        let events =
+            Arc::new(blocking::Mailbox::new(options.connection.event_capacity.max(1), blocking::SpinBudget::OFF));
         let route: Arc<dyn blocking::Hooks> =
             Arc::new(HiveRoute { backend: Arc::clone(self), hive: hive.clone(), own: Some(module.clone()) });
         let connect = {

@@ -167,7 +167,8 @@ fn recv_packet(socket: &Socket, buf: &mut Vec<u8>, max_frame: usize) -> io::Resu
 /// Registers a nonblocking socket with the runtime's reactor.
 ///
 /// `AsyncFd::register` is `unsafe` (its contract: the descriptor stays open
-/// and the same while registered), and this crate forbids unsafe code; the
+/// and the same while registered), and this crate keeps unsafe code to one
+/// audited call (`src/memory.rs`); the
 /// safe `AsyncFd::new` is deprecated for types that do not own their
 /// descriptor. A `socket2::Socket` owns its descriptor and closes it only
 /// when dropped, so the contract holds here.

@@ -25,7 +25,6 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use socket2::Socket;
 
 use super::io::{self as sock, Read};
-use super::wait::Poll;
 use super::{DriverError, Options};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 use crate::tlsio::TlsIo;
@@ -453,7 +452,7 @@ impl Conn {
     }
 
     fn wait_response(&self, waiter: &Arc<Waiter>, deadline: Instant) -> Result<Message, DriverError> {
-        let mut poll = Poll::new(self.options.spin);
+        let mut poll = self.options.spin_budget().waiter();
         loop {
             if waiter.is_done() {
                 return waiter.take().unwrap_or_else(|| Err(self.closed_error()));
@@ -489,7 +488,7 @@ impl Conn {
             }
             if !poll.wait() {
                 std::thread::park_timeout((deadline - now).min(LINGER));
-                poll = Poll::new(self.options.spin);
+                poll = self.options.spin_budget().waiter();
             }
         }
     }
@@ -805,7 +804,7 @@ impl Conn {
     /// `deadline` passes, the connection closes, too many messages wait for
     /// delivery, or (on the connection's thread) a requester wants the baton.
     fn pump(&self, buf: &mut Vec<u8>, deadline: Option<Instant>, stop: &dyn Fn() -> bool, thread: bool) {
-        let mut poll = Poll::new(self.options.spin);
+        let mut poll = self.options.spin_budget().waiter();
         loop {
             if self.is_closed() || stop() || self.held_full() {
                 return;
@@ -817,7 +816,7 @@ impl Conn {
                 return;
             }
             if self.read_some(buf, stop) {
-                poll = Poll::new(self.options.spin);
+                poll = self.options.spin_budget().waiter();
                 continue;
             }
             let now = Instant::now();
@@ -829,7 +828,7 @@ impl Conn {
                 continue;
             }
             self.block(deadline);
-            poll = Poll::new(self.options.spin);
+            poll = self.options.spin_budget().waiter();
         }
     }
 

@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::wait::Poll;
+use beehive_context::SpinBudget;
 
 #[derive(Debug)]
 struct State<T> {
@@ -26,7 +26,7 @@ pub(crate) struct Mailbox<T> {
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
-    poll: Duration,
+    spin: SpinBudget,
 }
 
 /// Why an item was not queued; the item comes back.
@@ -37,14 +37,14 @@ pub(crate) enum Refused<T> {
 }
 
 impl<T> Mailbox<T> {
-    pub(crate) fn new(capacity: usize, poll: Duration) -> Self {
+    pub(crate) fn new(capacity: usize, spin: SpinBudget) -> Self {
         Mailbox {
             state: Mutex::new(State { items: VecDeque::new(), closed: false, senders: 0, receivers: 0 }),
             len: AtomicUsize::new(0),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity: capacity.max(1),
-            poll,
+            spin,
         }
     }
 
@@ -125,7 +125,7 @@ impl<T> Mailbox<T> {
     /// The next item, waiting until `deadline` (without one: until an item
     /// comes or the mailbox is closed and empty). `None`: nothing came.
     pub(crate) fn pop_until(&self, deadline: Option<Instant>) -> Option<T> {
-        let mut poll = Poll::new(self.poll);
+        let mut poll = self.spin.waiter();
         while self.len.load(Ordering::Acquire) == 0 && poll.wait() {}
         let mut state = self.lock();
         loop {
@@ -162,12 +162,13 @@ impl<T> Mailbox<T> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
 
     #[test]
     fn bounded_in_order_and_closable() {
-        let m = Mailbox::new(2, Duration::ZERO);
+        let m = Mailbox::new(2, SpinBudget::OFF);
         m.try_push(1).unwrap();
         m.try_push(2).unwrap();
         assert!(matches!(m.try_push(3), Err(Refused::Full(3))));
@@ -181,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_blocked_sender_is_released_by_a_receive() {
-        let m = Arc::new(Mailbox::new(1, Duration::ZERO));
+        let m = Arc::new(Mailbox::new(1, SpinBudget::OFF));
         m.try_push(1).unwrap();
         let sender = {
             let m = Arc::clone(&m);
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_blocked_receiver_is_released_by_close() {
-        let m = Arc::new(Mailbox::<u32>::new(1, Duration::from_micros(50)));
+        let m = Arc::new(Mailbox::<u32>::new(1, SpinBudget::new(Duration::from_micros(50))));
         let receiver = {
             let m = Arc::clone(&m);
             std::thread::spawn(move || m.pop_until(None))
@@ -212,7 +213,7 @@ mod tests {
 
     #[test]
     fn timed_waits_end_at_their_deadline() {
-        let m = Mailbox::<u32>::new(1, Duration::ZERO);
+        let m = Mailbox::<u32>::new(1, SpinBudget::OFF);
         let t0 = Instant::now();
         assert_eq!(m.pop_until(Some(t0 + Duration::from_millis(20))), None);
         let took = t0.elapsed();

@@ -63,11 +63,12 @@ pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEven
 use crate::session::{
     CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId, TransportKind,
 };
+/// The polling budget of [`Options::spin`], the module bus's own.
+pub use beehive_context::SpinBudget;
 
 mod conn;
 mod io;
 mod mailbox;
-mod wait;
 
 use conn::{Conn, ConnEvent, Sink};
 #[cfg(feature = "tokio")]
@@ -86,11 +87,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Options {
     /// How long a thread that has to wait (for a response, for a packet,
     /// for a message in [`Client::recv`]) polls before it blocks, yielding
-    /// its core between polls. Waking a blocked thread costs tens of
-    /// microseconds on an idle machine; polling only starts when a thread
-    /// has to wait and ends after this budget, so an idle connection uses
-    /// no CPU. Default 50 µs; zero: block at once.
-    pub spin: Duration,
+    /// its core between polls: the same [`SpinBudget`] and the same polling
+    /// as the module bus's (see there for the measurements). Waking a
+    /// blocked thread costs tens of microseconds on an idle machine;
+    /// polling only starts when a thread has to wait and ends after the
+    /// budget, so an idle connection uses no CPU. `None` (the default):
+    /// [`SpinBudget::DEFAULT`], or for the connections of a hive's socket
+    /// backend ([`SocketBackend::serve_blocking`](crate::SocketBackend::serve_blocking),
+    /// [`connect_blocking`](crate::SocketBackend::connect_blocking)) the
+    /// hive's own budget ([`Hive::spin`](beehive_context::Hive::spin)), so
+    /// that one setting governs a hive's waits; [`SpinBudget::OFF`]: block
+    /// at once.
+    pub spin: Option<SpinBudget>,
     /// Messages waiting for [`Client::recv`] (per client) or
     /// [`Server::recv`] (per server). While it is full the connection keeps
     /// up to 256 more messages, then stops reading its socket (the peer is
@@ -116,7 +124,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            spin: Duration::from_micros(50),
+            spin: None,
             inbox_capacity: 1024,
             event_capacity: 1024,
             send_wait: Duration::from_secs(5),
@@ -128,9 +136,14 @@ impl Default for Options {
 
 impl Options {
     /// Sets [`spin`](Self::spin).
-    pub fn spin(mut self, spin: Duration) -> Self {
-        self.spin = spin;
+    pub fn spin(mut self, spin: SpinBudget) -> Self {
+        self.spin = Some(spin);
         self
+    }
+
+    /// The polling budget in force: [`spin`](Self::spin) or the default.
+    pub(crate) fn spin_budget(&self) -> SpinBudget {
+        self.spin.unwrap_or(SpinBudget::DEFAULT)
     }
 
     /// Sets [`inbox_capacity`](Self::inbox_capacity).
@@ -379,8 +392,8 @@ impl Client {
         let socket = io::connect(endpoint, timeout)?;
         let session = open_session(&socket, &config, &options)?;
         let tls = tls_state(&options, false)?;
-        let inbox = Arc::new(Mailbox::new(options.inbox_capacity, options.spin));
-        let events = Arc::new(Mailbox::new(options.event_capacity, Duration::ZERO));
+        let inbox = Arc::new(Mailbox::new(options.inbox_capacity, options.spin_budget()));
+        let events = Arc::new(Mailbox::new(options.event_capacity, SpinBudget::OFF));
         let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
         let conn = Conn::start(socket, session, options, Box::new(sink), tls)?;
         if !conn.wait_connected(deadline) {
@@ -815,7 +828,7 @@ impl Server {
     /// Listens on `endpoint`; messages of the remote modules come out of
     /// [`recv`](Self::recv).
     pub fn bind(endpoint: &Endpoint, config: SessionConfig, options: ServerOptions) -> Result<Server, DriverError> {
-        let inbox = Arc::new(Mailbox::new(options.connection.inbox_capacity, options.connection.spin));
+        let inbox = Arc::new(Mailbox::new(options.connection.inbox_capacity, options.connection.spin_budget()));
         Server::start(endpoint, config, options, Delivery::Inbox(Arc::clone(&inbox)), Some(inbox))
     }
 
@@ -860,7 +873,7 @@ impl Server {
         let listener = io::listen(endpoint, options.backlog)?;
         let (wake_rx, wake) = std::os::unix::net::UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
-        let events = Arc::new(Mailbox::new(options.connection.event_capacity, Duration::ZERO));
+        let events = Arc::new(Mailbox::new(options.connection.event_capacity, SpinBudget::OFF));
         let shared = Arc::new(ServerShared {
             conns: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
