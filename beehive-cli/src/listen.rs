@@ -91,8 +91,10 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
     let mut out = io::stdout().lock();
     let sleep = client::ends_after(args.timeout);
     tokio::pin!(sleep);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Registered now, before the registration line tells anyone to press
+    // Ctrl-C (`tokio::signal::ctrl_c` registers only once polled).
+    let mut ctrl_c =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot wait for Ctrl-C")?;
     let mut received = 0u64;
     let mut client = Some(client);
     let (end, handle) = loop {
@@ -134,10 +136,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
                     Some(_) => {}
                     None => events_open = false,
                 },
-                r = &mut ctrl_c => {
-                    r.context("cannot wait for Ctrl-C")?;
-                    break End::Interrupted;
-                }
+                _ = ctrl_c.recv() => break End::Interrupted,
                 () = &mut sleep => break End::TimedOut,
             }
         };
@@ -158,10 +157,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
         let reconnected = loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                r = &mut ctrl_c => {
-                    r.context("cannot wait for Ctrl-C")?;
-                    break Err(End::Interrupted);
-                }
+                _ = ctrl_c.recv() => break Err(End::Interrupted),
                 () = &mut sleep => break Err(End::TimedOut),
             }
             match client::connect(&args.connect, None).await {

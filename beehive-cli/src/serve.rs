@@ -58,6 +58,12 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
         EncodeFraming::Raw => StreamFraming::Raw,
         EncodeFraming::Package => StreamFraming::Package,
     };
+    // Registered before the listening lines tell anyone to press Ctrl-C
+    // (`tokio::signal::ctrl_c` registers only once polled).
+    let mut ctrl_c =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("cannot wait for Ctrl-C")?;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot wait for SIGTERM")?;
     let (events_tx, mut events) = mpsc::channel(1024);
     let mut handles = Vec::new();
     let mut out = io::stdout().lock();
@@ -104,10 +110,6 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
 
     let sleep = client::ends_after(args.timeout);
     tokio::pin!(sleep);
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("cannot wait for SIGTERM")?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             m = tap.recv() => match m {
@@ -119,10 +121,7 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
                 Some((endpoint, event)) => print_event(&mut out, &endpoint, event, args.json)?,
                 None => break,
             },
-            r = &mut ctrl_c => {
-                r.context("cannot wait for Ctrl-C")?;
-                break;
-            }
+            _ = ctrl_c.recv() => break,
             _ = terminate.recv() => break,
             () = &mut sleep => break,
         }
