@@ -37,6 +37,7 @@ Examples:
   beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
   beehive send --transport tcp --socket 10.0.0.7:10550 --ca ca.pem --cert probe.pem --key probe.key \\
       --module probe --to hub --sync --content ping     # TLS, with a client certificate
+  beehive send --config /etc/kubeedge/config/socket_module.yaml --module probe --to hub --content hi
   beehive completions bash > ~/.local/share/bash-completion/completions/beehive
 
 Colour is used only on a terminal; NO_COLOR=1 or --color never turns it off.
@@ -440,30 +441,64 @@ pub struct RecordArgs {
 /// How `listen` and `send` reach the hive's socket server.
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
-    /// The server's socket: a path (unixpacket, unix) or HOST:PORT (tcp).
-    #[arg(long, value_name = "PATH")]
-    pub socket: String,
+    /// The server's socket: a path (unixpacket, unix) or HOST:PORT (tcp); overrides --config's address.
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["config", "tcp"])]
+    pub socket: Option<String>,
+    /// The same as --socket HOST:PORT --transport tcp.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["socket", "transport"], value_parser = parse_host_port)]
+    pub tcp: Option<String>,
+    /// KubeEdge's socket_module.yaml: the address, socket type, buffer size and TLS files of
+    /// --module's client entry (else of the first server entry); flags given override them.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The name this connection registers as (the server must allow it).
     #[arg(long, value_name = "NAME")]
     pub module: String,
-    /// The socket type.
-    #[arg(long, value_enum, default_value_t = RecordTransport::Unixpacket)]
-    pub transport: RecordTransport,
+    /// The socket type [default: unixpacket, or --config's sockettype].
+    #[arg(long, value_enum)]
+    pub transport: Option<RecordTransport>,
     /// How messages are framed on unix and tcp streams (unixpacket: one message per packet).
     #[arg(long, value_enum, default_value_t = EncodeFraming::Raw)]
     pub framing: EncodeFraming,
     /// TLS over tcp: verify the server with this CA (PEM); turns TLS on.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
-    /// TLS: the client certificate (PEM) to present, with --key.
-    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"])]
+    /// TLS: the client certificate (PEM) to present, with --key (and a CA: --ca or the config's).
+    #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
     /// TLS: the client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"])]
+    #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 }
 
-const LISTEN_AFTER_HELP: &str = "\
+/// `HOST:PORT`: a host (name, IPv4 or bracketed IPv6) and a port number.
+fn parse_host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(text.to_owned()),
+        _ => Err(format!("{text:?} is not HOST:PORT (such as 127.0.0.1:10550)")),
+    }
+}
+
+/// How `listen` and `send` find their server, shared by their help texts.
+macro_rules! connect_help {
+    () => {
+        "Where to connect: --socket PATH (unixpacket, or --transport unix), --tcp
+HOST:PORT (the same as --socket HOST:PORT --transport tcp), or --config FILE:
+KubeEdge's socket_module.yaml, the file `beehive serve --config` and Go's
+beehive read. From the file come the address, the socket type (sockettype),
+the largest message (buffersize) and the TLS files (ca, cert, key) of the
+client entry (server: false) of --module, or, when the file has none, of its
+first server entry (server: true) except its TLS files, which are the
+server's own (a TLS server then needs --ca). Flags given on the command line
+override the file's values: --socket or --tcp its address, --transport its
+socket type, --ca, --cert and --key its TLS files.
+
+"
+    };
+}
+
+const LISTEN_AFTER_HELP: &str = concat!(
+    "\
 Connects to the hive's socket server as the remote module NAME and prints a
 line once registered (the server's modules and their groups), then one line
 per message addressed to NAME:
@@ -487,17 +522,24 @@ stderr):
   beehive_listen_answers_total    sync requests answered (--answer)
   beehive_listen_malformed_total  inputs skipped because they were not messages
 
+",
+    connect_help!(),
+    "\
 Examples:
   beehive listen --socket /tmp/beehive.sock --module probe
   beehive listen --socket /tmp/beehive.sock --module probe --answer pong --count 1
-  beehive listen --transport tcp --socket 127.0.0.1:10550 --module probe --json | jq .route
+  beehive listen --tcp 127.0.0.1:10550 --module probe --json | jq .route
+  beehive listen --config /etc/kubeedge/config/socket_module.yaml --module probe
+  beehive listen --config socket_module.yaml --socket /tmp/test.sock --module probe   # the file's other settings
   beehive listen --socket /tmp/beehive.sock --module probe --metrics 127.0.0.1:9185
 
 Exit codes:
   0  --count messages received, or ended by Ctrl-C (or --timeout without --count)
   1  the connection was lost (--once), or --timeout ran out, before --count messages
-  2  usage error, the server could not be reached or refused the module, or
-     --metrics could not be served";
+  2  usage error (among them a --config that cannot be read or has no entry to
+     use), the server could not be reached or refused the module, or
+     --metrics could not be served"
+);
 
 /// Arguments of `listen`.
 #[derive(Args, Debug)]
@@ -526,7 +568,8 @@ pub struct ListenArgs {
     pub metrics: Option<SocketAddr>,
 }
 
-const SEND_AFTER_HELP: &str = "\
+const SEND_AFTER_HELP: &str = concat!(
+    "\
 Connects to the hive's socket server as the remote module NAME and sends a
 message to --to (a module of the server) built as Go's
 NewMessage(\"\").BuildRouter(NAME, group, resource, operation).FillBody(content),
@@ -543,17 +586,25 @@ one object with sent, failed, seconds, per_second, rtt_p50_ms, rtt_p99_ms). Mess
 sent without --sync are queued on the connection, which closes once they
 are all written (at most 5 s; a warning says when they were not).
 
+",
+    connect_help!(),
+    "\
 Examples:
   beehive send --socket /tmp/beehive.sock --module probe --to hub --content hello
   beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --content ping
   beehive send --socket /tmp/beehive.sock --module probe --to hub --sync --count 1000
   printf 'a\\nb\\n' | beehive send --socket /tmp/beehive.sock --module probe --to hub
+  beehive send --tcp 10.0.0.7:10550 --module probe --to hub --content hello
+  beehive send --config /etc/kubeedge/config/socket_module.yaml --module probe --to hub --sync --content ping
+  beehive send --config socket_module.yaml --tcp 127.0.0.1:10550 --module probe --to hub --content x
 
 Exit codes:
   0  every message was sent (and, with --sync, answered)
   1  some message could not be sent or got no response in time, or the
      connection was lost
-  2  usage error, or the server could not be reached or refused the module";
+  2  usage error (among them a --config that cannot be read or has no entry to
+     use), or the server could not be reached or refused the module"
+);
 
 /// Arguments of `send`.
 #[derive(Args, Debug)]
@@ -712,6 +763,35 @@ mod tests {
         for sub in ["decode", "encode", "conformance", "record", "listen", "send"] {
             let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
             assert!(text.contains("Exit codes:"), "{sub}: {text}");
+        }
+    }
+
+    #[test]
+    fn listen_and_send_help_documents_config_and_tcp() {
+        let mut cmd = Cli::command();
+        for sub in ["listen", "send"] {
+            let text = cmd.find_subcommand_mut(sub).unwrap().render_long_help().to_string();
+            for needle in [
+                "--config <FILE>",
+                "--tcp <HOST:PORT>",
+                "socket_module.yaml",
+                "override the file's values",
+                &format!("beehive {sub} --config "),
+                &format!("beehive {sub} --tcp "),
+                "has no entry to\n     use",
+            ] {
+                assert!(text.contains(needle), "{sub}: {needle}: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn tcp_takes_host_and_port() {
+        for good in ["127.0.0.1:10550", "edge-1:1", "[::1]:10550"] {
+            assert_eq!(parse_host_port(good).as_deref(), Ok(good));
+        }
+        for bad in ["127.0.0.1", ":10550", "host:port", "host:70000", "/tmp/beehive.sock"] {
+            assert!(parse_host_port(bad).is_err(), "{bad}");
         }
     }
 

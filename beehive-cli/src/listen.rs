@@ -47,8 +47,9 @@ pub fn run(args: &ListenArgs) -> anyhow::Result<u8> {
         Some(a) => Some(answer_text(a)?),
         None => None,
     };
+    let target = client::Target::resolve(&args.connect)?;
     observe::start_metrics(args.metrics)?;
-    client::runtime()?.block_on(listen(args, answer))
+    client::runtime()?.block_on(listen(args, &target, answer))
 }
 
 /// TEXT, or the text of FILE for `@FILE`.
@@ -83,10 +84,10 @@ fn registered(
     Ok(())
 }
 
-async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8> {
+async fn listen(args: &ListenArgs, target: &client::Target, answer: Option<String>) -> anyhow::Result<u8> {
     // The first connection must work: a wrong path or a refused module is
     // a usage error, not something to retry.
-    let (endpoint, client) = client::connect(&args.connect, None).await?;
+    let (endpoint, client) = client::connect(target, None).await?;
     let counts = ListenMetrics::new();
     let mut out = io::stdout().lock();
     let sleep = client::ends_after(args.timeout);
@@ -160,7 +161,7 @@ async fn listen(args: &ListenArgs, answer: Option<String>) -> anyhow::Result<u8>
                 _ = ctrl_c.recv() => break Err(End::Interrupted),
                 () = &mut sleep => break Err(End::TimedOut),
             }
-            match client::connect(&args.connect, None).await {
+            match client::connect(target, None).await {
                 Ok((_, c)) => break Ok(c),
                 Err(e) => {
                     tracing::info!(error = %format!("{e:#}"), ?wait, "cannot reconnect, retrying");

@@ -16,7 +16,8 @@ use crate::listen::warn;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 
 pub fn run(args: &SendArgs) -> anyhow::Result<u8> {
-    client::runtime()?.block_on(send(args))
+    let target = client::Target::resolve(&args.connect)?;
+    client::runtime()?.block_on(send(args, &target))
 }
 
 /// The contents to send, one per message: `None` is Go's nil content.
@@ -50,8 +51,8 @@ fn contents(args: &SendArgs) -> mpsc::Receiver<Option<String>> {
     rx
 }
 
-async fn send(args: &SendArgs) -> anyhow::Result<u8> {
-    let (endpoint, client) = client::connect(&args.connect, Some(args.timeout)).await?;
+async fn send(args: &SendArgs, target: &client::Target) -> anyhow::Result<u8> {
+    let (endpoint, client) = client::connect(target, Some(args.timeout)).await?;
     let handle = client.handle().clone();
     let module = &args.connect.module;
     let mut out = io::stdout().lock();

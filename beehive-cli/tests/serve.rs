@@ -114,27 +114,10 @@ fn a_configuration_without_a_server_entry_is_an_error() {
     assert!(stderr.contains("has no server entry"), "{stderr}");
 }
 
-/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
-fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert =
-        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
-    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
 #[test]
 fn serve_speaks_tls_over_tcp_and_send_verifies_it_with_the_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = server_pki(dir.path());
+    let (ca, cert, key) = common::server_pki(dir.path());
     let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let yaml = format!(
         "- module: socketserver\n  server: true\n  address: \"{address}\"\n  sockettype: tcp\n  cert: {}\n  key: {}\n- module: cli\n  server: false\n  address: \"{address}\"\n  sockettype: tcp\n",

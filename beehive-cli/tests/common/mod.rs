@@ -96,8 +96,8 @@ pub const STEP: Duration = Duration::from_secs(20);
 const T: Duration = STEP;
 
 /// A socket module configuration in `dir`: a server entry `socketserver`
-/// on `dir/beehive.sock` with `buffersize`, and client entries for
-/// `clients`. Returns the file and the socket path.
+/// on `dir/beehive.sock` and client entries for `clients` with the same
+/// address, all with `buffersize`. Returns the file and the socket path.
 pub fn socket_module_config(dir: &Path, buffersize: usize, clients: &[&str]) -> (PathBuf, String) {
     let socket = dir.join("beehive.sock");
     let mut yaml = format!(
@@ -106,13 +106,30 @@ pub fn socket_module_config(dir: &Path, buffersize: usize, clients: &[&str]) -> 
     );
     for c in clients {
         yaml.push_str(&format!(
-            "- module: {c}\n  server: false\n  address: {}\n  sockettype: unixpacket\n",
+            "- module: {c}\n  server: false\n  address: {}\n  sockettype: unixpacket\n  buffersize: {buffersize}\n",
             socket.display()
         ));
     }
     let path = dir.join("socket_module.yaml");
     std::fs::write(&path, yaml).unwrap();
     (path, socket.to_str().unwrap().to_owned())
+}
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
+pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
 }
 
 /// A running `beehive` process, its stdout read line by line.
