@@ -1,5 +1,6 @@
 //! The real binary against KubeEdge's Go beehive, live over unixpacket:
-//! `send` and `listen` against the Go server, `serve` against the Go client.
+//! `send` and `listen` against the Go server, `serve` against the Go
+//! client, and `record` between the Go client and the Go server.
 //!
 //! Runs only when `GOPEER` names the Go peer binary (`gopeer server` and
 //! `gopeer client` drive the unmodified Go beehive and report JSON lines);
@@ -7,11 +8,14 @@
 
 mod common;
 
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::{beehive, Running, STEP as T};
 use serde_json::Value;
 
@@ -19,7 +23,12 @@ fn gopeer() -> Option<PathBuf> {
     match std::env::var_os("GOPEER") {
         Some(p) => Some(PathBuf::from(p)),
         None => {
-            eprintln!("skipped: set GOPEER to the Go peer binary to run the live Go interop tests");
+            // Written past the test harness's capture, so that a plain
+            // `cargo test` shows why nothing ran.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: set GOPEER to the Go peer binary to run the live Go interop tests"
+            );
             None
         }
     }
@@ -37,10 +46,14 @@ impl Drop for Peer {
 
 impl Peer {
     fn start(bin: &Path, args: &[&str], report: &Path) -> Peer {
+        // gopeer writes its socket_module.yaml into a fresh directory under
+        // TMPDIR: the test's own, removed with it.
+        let tmp = report.parent().expect("the report is in the test's directory");
         let child = Command::new(bin)
             .args(args)
             .arg("--report")
             .arg(report)
+            .env("TMPDIR", tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -187,4 +200,129 @@ fn the_go_client_against_beehive_serve() {
         report(&report_path).into_iter().filter(|(s, r, _)| r == "fail" && s != "cli.send:cli-big-2m").collect();
     assert!(failed.is_empty(), "{failed:?}");
     assert!(serve.interrupt().success());
+}
+
+/// `beehive record --listen LISTEN --upstream UPSTREAM --out OUT`, once it
+/// listens; its stderr lines come through the receiver.
+fn record(listen: &Path, upstream: &str, out: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
+        .args(["record", "--listen"])
+        .arg(listen)
+        .args(["--upstream", upstream, "--out"])
+        .arg(out)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("beehive runs");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = lines.recv_timeout(T).expect("beehive record announces itself");
+    assert!(first.starts_with("beehive: recording "), "{first}");
+    (child, lines)
+}
+
+/// The messages of one direction of a unixpacket transcript, one per packet.
+fn packets(transcript: &[Value], dir: &str) -> Vec<beehive_model::Message> {
+    transcript
+        .iter()
+        .filter(|l| l["dir"] == dir)
+        .map(|l| {
+            let data = base64::engine::general_purpose::STANDARD.decode(l["data_b64"].as_str().unwrap()).unwrap();
+            beehive_model::from_slice(&data).unwrap_or_else(|e| panic!("{dir}: not a message ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_go_to_go_session_recorded_by_beehive_record_conforms() {
+    let Some(bin) = gopeer() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, upstream, server_report) = go_server(&bin, dir.path(), "edgeclient");
+    let relay = dir.path().join("relay.sock");
+    let out = dir.path().join("rec");
+    let (mut rec, rec_lines) = record(&relay, &upstream, &out);
+
+    // The Go client joins the Go server through the relay and runs its
+    // scenarios; the server's run out its own (its duration ends it).
+    let client_report = dir.path().join("client-report.jsonl");
+    let client = Peer::start(
+        &bin,
+        &["client", "--socket", relay.to_str().unwrap(), "--module", "edgeclient", "--peer", "hub", "--duration", "6s"],
+        &client_report,
+    );
+    client.finish();
+    server.finish();
+    let pid = nix::unistd::Pid::from_raw(rec.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut rest = Vec::new();
+    while let Ok(line) = rec_lines.recv_timeout(T) {
+        rest.push(line);
+    }
+    let status = rec.wait().unwrap();
+    let rest = rest.join("\n");
+    assert_eq!(status.code(), Some(0), "{rest}");
+
+    // The session went through the relay as it goes without one.
+    for (report_path, scenario) in [
+        (&client_report, "cli.handshake"),
+        (&client_report, "cli.sendsync:cli-sync-0001"),
+        (&client_report, "cli.recv:srv-send-0001"),
+        (&client_report, "cli.recv:srv-big-60k"),
+        (&server_report, "srv.registered:edgeclient"),
+    ] {
+        let (r, d) = result(report_path, scenario).unwrap_or_else(|| panic!("{scenario} not reported"));
+        assert_eq!(r, "pass", "{scenario}: {d}");
+    }
+
+    // One connection, complete, with packets both ways.
+    let summary = rest.lines().find(|l| l.contains(": recorded ")).unwrap_or_else(|| panic!("{rest}"));
+    let count: u64 = summary
+        .split("recorded 1 connection, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(count > 0, "{summary}");
+    let index = std::fs::read_to_string(out.join("recorded/index.jsonl")).unwrap();
+    let conns: Vec<Value> = index.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{index}");
+    let conn = &conns[0];
+    assert_eq!((conn["lines"].as_u64(), &conn["error"]), (Some(count), &Value::Null), "{conn}");
+    assert_eq!(conn["client_to_server"]["end"], "closed by the client", "{conn}");
+    assert_eq!(conn["server_to_client"]["end"], "closed by the server", "{conn}");
+    let transcript: Vec<Value> = std::fs::read_to_string(out.join("recorded/conn-000001.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(transcript.len() as u64, count);
+    let up = packets(&transcript, "client_to_server");
+    let down = packets(&transcript, "server_to_client");
+    assert!(up.iter().any(|m| m.id() == "cli-sync-0001"), "the Go client's SendSync was recorded");
+    assert!(down.iter().any(|m| m.id() == "srv-big-60k"), "the Go server's 60 KB message was recorded");
+
+    // Every packet Go wrote is one conformance case, and every one passes.
+    let checked = beehive().arg("conformance").arg(&out).args(["--json", "-"]).timeout(T).output().unwrap();
+    let table = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(0), "{table}");
+    assert!(table.contains(&format!("OK: {count} cases passed")), "{table}");
+    let report: Value = serde_json::from_slice(&checked.stdout).expect("the JSON summary");
+    let recorded = report["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "recorded")
+        .unwrap_or_else(|| panic!("no recorded category: {report}"));
+    assert_eq!(recorded["skipped"], Value::Null, "{recorded}");
+    assert_eq!((recorded["passed"].as_u64(), recorded["failed"].as_u64()), (Some(count), Some(0)), "{recorded}");
 }
