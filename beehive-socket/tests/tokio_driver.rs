@@ -611,22 +611,33 @@ async fn a_peer_that_never_reads_is_cut_at_the_write_timeout_while_others_go_on(
     assert!(sent > 0);
 }
 
+/// A unixpacket server at `path` (answering sync requests) with `n` raw
+/// connections that never send (the handshake timeout is raised so that
+/// they stay), once all are accepted.
+async fn server_with_silent_peers(
+    path: &std::path::Path,
+    n: usize,
+) -> (ServerHandle, mpsc::UnboundedReceiver<(Option<String>, Message)>, Vec<socket2::Socket>) {
+    let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
+    let server = Server::bind(&Endpoint::unix_packet(path), config, ServerOptions::default()).await.unwrap();
+    let (sh, incoming, _sev) = server.into_parts();
+    let others = responder(sh.clone(), incoming);
+    let p = path.to_owned();
+    let peers = blocking("connecting", move || (0..n).map(|_| raw_packet(&p)).collect::<Vec<_>>()).await;
+    within("every connection accepted", T, async {
+        while sh.connections() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    (sh, others, peers)
+}
+
 #[tokio::test]
 async fn two_hundred_idle_connections_do_not_stop_a_good_client() {
     let dir = temp_dir("idle200");
     let path = dir.join("s.sock");
-    let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
-    let server = Server::bind(&Endpoint::unix_packet(&path), config, ServerOptions::default()).await.unwrap();
-    let (sh, incoming, _sev) = server.into_parts();
-    let _others = responder(sh.clone(), incoming);
-    let p = path.clone();
-    let idle = blocking("200 connections", move || (0..200).map(|_| raw_packet(&p)).collect::<Vec<_>>()).await;
-    within("200 accepted", T, async {
-        while sh.connections() < 200 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    let (sh, _others, idle) = server_with_silent_peers(&path, 200).await;
     let good = within(
         "connect",
         T,
@@ -649,19 +660,7 @@ async fn two_hundred_idle_connections_do_not_stop_a_good_client() {
 #[tokio::test]
 async fn memory_is_given_back_when_the_connections_ebb() {
     let dir = temp_dir("ebb");
-    let path = dir.join("s.sock");
-    let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
-    let server = Server::bind(&Endpoint::unix_packet(&path), config, ServerOptions::default()).await.unwrap();
-    let (sh, incoming, _sev) = server.into_parts();
-    let _others = responder(sh.clone(), incoming);
-    let p = path.clone();
-    let peers = blocking("20 connections", move || (0..20).map(|_| raw_packet(&p)).collect::<Vec<_>>()).await;
-    within("20 accepted", T, async {
-        while sh.connections() < 20 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    let (sh, _others, peers) = server_with_silent_peers(&dir.join("s.sock"), 20).await;
     assert_eq!(sh.memory_releases(), 0, "nothing closed yet");
     // 16 closes leave 4, a quarter of the peak: a release; none left after
     // that release: another.
