@@ -40,7 +40,6 @@ pub mod config;
 mod driver;
 mod error;
 mod memory;
-#[cfg(feature = "tokio")]
 mod metrics;
 pub mod session;
 #[cfg(feature = "tls")]

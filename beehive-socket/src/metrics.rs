@@ -1,5 +1,6 @@
-//! What the tokio driver reports: figures through the [`metrics`] facade,
-//! and an event per message crossing a connection through [`tracing`].
+//! What the drivers report: figures through the [`metrics`] facade (both
+//! drivers), and an event per message crossing a connection through
+//! [`tracing`] (the tokio driver).
 //!
 //! # Metrics
 //!
@@ -48,6 +49,7 @@
 //!
 //! While the level is off for that target nothing is formatted, copied or
 //! allocated for them.
+#![cfg_attr(not(feature = "tokio"), allow(dead_code, unused_macros, unused_imports))]
 
 use beehive_model::Message;
 use metrics::{Counter, Gauge};

@@ -8,12 +8,10 @@
 #![cfg(feature = "tokio")]
 
 mod common;
+use common::recorder::{side, Side, TestRecorder};
 use common::{exhaust_descriptors, on_this_thread, raw_packet, run_in_child, temp_dir, within};
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beehive_model::Message;
@@ -21,87 +19,9 @@ use beehive_socket::asyncio::{Client, Endpoint, Server, ServerEvent, ServerEvent
 use beehive_socket::handshake_request;
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::StreamFraming;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 const T: Duration = Duration::from_secs(10);
-
-// ---- a recorder --------------------------------------------------------------
-
-/// Counters and gauges by name and sorted labels:
-/// `name{label=value,...}`.
-#[derive(Default)]
-struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    /// f64 bits (the facade's `GaugeFn` for `AtomicU64`).
-    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
-}
-
-fn id(key: &Key) -> String {
-    let mut labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
-    labels.sort();
-    format!("{}{{{}}}", key.name(), labels.join(","))
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(Arc::clone(self.counters.lock().unwrap().entry(id(key)).or_default()))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(Arc::clone(self.gauges.lock().unwrap().entry(id(key)).or_default()))
-    }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
-
-impl TestRecorder {
-    fn counter(&self, id: &str) -> u64 {
-        self.counters.lock().unwrap().get(id).map_or(0, |c| c.load(Ordering::SeqCst))
-    }
-
-    fn gauge(&self, id: &str) -> f64 {
-        self.gauges.lock().unwrap().get(id).map_or(0.0, |g| f64::from_bits(g.load(Ordering::SeqCst)))
-    }
-
-    /// Every counter whose name starts with `prefix`, sorted.
-    fn counters(&self, prefix: &str) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = self
-            .counters
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, c)| (k.clone(), c.load(Ordering::SeqCst)))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-/// The per-role figures of one side of the connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Side {
-    bytes_read: u64,
-    bytes_written: u64,
-    messages_read: u64,
-    messages_written: u64,
-    malformed: u64,
-}
-
-fn side(r: &TestRecorder, role: &str) -> Side {
-    let c = |name: &str| r.counter(&format!("beehive_socket_{name}_total{{role={role}}}"));
-    Side {
-        bytes_read: c("bytes_read"),
-        bytes_written: c("bytes_written"),
-        messages_read: c("messages_read"),
-        messages_written: c("messages_written"),
-        malformed: c("malformed"),
-    }
-}
 
 // ---- helpers -------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ use socket2::Socket;
 
 use super::io::{self as sock, Read};
 use super::{DriverError, Options};
+use crate::metrics::{ConnMetrics, ConnRole};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 use crate::tlsio::TlsIo;
 
@@ -136,6 +137,8 @@ pub(crate) struct Inner {
     waiters: HashMap<String, Arc<Waiter>>,
     /// Senders waiting for room in the outbound queue.
     room_waiters: usize,
+    /// The connection's figures (see the crate's `metrics` module).
+    metrics: ConnMetrics,
 }
 
 impl Inner {
@@ -236,7 +239,14 @@ impl Conn {
             socket,
             packet,
             max_frame,
-            inner: Mutex::new(Inner { session, tls, partial: None, waiters: HashMap::new(), room_waiters: 0 }),
+            inner: Mutex::new(Inner {
+                metrics: ConnMetrics::open(ConnRole::of(session.config().get_role())),
+                session,
+                tls,
+                partial: None,
+                waiters: HashMap::new(),
+                room_waiters: 0,
+            }),
             room: Condvar::new(),
             reader: Mutex::new(Vec::new()),
             held: Mutex::new(VecDeque::new()),
@@ -558,9 +568,11 @@ impl Conn {
                 Ok(n) => {
                     wrote = true;
                     inner.session.handle_written(n, now);
+                    inner.metrics.bytes_written.increment(n as u64);
                     *offset += n;
                     if self.packet || *offset >= frame.len() {
                         inner.partial = None;
+                        inner.metrics.messages_written.increment(1);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -597,7 +609,7 @@ impl Conn {
     fn flush_tls(&self, inner: &mut Inner, now: Instant) -> Flushed {
         let mut out = Flushed { blocked: false, rejected: None };
         let mut wrote = false;
-        let Inner { session, tls, partial, .. } = inner;
+        let Inner { session, tls, partial, metrics, .. } = inner;
         let Some(tls) = tls.as_mut() else { return out };
         loop {
             if partial.is_none() {
@@ -621,9 +633,11 @@ impl Conn {
                 Ok(n) => {
                     wrote |= n > 0;
                     session.handle_written(n, now);
+                    metrics.bytes_written.increment(n as u64);
                     *offset += n;
                     if *offset >= frame.len() {
                         *partial = None;
+                        metrics.messages_written.increment(1);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -657,6 +671,8 @@ impl Conn {
     fn settle(&self, mut inner: MutexGuard<'_, Inner>) {
         let mut actions = Vec::new();
         let mut closed = None;
+        let decoded = inner.session.messages_received();
+        inner.metrics.decoded(decoded);
         while let Some(event) = inner.session.poll_event() {
             match event {
                 Event::Message(msg) => actions.push(Action::Deliver(msg)),
@@ -683,10 +699,12 @@ impl Conn {
                     actions.push(Action::Event(ConnEvent::Registered { module, groups }));
                 }
                 Event::Malformed { offset, error } => {
+                    inner.metrics.malformed.increment(1);
                     tracing::debug!(session = %self.id, offset, error = %error, "a malformed frame, skipped");
                     actions.push(Action::Event(ConnEvent::Malformed { offset, error }));
                 }
                 Event::Closed { reason } => {
+                    inner.metrics.closed(&reason);
                     let reason = Arc::new(reason);
                     tracing::info!(session = %self.id, reason = %reason, "connection closed");
                     for (_, w) in inner.waiters.drain() {
@@ -849,9 +867,15 @@ impl Conn {
             };
             let now = Instant::now();
             match r {
-                Ok(Read::Packet(len)) => inner.session.handle_packet(&buf[..len.min(buf.len())], now),
+                Ok(Read::Packet(len)) => {
+                    inner.metrics.bytes_read.increment(len as u64);
+                    inner.session.handle_packet(&buf[..len.min(buf.len())], now)
+                }
                 Ok(Read::Bytes(0)) => inner.session.handle_eof(now),
-                Ok(Read::Bytes(n)) => inner.session.handle_bytes(&buf[..n], now),
+                Ok(Read::Bytes(n)) => {
+                    inner.metrics.bytes_read.increment(n as u64);
+                    inner.session.handle_bytes(&buf[..n], now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

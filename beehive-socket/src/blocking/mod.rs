@@ -1001,6 +1001,7 @@ impl Accept {
                 }
                 Err(error) => {
                     self.shared.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::accept_error();
                     tracing::warn!(endpoint = %self.endpoint, error = %error, ?backoff, "accept failed, pausing");
                     report(&self.shared.events, ServerEvent::AcceptFailed { error, backoff });
                     pause = Some(Instant::now() + backoff);
@@ -1036,6 +1037,7 @@ impl Accept {
         if conn_max > 0 && lock(&self.shared.conns).len() >= conn_max {
             tracing::warn!(conn_max, "refusing a connection: too many connections");
             self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::refused();
             report(&self.shared.events, ServerEvent::Refused { conn_max });
             return;
         }

@@ -3,6 +3,8 @@
 //! peers.
 #![allow(dead_code)]
 
+pub mod recorder;
+
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
