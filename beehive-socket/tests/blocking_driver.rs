@@ -663,3 +663,15 @@ fn emfile_child() {
     assert_eq!(resp.content().as_str(), Some("re: after EMFILE"));
     println!("CHILD-OK");
 }
+
+#[test]
+fn option_builders_set_their_fields() {
+    use beehive_socket::blocking::SpinBudget;
+    let o = Options::default();
+    assert_eq!(o.spin, None, "the default: the bus's budget, or the hive's");
+    assert_eq!(o.spin(SpinBudget::OFF).spin, Some(SpinBudget::OFF));
+    let s = ServerOptions::default();
+    assert!(s.release_memory, "on by default");
+    assert!(!s.release_memory(false).release_memory);
+    assert_eq!(ServerOptions::default().conn_max(3).conn_max, 3);
+}
