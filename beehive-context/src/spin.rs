@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 /// keeps polling before it parks.
 ///
 /// While the budget lasts, the waiting thread checks its condition and
-/// gives its core away ([`std::thread::yield_now`]) between checks; once
+/// gives its core away ([`std::thread::yield_now`]) between checks (while
+/// nobody else wants its core, it mostly pauses on the spot instead); once
 /// the budget is spent it parks until it is woken. Polling is bounded: it
 /// starts only when an operation has to wait and ends after the budget, so
 /// an idle hive uses no CPU. [`SpinBudget::OFF`] parks at once.
