@@ -5,7 +5,7 @@
 //! Every wait is bounded; running out of time is a failure.
 
 mod common;
-use common::recorder::{side, TestRecorder};
+use common::recorder::{assert_exchanged, side, TestRecorder};
 use common::{eventually, raw_packet, temp_dir};
 
 use std::io::Write;
@@ -78,14 +78,8 @@ fn the_blocking_driver_counts_connections_bytes_messages_and_closes() {
         assert_eq!(got.content().as_str(), Some(format!("down {i}").as_str()));
         down += wire_len(&got);
     }
-    let (srv2, cli2) = (side(&r, "server"), side(&r, "client"));
-    assert_eq!((cli2.messages_written, srv2.messages_read), (4, 4));
-    assert_eq!((srv2.messages_written, cli2.messages_read), (3, 3));
-    assert_eq!(cli2.bytes_written - cli.bytes_written, up);
-    assert_eq!(srv2.bytes_read - srv.bytes_read, up);
-    assert_eq!(srv2.bytes_written - srv.bytes_written, down);
-    assert_eq!(cli2.bytes_read - cli.bytes_read, down);
-    assert_eq!((srv2.malformed, cli2.malformed), (0, 0));
+    // The handshake and three messages up, the answer and two down.
+    assert_exchanged(&r, (srv, cli), (4, 3), (up, down));
 
     // A packet that is not a message: counted, skipped.
     let raw = raw_packet(&path);

@@ -8,7 +8,7 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::recorder::{side, Side, TestRecorder};
+use common::recorder::{assert_exchanged, side, Side, TestRecorder};
 use common::{exhaust_descriptors, on_this_thread, raw_packet, run_in_child, temp_dir, within};
 
 use std::io::{Read, Write};
@@ -100,14 +100,8 @@ fn both_sides_are_counted(endpoint: Endpoint, transport: TransportKind) {
                 assert_eq!(got.content().as_str(), Some(format!("down {i}").as_str()));
                 down += wire_len(&got);
             }
-            let (srv2, cli2) = (side(&r, "server"), side(&r, "client"));
-            assert_eq!((cli2.messages_written, srv2.messages_read), (4, 4));
-            assert_eq!((srv2.messages_written, cli2.messages_read), (3, 3));
-            assert_eq!(cli2.bytes_written - cli.bytes_written, up);
-            assert_eq!(srv2.bytes_read - srv.bytes_read, up);
-            assert_eq!(srv2.bytes_written - srv.bytes_written, down);
-            assert_eq!(cli2.bytes_read - cli.bytes_read, down);
-            assert_eq!((srv2.malformed, cli2.malformed), (0, 0));
+            // The handshake and three messages up, the answer and two down.
+            let (srv2, cli2) = assert_exchanged(&r, (srv, cli), (4, 3), (up, down));
 
             // The client closes; the server reads the end.
             ch.close();

@@ -82,3 +82,24 @@ pub fn side(r: &TestRecorder, role: &str) -> Side {
         malformed: c("malformed"),
     }
 }
+
+/// Checks that since `before` (server side, client side) the client wrote
+/// and the server read `messages.0` messages in all, and the server wrote
+/// and the client read `messages.1`, with `bytes.0` more bytes up and
+/// `bytes.1` down, nothing malformed; the figures now, server side first.
+pub fn assert_exchanged(
+    r: &TestRecorder,
+    before: (Side, Side),
+    messages: (u64, u64),
+    bytes: (u64, u64),
+) -> (Side, Side) {
+    let ((srv, cli), (srv2, cli2)) = (before, (side(r, "server"), side(r, "client")));
+    assert_eq!((cli2.messages_written, srv2.messages_read), (messages.0, messages.0), "messages up");
+    assert_eq!((srv2.messages_written, cli2.messages_read), (messages.1, messages.1), "messages down");
+    assert_eq!(cli2.bytes_written - cli.bytes_written, bytes.0, "bytes written up");
+    assert_eq!(srv2.bytes_read - srv.bytes_read, bytes.0, "bytes read up");
+    assert_eq!(srv2.bytes_written - srv.bytes_written, bytes.1, "bytes written down");
+    assert_eq!(cli2.bytes_read - cli.bytes_read, bytes.1, "bytes read down");
+    assert_eq!((srv2.malformed, cli2.malformed), (0, 0));
+    (srv2, cli2)
+}
