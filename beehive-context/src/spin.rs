@@ -307,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn a_waiter_polls_for_its_budget_and_then_stops() {
+        assert!(!SpinBudget::OFF.waiter().wait(), "no budget: block at once");
+        let mut w = SpinBudget::new(Duration::from_millis(2)).waiter();
+        assert!(w.wait(), "a fresh budget polls");
+        let t0 = Instant::now();
+        while w.wait() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "the budget never ended");
+        }
+    }
+
+    #[test]
     fn the_budget_counts_from_the_first_wait() {
         let t = Instant::now();
         let budget = SpinBudget::new(Duration::from_micros(100));
