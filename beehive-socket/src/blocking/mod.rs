@@ -1256,10 +1256,17 @@ mod tests {
 
     #[test]
     fn a_server_answers_the_handshake_only_once_its_modules_are_routable() {
-        let dir = std::env::temp_dir().join(format!("beehive-unit-answer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
+        /// Removes the test's directory however the test ends.
+        struct Dir(std::path::PathBuf);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir = Dir(std::env::temp_dir().join(format!("beehive-unit-answer-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir.0);
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("s.sock");
         let (early_tx, early_rx) = std::sync::mpsc::sync_channel(1);
         let probe = Arc::new(Probe { peer: Mutex::new(None), early: early_tx });
         let config = SessionConfig::server("socketserver", TransportKind::Stream(StreamFraming::Raw));
@@ -1278,6 +1285,5 @@ mod tests {
         let answer = beehive_model::from_slice(&answer[..n]).unwrap();
         assert_eq!(answer.parent_id(), request.id(), "the handshake answer follows the registration");
         server.shutdown();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
