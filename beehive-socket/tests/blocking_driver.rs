@@ -628,9 +628,7 @@ fn accept_backs_off_on_emfile_and_recovers() {
 #[test]
 #[ignore = "run by accept_backs_off_on_emfile_and_recovers in a child process"]
 fn emfile_child() {
-    if std::env::var_os(EMFILE_CHILD).is_none() {
-        panic!("run by accept_backs_off_on_emfile_and_recovers only");
-    }
+    common::child_only(EMFILE_CHILD, "accept_backs_off_on_emfile_and_recovers");
     let dir = temp_dir("bl-emfile");
     let path = dir.join("s.sock");
     let endpoint = Endpoint::unix_packet(&path);

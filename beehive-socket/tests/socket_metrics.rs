@@ -8,7 +8,7 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::recorder::{assert_exchanged, side, Side, TestRecorder};
+use common::recorder::{assert_connected, assert_exchanged, side, Side, TestRecorder};
 use common::{exhaust_descriptors, on_this_thread, raw_packet, run_in_child, temp_dir, within};
 
 use std::io::{Read, Write};
@@ -72,18 +72,7 @@ fn both_sides_are_counted(endpoint: Endpoint, transport: TransportKind) {
             let (ch, mut cmsgs, _cev) = client.into_parts();
             server_event(&mut sev, "registration", |e| matches!(e, ServerEvent::Connected { .. })).await;
 
-            for role in ["server", "client"] {
-                assert_eq!(r.counter(&format!("beehive_socket_connections_opened_total{{role={role}}}")), 1);
-                assert_eq!(r.gauge(&format!("beehive_socket_connections_open{{role={role}}}")), 1.0, "{role}");
-            }
-            // The handshake: the registration one way, the answer the other,
-            // as many bytes read as written.
-            let (srv, cli) = (side(&r, "server"), side(&r, "client"));
-            assert_eq!((cli.messages_written, srv.messages_read), (1, 1));
-            assert_eq!((srv.messages_written, cli.messages_read), (1, 1));
-            assert!(cli.bytes_written > 0 && srv.bytes_written > 0);
-            assert_eq!(srv.bytes_read, cli.bytes_written);
-            assert_eq!(cli.bytes_read, srv.bytes_written);
+            let (srv, cli) = assert_connected(&r);
 
             // Three messages up, two down.
             let mut up = 0;
@@ -228,9 +217,7 @@ fn failed_accepts_are_counted() {
 #[test]
 #[ignore = "run by failed_accepts_are_counted in a child process"]
 fn emfile_child() {
-    if std::env::var_os(EMFILE_CHILD).is_none() {
-        panic!("run by failed_accepts_are_counted only");
-    }
+    common::child_only(EMFILE_CHILD, "failed_accepts_are_counted");
     let r = TestRecorder::default();
     metrics::with_local_recorder(&r, || {
         on_this_thread(async {

@@ -713,9 +713,7 @@ fn accept_backs_off_on_emfile_and_recovers() {
 #[test]
 #[ignore = "run by accept_backs_off_on_emfile_and_recovers in a child process"]
 fn emfile_child() {
-    if std::env::var_os(EMFILE_CHILD).is_none() {
-        panic!("run by accept_backs_off_on_emfile_and_recovers only");
-    }
+    common::child_only(EMFILE_CHILD, "accept_backs_off_on_emfile_and_recovers");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let dir = temp_dir("emfile");

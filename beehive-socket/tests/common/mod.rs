@@ -85,6 +85,13 @@ pub fn run_in_child(name: &str, env: &str) {
     assert!(stdout.contains("CHILD-OK"), "{stdout}\n{stderr}");
 }
 
+/// Fails unless this process is the child [`run_in_child`] started with
+/// `env` set (an ignored test run on its own would change process-wide
+/// limits of the test binary).
+pub fn child_only(env: &str, parent: &str) {
+    assert!(std::env::var_os(env).is_some(), "run by {parent} only");
+}
+
 /// Lowers this process's descriptor limit to at most 256 and opens
 /// descriptors until none is left (`EMFILE`); drop them to recover.
 pub fn exhaust_descriptors() -> Vec<std::fs::File> {

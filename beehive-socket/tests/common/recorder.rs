@@ -83,6 +83,24 @@ pub fn side(r: &TestRecorder, role: &str) -> Side {
     }
 }
 
+/// Checks the figures of a client and a server just connected: one
+/// connection opened and open on each side, the registration one way and
+/// the answer the other, as many bytes read as written; the figures now,
+/// server side first.
+pub fn assert_connected(r: &TestRecorder) -> (Side, Side) {
+    for role in ["server", "client"] {
+        assert_eq!(r.counter(&format!("beehive_socket_connections_opened_total{{role={role}}}")), 1, "{role}");
+        assert_eq!(r.gauge(&format!("beehive_socket_connections_open{{role={role}}}")), 1.0, "{role}");
+    }
+    let (srv, cli) = (side(r, "server"), side(r, "client"));
+    assert_eq!((cli.messages_written, srv.messages_read), (1, 1));
+    assert_eq!((srv.messages_written, cli.messages_read), (1, 1));
+    assert!(cli.bytes_written > 0 && srv.bytes_written > 0);
+    assert_eq!(srv.bytes_read, cli.bytes_written);
+    assert_eq!(cli.bytes_read, srv.bytes_written);
+    (srv, cli)
+}
+
 /// Checks that since `before` (server side, client side) the client wrote
 /// and the server read `messages.0` messages in all, and the server wrote
 /// and the client read `messages.1`, with `bytes.0` more bytes up and
