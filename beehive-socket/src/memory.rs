@@ -54,6 +54,46 @@ impl Ebb {
     }
 }
 
+/// A server's giving back of memory: whether it does, when ([`Ebb`]) and
+/// how often it did.
+#[derive(Debug)]
+pub(crate) struct Releases {
+    /// `None`: never.
+    ebb: Option<std::sync::Mutex<Ebb>>,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Releases {
+    /// Releases as [`Ebb`] says when `enabled`, never otherwise.
+    pub(crate) fn new(enabled: bool) -> Self {
+        Releases { ebb: enabled.then(Default::default), done: Default::default() }
+    }
+
+    /// A connection opened; `open` are open now.
+    pub(crate) fn opened(&self, open: usize) {
+        if let Some(ebb) = &self.ebb {
+            ebb.lock().unwrap_or_else(|e| e.into_inner()).opened(open);
+        }
+    }
+
+    /// A connection closed; `open` remain. True when [`release`](Self::release)
+    /// is due.
+    pub(crate) fn closed(&self, open: usize) -> bool {
+        self.ebb.as_ref().is_some_and(|ebb| ebb.lock().unwrap_or_else(|e| e.into_inner()).closed(open))
+    }
+
+    /// Gives the free memory back now, and counts it.
+    pub(crate) fn release(&self) {
+        release_free_memory();
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Releases so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Gives the allocator's free memory back to the system: glibc's
 /// `malloc_trim(0)`, which consolidates every arena and returns its free
 /// pages. True when anything was returned.

@@ -77,9 +77,8 @@ struct ServerShared {
     accept_errors: AtomicU64,
     refused: AtomicU64,
     stop: watch::Sender<bool>,
-    /// When to give memory back (`None`: never).
-    ebb: Option<Mutex<crate::memory::Ebb>>,
-    releases: AtomicU64,
+    /// Giving memory back after closes.
+    releases: crate::memory::Releases,
 }
 
 impl ServerShared {
@@ -156,14 +155,10 @@ impl Sink for ServerSink {
                     conns.remove(&session);
                     conns.len()
                 };
-                let ebb = self.server.ebb.as_ref();
-                if ebb.is_some_and(|ebb| ebb.lock().unwrap_or_else(|e| e.into_inner()).closed(open)) {
+                if self.server.releases.closed(open) {
                     // A walk over every arena: not on an executor thread.
                     let server = Arc::clone(&self.server);
-                    let release = move || {
-                        crate::memory::release_free_memory();
-                        server.releases.fetch_add(1, Ordering::Relaxed);
-                    };
+                    let release = move || server.releases.release();
                     match tokio::runtime::Handle::try_current() {
                         Ok(rt) => drop(rt.spawn_blocking(release)),
                         Err(_) => release(),
@@ -263,7 +258,7 @@ impl ServerHandle {
     /// Times this server gave the allocator's free memory back after
     /// connections closed (see [`ServerOptions::release_memory`]).
     pub fn memory_releases(&self) -> u64 {
-        self.shared.releases.load(Ordering::Relaxed)
+        self.shared.releases.count()
     }
 
     /// Connections refused at `conn_max` so far.
@@ -379,8 +374,7 @@ impl Server {
             accept_errors: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             stop: watch::Sender::new(false),
-            ebb: options.release_memory.then(Mutex::default),
-            releases: AtomicU64::new(0),
+            releases: crate::memory::Releases::new(options.release_memory),
         });
         let (events_tx, events) = mpsc::channel(options.driver.event_capacity.max(1));
         let accept = Accept {
@@ -509,9 +503,7 @@ impl Accept {
         {
             let mut conns = self.shared.conns.lock().unwrap_or_else(|e| e.into_inner());
             conns.insert(id, link);
-            if let Some(ebb) = &self.shared.ebb {
-                ebb.lock().unwrap_or_else(|e| e.into_inner()).opened(conns.len());
-            }
+            self.shared.releases.opened(conns.len());
         }
         let sink = ServerSink {
             server: Arc::clone(&self.shared),

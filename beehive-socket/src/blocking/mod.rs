@@ -610,13 +610,12 @@ struct ServerShared {
     events: Arc<Mailbox<ServerEvent>>,
     /// Interrupts the accept loop's `poll`.
     wake: std::os::unix::net::UnixStream,
-    /// When to give memory back (`None`: never).
-    ebb: Option<Mutex<crate::memory::Ebb>>,
+    /// Giving memory back after closes.
+    releases: crate::memory::Releases,
     /// When the accept thread gives memory back next: a little after the
     /// close that made it due, once the ending connection threads have
     /// freed what they held.
     release_at: Mutex<Option<Instant>>,
-    releases: AtomicU64,
 }
 
 /// How long after the close that made a release due it happens.
@@ -692,7 +691,7 @@ impl Sink for ServerSink {
                     conns.remove(&session);
                     conns.len()
                 };
-                if server.ebb.as_ref().is_some_and(|ebb| lock(ebb).closed(open)) {
+                if server.releases.closed(open) {
                     *lock(&server.release_at) = Some(Instant::now() + RELEASE_DELAY);
                     let _ = std::io::Write::write(&mut &server.wake, &[1]);
                 }
@@ -797,7 +796,7 @@ impl ServerHandle {
     /// Times this server gave the allocator's free memory back after
     /// connections closed (see [`ServerOptions::release_memory`]).
     pub fn memory_releases(&self) -> u64 {
-        self.shared.releases.load(Ordering::Relaxed)
+        self.shared.releases.count()
     }
 
     /// Stops accepting and closes every connection (returns at once).
@@ -883,9 +882,8 @@ impl Server {
             delivery,
             events: Arc::clone(&events),
             wake,
-            ebb: options.release_memory.then(Mutex::default),
+            releases: crate::memory::Releases::new(options.release_memory),
             release_at: Mutex::new(None),
-            releases: AtomicU64::new(0),
         });
         let accept = Accept {
             listener,
@@ -1027,8 +1025,7 @@ impl Accept {
             *release_at = None;
             drop(release_at);
             crate::memory::trim_thread_arena();
-            crate::memory::release_free_memory();
-            self.shared.releases.fetch_add(1, Ordering::Relaxed);
+            self.shared.releases.release();
         }
     }
 
@@ -1062,9 +1059,7 @@ impl Accept {
         match Conn::start(socket, session, self.options.connection.clone(), Box::new(sink), tls) {
             Ok(conn) => {
                 conns.insert(id, conn);
-                if let Some(ebb) = &self.shared.ebb {
-                    lock(ebb).opened(conns.len());
-                }
+                self.shared.releases.opened(conns.len());
                 drop(conns);
                 tracing::debug!(session = %id, "connection accepted");
                 report(&self.shared.events, ServerEvent::Accepted { session: id });
