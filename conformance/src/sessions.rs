@@ -22,7 +22,7 @@
 //! sessions, so parent links are checked) and 13-digit header timestamps.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,35 +205,11 @@ fn fail(case: &str, check: &str, expected: impl Into<Vec<u8>>, actual: impl Into
 
 /// A fresh directory for one replay's socket, removed (with the socket)
 /// when dropped, on every path out of the replay.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(tag: &str) -> Result<ScratchDir, String> {
-        let base = std::env::temp_dir();
-        let mut last = String::new();
-        for i in 0..1000 {
-            let p = base.join(format!("beehive-sessions-{}-{tag}-{i}", std::process::id()));
-            match std::fs::create_dir(&p) {
-                Ok(()) => return Ok(ScratchDir(p)),
-                Err(e) => last = format!("{}: {e}", p.display()),
-            }
-        }
-        Err(format!("no temporary directory could be created (last: {last})"))
-    }
-}
-
-impl std::ops::Deref for ScratchDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn scratch_dir(tag: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(&format!("beehive-sessions-{tag}-"))
+        .tempdir()
+        .map_err(|e| format!("no temporary directory could be created: {e}"))
 }
 
 fn config(s: &Session, path: &Path) -> Result<SocketModuleConfig, String> {
@@ -278,11 +254,11 @@ fn as_call(m: &Message) -> Message {
 /// Replays the client's packets into our server.
 fn server_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let case = format!("{} (server side)", s.name);
-    let dir = match ScratchDir::new("srv") {
+    let dir = match scratch_dir("srv") {
         Ok(d) => d,
         Err(e) => return vec![fail(&case, "temporary directory", "a directory", e)],
     };
-    let path = dir.join("server.sock");
+    let path = dir.path().join("server.sock");
     let cfg = match config(s, &path) {
         Ok(c) => c,
         Err(e) => return vec![fail(&case, "config", "a config", e)],
@@ -377,11 +353,11 @@ fn too_large(e: &beehive_context::ContextError) -> bool {
 /// Plays the recorded server packets to our client.
 fn client_side(s: &Session, packets: &[Packet]) -> Vec<Failure> {
     let case = format!("{} (client side)", s.name);
-    let dir = match ScratchDir::new("cli") {
+    let dir = match scratch_dir("cli") {
         Ok(d) => d,
         Err(e) => return vec![fail(&case, "temporary directory", "a directory", e)],
     };
-    let path = dir.join("server.sock");
+    let path = dir.path().join("server.sock");
     let cfg = match config(s, &path) {
         Ok(c) => c,
         Err(e) => return vec![fail(&case, "config", "a config", e)],

@@ -1251,17 +1251,8 @@ mod tests {
 
     #[test]
     fn a_server_answers_the_handshake_only_once_its_modules_are_routable() {
-        /// Removes the test's directory however the test ends.
-        struct Dir(std::path::PathBuf);
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let dir = Dir(std::env::temp_dir().join(format!("beehive-unit-answer-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&dir.0);
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let path = dir.0.join("s.sock");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
         let (early_tx, early_rx) = std::sync::mpsc::sync_channel(1);
         let probe = Arc::new(Probe { peer: Mutex::new(None), early: early_tx });
         let config = SessionConfig::server("socketserver", TransportKind::Stream(StreamFraming::Raw));
