@@ -289,6 +289,50 @@ async fn a_message_over_the_packet_limit_is_refused_and_the_connection_stays_up(
     assert_eq!(resp.content().as_str(), Some("re: still there?"));
 }
 
+/// Packets are read into one buffer per runtime thread. On one thread, a
+/// connection with a small frame limit still cuts a packet over its limit
+/// after a connection with a larger limit has grown that buffer, and the
+/// larger one takes a packet up to its own limit whole.
+#[tokio::test(flavor = "current_thread")]
+async fn each_connection_cuts_packets_at_its_own_limit_on_a_shared_thread() {
+    let dir = temp_dir("limits");
+    let (small_path, large_path) = (dir.join("small.sock"), dir.join("large.sock"));
+    let bind = |path: &Path, max: usize| {
+        let cfg = server_config(TransportKind::Packet).max_frame_len(max);
+        let endpoint = Endpoint::unix_packet(path);
+        async move { Server::bind(&endpoint, cfg, ServerOptions::default()).await.unwrap().into_parts() }
+    };
+    let (_small_handle, mut small_in, mut small_events) = bind(&small_path, 600).await;
+    let (_large_handle, mut large_in, _large_events) = bind(&large_path, 100_000).await;
+    let packet = |body: &str| beehive_model::to_vec_line(&msg("peer", body)).unwrap();
+    let (over, fits, large) = (packet(&"o".repeat(2000)), packet("fits"), packet(&"l".repeat(60_000)));
+    assert!(over.len() > 600 && large.len() < 100_000);
+    let send = |s: Arc<Socket>, bytes: Vec<u8>| blocking("send", move || (&*s).write_all(&bytes).unwrap());
+    let connect = |path: std::path::PathBuf| {
+        blocking("handshake", move || {
+            let s = raw_packet(&path);
+            raw_handshake(&s, "peer");
+            Arc::new(s)
+        })
+    };
+    let is_cut = |e: &ServerEvent| {
+        matches!(e, ServerEvent::Malformed { error: beehive_codec::CodecError::PacketTooLarge { max: 600 }, .. })
+    };
+
+    let small = connect(small_path).await;
+    send(Arc::clone(&small), over.clone()).await;
+    server_event(&mut small_events, "the first packet over 600 bytes", is_cut).await;
+    let large_peer = connect(large_path).await;
+    send(large_peer, large).await;
+    let got = within("60 KB through the larger limit", T, large_in.recv()).await.unwrap();
+    assert_eq!(got.message.content().as_str().map(str::len), Some(60_000));
+    send(Arc::clone(&small), over).await;
+    server_event(&mut small_events, "a packet over 600 bytes after the buffer grew", is_cut).await;
+    send(small, fits).await;
+    let got = within("a packet within the limit", T, small_in.recv()).await.unwrap();
+    assert_eq!(got.message.content().as_str(), Some("fits"));
+}
+
 // ---- interop with the blocking driver -------------------------------------
 
 fn blocking_config(path: &Path) -> SocketModuleConfig {

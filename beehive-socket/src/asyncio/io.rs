@@ -85,15 +85,51 @@ impl Io {
         }
     }
 
-    /// One nonblocking read into `buf` (grown on demand, packets up to
-    /// `max_frame + 1` bytes); `WouldBlock` when there is nothing.
-    pub(crate) fn try_read(&mut self, buf: &mut Vec<u8>, max_frame: usize) -> io::Result<Read> {
-        match self {
-            Io::Packet(fd) => fd.try_io(Interest::READABLE, |s| recv_packet(s, buf, max_frame)).map(Read::Packet),
-            Io::Unix(s) => stream_read(buf, |b| s.try_read(b)),
-            Io::Tcp(s) => stream_read(buf, |b| s.try_read(b)),
-            Io::Tls(t) => t.read(buf).map(Read::Bytes),
-        }
+    /// One nonblocking read; `WouldBlock` when there is nothing. `take`
+    /// gets what was read: a packet's real length and its first
+    /// `min(len, max_frame + 1)` bytes (a longer one is cut), or stream
+    /// bytes read into `buf` (grown on demand; none at the end of the
+    /// stream).
+    pub(crate) fn try_read(
+        &mut self,
+        buf: &mut Vec<u8>,
+        max_frame: usize,
+        take: impl FnOnce(Read, &[u8]),
+    ) -> io::Result<()> {
+        let (read, bytes) = match self {
+            Io::Packet(fd) => {
+                let full = max_frame.saturating_add(1);
+                if full <= SCRATCH_MAX {
+                    return SCRATCH.with_borrow_mut(|scratch| {
+                        if scratch.len() < full {
+                            // Zeroed by the allocator: pages no packet
+                            // reached are never touched.
+                            *scratch = vec![0; full];
+                        }
+                        let buf = &mut scratch[..full];
+                        let len = fd.try_io(Interest::READABLE, |s| {
+                            Ok(nix::sys::socket::recv(
+                                s.as_raw_fd(),
+                                buf,
+                                MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+                            )?)
+                        })?;
+                        take(Read::Packet(len), &buf[..len.min(full)]);
+                        Ok(())
+                    });
+                }
+                let len = fd.try_io(Interest::READABLE, |s| recv_packet(s, buf, max_frame))?;
+                (Read::Packet(len), &buf[..len.min(buf.len())])
+            }
+            Io::Unix(s) => stream_read(buf, |b| s.try_read(b))?,
+            Io::Tcp(s) => stream_read(buf, |b| s.try_read(b))?,
+            Io::Tls(t) => {
+                let n = t.read(buf)?;
+                (Read::Bytes(n), &buf[..n])
+            }
+        };
+        take(read, bytes);
+        Ok(())
     }
 
     /// One nonblocking write of the frames at the front of `frames` (the
@@ -136,7 +172,7 @@ fn with_slices(
     write(&slices)
 }
 
-fn stream_read(buf: &mut Vec<u8>, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<Read> {
+fn stream_read(buf: &mut Vec<u8>, read: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<(Read, &[u8])> {
     if buf.is_empty() {
         buf.resize(STREAM_READ_START, 0);
     }
@@ -145,7 +181,19 @@ fn stream_read(buf: &mut Vec<u8>, read: impl FnOnce(&mut [u8]) -> io::Result<usi
         // Reads fill the buffer: the next one may take more.
         buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
     }
-    Ok(Read::Bytes(n))
+    Ok((Read::Bytes(n), &buf[..n]))
+}
+
+/// Frame limits up to which packets are read into the thread's scratch
+/// buffer, in one call; above it, the connection's own buffer grows to the
+/// peeked size of each packet (two calls).
+const SCRATCH_MAX: usize = 4 << 20;
+
+thread_local! {
+    /// The packet read buffer of the thread (a runtime's worker): as large
+    /// as the largest frame limit it served, shared by every connection the
+    /// thread polls, so an idle connection holds no read buffer at all.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Receives one packet. The packet's size is peeked first (`MSG_PEEK |
