@@ -4,12 +4,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use beehive_model::Message;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::block::block_on_deadline;
 use super::io::{Io, Read};
@@ -80,9 +83,10 @@ pub(crate) struct Shared {
     pub(crate) modules: Mutex<BTreeMap<String, Vec<String>>>,
     /// The remote module (server side), or our own (client side).
     pub(crate) peer: Mutex<Option<String>>,
-    /// Asks the task to close (never waits, even when the command channel
-    /// is full).
-    close: Notify,
+    /// Set to ask the task to close (never waits, even when the command
+    /// channel is full); `close_waker` wakes the task.
+    close: AtomicBool,
+    close_waker: AtomicWaker,
 }
 
 impl Shared {
@@ -92,7 +96,8 @@ impl Shared {
             state: watch::Sender::new(State::Handshaking),
             modules: Mutex::new(BTreeMap::new()),
             peer: Mutex::new(None),
-            close: Notify::new(),
+            close: AtomicBool::new(false),
+            close_waker: AtomicWaker::new(),
         })
     }
 
@@ -113,6 +118,21 @@ impl Shared {
 
     pub(crate) fn modules(&self) -> BTreeMap<String, Vec<String>> {
         self.modules.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves once a close was asked for.
+    fn close_asked(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.close.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.close_waker.register(cx.waker());
+            if self.close.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     fn set_closed(&self, reason: Arc<CloseReason>) {
@@ -284,7 +304,8 @@ impl Link {
 
     /// Asks the task to close; returns at once.
     pub(crate) fn close(&self) {
-        self.shared.close.notify_one();
+        self.shared.close.store(true, Ordering::Release);
+        self.shared.close_waker.wake();
     }
 
     /// Waits until the connection is closed; its reason.
@@ -373,6 +394,11 @@ pub(crate) struct Conn<S: Sink> {
     shared: Arc<Shared>,
     /// Registered when the connection starts: the hot path increments.
     metrics: ConnMetrics,
+    /// The session's next timeout, armed at `armed`: moved only to an
+    /// earlier deadline (a later one is taken up once it fires), so that
+    /// the timer is not re-registered on every turn of the loop.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: Option<tokio::time::Instant>,
 }
 
 impl<S: Sink> Conn<S> {
@@ -401,6 +427,8 @@ impl<S: Sink> Conn<S> {
             sink,
             shared,
             metrics,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
         }
     }
 
@@ -421,7 +449,7 @@ impl<S: Sink> Conn<S> {
                 }
             }
             let want_read = self.deliveries.is_empty() && self.stalled.is_none();
-            let deadline = self.session.poll_timeout().map(tokio::time::Instant::from_std);
+            self.arm_timer();
             tokio::select! {
                 r = self.io.writable(), if want_write => match r {
                     Ok(()) => self.write(),
@@ -442,8 +470,11 @@ impl<S: Sink> Conn<S> {
                     }
                 },
                 () = wait_stalled(&mut self.stalled), if self.stalled.is_some() => self.stalled = None,
-                () = self.shared.close.notified() => self.session.close(),
-                () = sleep_until(deadline), if deadline.is_some() => self.session.handle_timeout(now()),
+                () = self.shared.close_asked() => self.session.close(),
+                () = self.timer.as_mut(), if self.armed.is_some() => {
+                    self.armed = None;
+                    self.session.handle_timeout(now());
+                }
             }
         }
         for (_, (waiter, _)) in self.waiters.drain() {
@@ -470,6 +501,17 @@ impl<S: Sink> Conn<S> {
             let _ = flush.send(Err(self.shared.closed_error()));
         }
         tracing::debug!(session = %id, "connection task ends");
+    }
+
+    /// Arms the timer for the session's next timeout when it is earlier
+    /// than the armed one (a timer that fires early only makes the session
+    /// look at its clock once more).
+    fn arm_timer(&mut self) {
+        let Some(at) = self.session.poll_timeout().map(tokio::time::Instant::from_std) else { return };
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.timer.as_mut().reset(at);
+            self.armed = Some(at);
+        }
     }
 
     fn io_failed(&mut self, what: &str, e: &io::Error) {
@@ -614,17 +656,20 @@ impl<S: Sink> Conn<S> {
     fn read(&mut self) {
         let max = self.session.config().get_max_frame_len();
         for _ in 0..READ_BUDGET {
-            match self.io.try_read(&mut self.rbuf, max) {
-                Ok(Read::Packet(len)) => {
-                    self.metrics.bytes_read.increment(len as u64);
-                    let n = len.min(self.rbuf.len());
-                    self.session.handle_packet(&self.rbuf[..n], now());
+            let (session, metrics) = (&mut self.session, &self.metrics);
+            let read = self.io.try_read(&mut self.rbuf, max, |read, bytes| match read {
+                Read::Packet(len) => {
+                    metrics.bytes_read.increment(len as u64);
+                    session.handle_packet(bytes, now());
                 }
-                Ok(Read::Bytes(0)) => self.session.handle_eof(now()),
-                Ok(Read::Bytes(n)) => {
-                    self.metrics.bytes_read.increment(n as u64);
-                    self.session.handle_bytes(&self.rbuf[..n], now());
+                Read::Bytes(0) => session.handle_eof(now()),
+                Read::Bytes(n) => {
+                    metrics.bytes_read.increment(n as u64);
+                    session.handle_bytes(bytes, now());
                 }
+            });
+            match read {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -730,13 +775,6 @@ impl<S: Sink> Conn<S> {
 async fn wait_stalled(stalled: &mut Option<Stalled>) {
     match stalled {
         Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
