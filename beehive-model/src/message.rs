@@ -89,7 +89,10 @@ pub fn now_millis() -> i64 {
 
 /// A new random (version 4) UUID in canonical lower-case form.
 pub fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    // Encoded into a stack buffer, then copied into a string of exactly its
+    // length: no formatting machinery, one allocation.
+    String::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
 
 impl Message {
@@ -304,7 +307,13 @@ impl Message {
 
     /// Go `FillBody(content)`.
     pub fn fill_body(mut self, content: impl Into<Content>) -> Self {
-        Arc::make_mut(&mut self.inner).content = Arc::new(content.into());
+        let parts = Arc::make_mut(&mut self.inner);
+        match Arc::get_mut(&mut parts.content) {
+            // A content nobody else holds (a new message's `Null`) is
+            // overwritten in place: no allocation.
+            Some(own) => *own = content.into(),
+            None => parts.content = Arc::new(content.into()),
+        }
         self
     }
 

@@ -117,6 +117,26 @@ fn cloning_a_message_shares_it_and_mutation_copies_only_the_header() {
 }
 
 #[test]
+fn filling_the_body_never_changes_another_holder_of_the_content() {
+    let msg = Message::new("").fill_body("first");
+    // A clone shares the message: filling the clone leaves the original.
+    let refilled = msg.clone().fill_body("second");
+    assert_eq!((msg.content().as_str(), refilled.content().as_str()), (Some("first"), Some("second")));
+    // A content handle held elsewhere keeps its value too.
+    let held = msg.shared_content();
+    let unique = Message::from_parts(msg.header().clone(), msg.route().clone(), Content::Null)
+        .fill_shared_body(std::sync::Arc::clone(&held))
+        .fill_body("third");
+    assert_eq!((held.as_str(), unique.content().as_str()), (Some("first"), Some("third")));
+    // A message that alone holds its content is refilled in place.
+    let own = Message::new("").fill_body("a");
+    let before = std::sync::Arc::as_ptr(&own.shared_content());
+    let own = own.fill_body("b");
+    assert_eq!(own.content().as_str(), Some("b"));
+    assert_eq!(std::sync::Arc::as_ptr(&own.shared_content()), before);
+}
+
+#[test]
 fn go_clone_keeps_the_content_and_drops_what_go_drops() {
     let orig = Message::new("parent")
         .build_router("s", "g", "r", "o")
