@@ -262,7 +262,7 @@ impl MessageContext for ChannelContext {
             msg,
             timeout,
             |msg, deadline, timeout| inbox.send_deadline(msg, deadline, timeout),
-            |slot, deadline| slot.wait(deadline),
+            |slot, deadline| slot.wait_one(deadline),
         )
     }
 

@@ -239,8 +239,8 @@ impl Inbox {
             Ok(Step::Closed) => return Err(self.closed_error()),
             Err(m) => m,
         };
-        let mut spin = Spin::new(self.spin);
-        while spin.wait() && deadline.is_none_or(|d| Instant::now() < d) {
+        let mut spin = Spin::new(self.spin).until(deadline);
+        while spin.wait() {
             pending = match self.push(pending) {
                 Ok(Step::Done(())) => return Ok(None),
                 Ok(Step::Closed) => return Err(self.closed_error()),
@@ -338,8 +338,8 @@ impl Inbox {
         if let Some(step) = self.pop() {
             return self.received(step).map(Some);
         }
-        let mut spin = Spin::new(self.spin);
-        while spin.wait() && deadline.is_none_or(|d| Instant::now() < d) {
+        let mut spin = Spin::new(self.spin).until(deadline);
+        while spin.wait() {
             if let Some(step) = self.pop() {
                 return self.received(step).map(Some);
             }
@@ -490,6 +490,20 @@ mod tests {
         assert!(inbox.recv_deadline(t0 + timeout).unwrap().is_none());
         let took = t0.elapsed();
         assert!(took >= timeout && took < timeout + Duration::from_millis(400), "{took:?}");
+    }
+
+    #[test]
+    fn a_deadline_shorter_than_the_spin_budget_is_kept() {
+        let inbox = Inbox::new("m", 1, SpinBudget::new(Duration::from_secs(30)));
+        let timeout = Duration::from_millis(20);
+        let t0 = Instant::now();
+        assert!(inbox.recv_deadline(t0 + timeout).unwrap().is_none());
+        inbox.try_send(msg(0, 0)).unwrap();
+        let t1 = Instant::now();
+        assert!(inbox.send_deadline(msg(0, 1), t1 + timeout, timeout).is_err());
+        let took = (t1 - t0, t1.elapsed());
+        assert!(took.0 >= timeout && took.0 < Duration::from_secs(5), "{took:?}");
+        assert!(took.1 >= timeout && took.1 < Duration::from_secs(5), "{took:?}");
     }
 
     #[test]

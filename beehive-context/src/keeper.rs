@@ -5,8 +5,10 @@
 //! never be lost because it came "too early" (Go's unbuffered hand-off drops
 //! those and the caller times out).
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +30,7 @@ impl std::fmt::Debug for SyncKeeper {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
+            .field("id", &self.id)
             .field("expected", &self.expected)
             .field("received", &self.count.load(Ordering::Relaxed))
             .finish()
@@ -36,7 +39,7 @@ impl std::fmt::Debug for Slot {
 
 impl std::fmt::Debug for Registration<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration").field("id", &self.id).finish()
+        f.debug_struct("Registration").field("id", &self.slot.id).finish()
     }
 }
 
@@ -46,13 +49,44 @@ enum Waiter {
     Task(Waker),
 }
 
+/// The responses collected so far: the first one inline, so that a
+/// request with one response allocates nothing for it.
+#[derive(Default)]
+struct Responses {
+    first: Option<Message>,
+    rest: Vec<Message>,
+}
+
+impl Responses {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn push(&mut self, msg: Message) {
+        match self.first {
+            None => self.first = Some(msg),
+            Some(_) => self.rest.push(msg),
+        }
+    }
+
+    fn take(&mut self) -> Vec<Message> {
+        let mut all = std::mem::take(&mut self.rest);
+        if let Some(first) = self.first.take() {
+            all.insert(0, first);
+        }
+        all
+    }
+}
+
 struct SlotState {
-    responses: Vec<Message>,
+    responses: Responses,
     waiter: Waiter,
 }
 
 /// Where the responses to one request are collected.
 pub struct Slot {
+    /// The request's id.
+    id: String,
     /// How many responses complete the request.
     expected: usize,
     /// Responses delivered so far (read without the lock while spinning).
@@ -95,23 +129,38 @@ impl Slot {
     }
 
     fn take(&self) -> Vec<Message> {
-        std::mem::take(&mut lock(&self.state).responses)
+        lock(&self.state).responses.take()
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Blocks until complete or `deadline`: polls for the keeper's spin
     /// budget (a response often arrives within microseconds, faster than a
     /// park/unpark round trip), then parks. Returns what arrived.
     pub fn wait(&self, deadline: Instant) -> Vec<Message> {
-        let mut spin = Spin::new(self.spin);
-        while !self.complete() && Instant::now() < deadline && spin.wait() {}
+        self.wait_then(deadline, Responses::take)
+    }
+
+    /// [`wait`](Self::wait) for a request with one response: the response,
+    /// or `None` when none arrived by `deadline`.
+    pub fn wait_one(&self, deadline: Instant) -> Option<Message> {
+        self.wait_then(deadline, |r| r.first.take())
+    }
+
+    fn wait_then<T>(&self, deadline: Instant, take: impl FnOnce(&mut Responses) -> T) -> T {
+        let mut spin = Spin::new(self.spin).until(Some(deadline));
+        while !self.complete() && spin.wait() {}
         if self.complete() {
-            return self.take();
+            return take(&mut lock(&self.state).responses);
         }
         loop {
             {
                 let mut st = lock(&self.state);
                 if st.responses.len() >= self.expected {
-                    return std::mem::take(&mut st.responses);
+                    return take(&mut st.responses);
                 }
                 st.waiter = Waiter::Thread(std::thread::current());
             }
@@ -119,7 +168,7 @@ impl Slot {
             if now >= deadline {
                 let mut st = lock(&self.state);
                 st.waiter = Waiter::None;
-                return std::mem::take(&mut st.responses);
+                return take(&mut st.responses);
             }
             std::thread::park_timeout(deadline - now);
         }
@@ -149,11 +198,35 @@ impl Future for SlotFuture {
     }
 }
 
+/// A pending request's slot in the keeper's set, found by its id.
+struct Pending(Arc<Slot>);
+
+impl Borrow<str> for Pending {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Hash for Pending {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for Pending {}
+
 /// Pending requests by message id: a waiter is registered before its
 /// request is sent and keeps every response that arrives for it, so no
 /// response is lost for arriving early. Shared by every backend.
 pub struct SyncKeeper {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Looked up by ids a peer chooses, but only our own requests are in it.
+    slots: Mutex<HashSet<Pending, rustc_hash::FxBuildHasher>>,
     spin: SpinBudget,
     /// `beehive_sync_round_trip_seconds`, registered once.
     round_trips: metrics::Histogram,
@@ -168,14 +241,13 @@ impl Default for SyncKeeper {
 /// Unregisters its request when dropped (on success, timeout or error).
 pub struct Registration<'a> {
     keeper: &'a SyncKeeper,
-    id: String,
     /// Where the responses arrive.
     pub slot: Arc<Slot>,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        lock(&self.keeper.slots).remove(&self.id);
+        lock(&self.keeper.slots).remove(self.slot.id.as_str());
     }
 }
 
@@ -195,22 +267,23 @@ impl SyncKeeper {
     /// Registers a waiter for `expected` responses to request `id`.
     pub fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
         let slot = Arc::new(Slot {
+            id: id.to_owned(),
             expected: expected.max(1),
             count: AtomicUsize::new(0),
             spin: self.spin,
-            state: Mutex::new(SlotState { responses: Vec::new(), waiter: Waiter::None }),
+            state: Mutex::new(SlotState { responses: Responses::default(), waiter: Waiter::None }),
         });
         let mut slots = lock(&self.slots);
-        if slots.contains_key(id) {
+        if slots.contains(id) {
             return Err(ContextError::DuplicateRequest { msg_id: id.to_owned() });
         }
-        slots.insert(id.to_owned(), Arc::clone(&slot));
-        Ok(Registration { keeper: self, id: id.to_owned(), slot })
+        slots.insert(Pending(Arc::clone(&slot)));
+        Ok(Registration { keeper: self, slot })
     }
 
     /// Hands a response to the request named by its parent id.
     pub fn deliver(&self, resp: Message) -> Result<(), ContextError> {
-        let slot = lock(&self.slots).get(resp.parent_id()).cloned();
+        let slot = lock(&self.slots).get(resp.parent_id()).map(|p| Arc::clone(&p.0));
         match slot {
             Some(slot) => {
                 slot.deliver(resp);
@@ -232,22 +305,20 @@ impl SyncKeeper {
         msg: Message,
         timeout: std::time::Duration,
         send: impl FnOnce(Message, Instant, std::time::Duration) -> Result<(), E>,
-        wait: impl FnOnce(&Slot, Instant) -> Vec<Message>,
+        wait: impl FnOnce(&Slot, Instant) -> Option<Message>,
     ) -> Result<Message, E> {
         let timeout = crate::backend::effective_timeout(timeout);
         let started = Instant::now();
         let deadline = started + timeout;
         let msg = msg.set_sync(true);
-        let id = msg.id().to_owned();
-        let reg = self.register(&id, 1)?;
+        let reg = self.register(msg.id(), 1)?;
         send(msg, deadline, timeout)?;
-        let resp = wait(&reg.slot, deadline).pop();
-        match resp {
+        match wait(&reg.slot, deadline) {
             Some(resp) => {
                 self.round_trips.record(started.elapsed().as_secs_f64());
                 Ok(resp)
             }
-            None => Err(ContextError::ResponseTimeout { msg_id: id, timeout }.into()),
+            None => Err(ContextError::ResponseTimeout { msg_id: reg.slot.id.clone(), timeout }.into()),
         }
     }
 
@@ -282,11 +353,62 @@ impl SyncKeeper {
 
     /// True when a request with this id is waiting.
     pub fn is_waiting(&self, id: &str) -> bool {
-        lock(&self.slots).contains_key(id)
+        lock(&self.slots).contains(id)
     }
 
     /// Number of requests waiting.
     pub fn pending(&self) -> usize {
         lock(&self.slots).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn response(parent: &str, body: &str) -> Message {
+        Message::new(parent).fill_body(body)
+    }
+
+    #[test]
+    fn responses_come_back_in_the_order_they_arrived() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let reg = keeper.register("req", 3).unwrap();
+        for body in ["a", "b", "c"] {
+            keeper.deliver(response("req", body)).unwrap();
+        }
+        let got = reg.slot.wait(Instant::now() + Duration::from_secs(5));
+        let bodies: Vec<_> = got.iter().map(|m| m.content().as_str().unwrap().to_owned()).collect();
+        assert_eq!(bodies, ["a", "b", "c"]);
+        assert_eq!(reg.slot.id(), "req");
+    }
+
+    #[test]
+    fn one_response_is_waited_for_and_the_slot_goes_with_its_registration() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        {
+            let reg = keeper.register("one", 1).unwrap();
+            assert!(keeper.is_waiting("one"));
+            assert!(matches!(keeper.register("one", 1), Err(ContextError::DuplicateRequest { .. })));
+            keeper.deliver(response("one", "r")).unwrap();
+            let got = reg.slot.wait_one(Instant::now() + Duration::from_secs(5)).unwrap();
+            assert_eq!(got.content().as_str(), Some("r"));
+        }
+        assert!(!keeper.is_waiting("one"));
+        assert_eq!(keeper.pending(), 0);
+        assert!(matches!(keeper.deliver(response("one", "late")), Err(ContextError::NoWaiter { .. })));
+        let reg = keeper.register("none", 1).unwrap();
+        assert!(reg.slot.wait_one(Instant::now()).is_none());
+    }
+
+    #[test]
+    fn a_deadline_shorter_than_the_spin_budget_is_kept() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::new(Duration::from_secs(30)));
+        let reg = keeper.register("slow", 1).unwrap();
+        let t0 = Instant::now();
+        assert!(reg.slot.wait_one(t0 + Duration::from_millis(20)).is_none());
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(5), "{took:?}");
     }
 }

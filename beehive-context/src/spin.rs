@@ -113,6 +113,10 @@ const YIELD_EVERY: u32 = 32;
 /// Spin-loop hints per pausing round (a fraction of a microsecond).
 const PAUSES: u32 = 4;
 
+/// Pausing rounds read the clock (for the budget and the deadline) once in
+/// this many: a clock read costs as much as the pauses of a round on a VM.
+const CLOCK_EVERY: u32 = 8;
+
 thread_local! {
     /// This thread's last yield returned within [`ALONE_YIELD`].
     static ALONE: Cell<bool> = const { Cell::new(false) };
@@ -171,11 +175,23 @@ pub(crate) struct Spin {
     budget: Duration,
     started: Option<Instant>,
     rounds: u32,
+    /// Polling ends here too, if the budget lasts longer.
+    deadline: Option<Instant>,
 }
 
 impl Spin {
     pub(crate) fn new(budget: SpinBudget) -> Self {
-        Spin { budget: budget.0, started: None, rounds: 0 }
+        Spin { budget: budget.0, started: None, rounds: 0, deadline: None }
+    }
+
+    /// Polling ends at `deadline` at the latest (when set).
+    pub(crate) fn until(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    fn before_deadline(&self, now: Instant) -> bool {
+        self.deadline.is_none_or(|d| now < d)
     }
 
     /// Gives the core away for a moment; false once the budget has been
@@ -186,9 +202,17 @@ impl Spin {
             for _ in 0..PAUSES {
                 std::hint::spin_loop();
             }
-            return self.started.is_some_and(|s| s.elapsed() < self.budget);
+            if self.rounds % CLOCK_EVERY != 0 {
+                return true;
+            }
+            let now = Instant::now();
+            return self.started.is_some_and(|s| now.duration_since(s) < self.budget) && self.before_deadline(now);
         }
-        self.wait_at(Instant::now(), || {
+        let now = Instant::now();
+        if !self.before_deadline(now) {
+            return false;
+        }
+        self.wait_at(now, || {
             let t0 = Instant::now();
             std::thread::yield_now();
             t0.elapsed()
@@ -315,6 +339,19 @@ mod tests {
         while w.wait() {
             assert!(t0.elapsed() < Duration::from_secs(5), "the budget never ended");
         }
+    }
+
+    #[test]
+    fn a_deadline_before_the_budget_ends_the_polling() {
+        let budget = SpinBudget::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_millis(5);
+        let mut spin = Spin::new(budget).until(Some(deadline));
+        while spin.wait() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "polled on past the deadline");
+        }
+        assert!(Instant::now() >= deadline, "stopped before the deadline");
+        assert!(!Spin::new(budget).until(Some(t0)).wait(), "a passed deadline does not poll at all");
     }
 
     #[test]

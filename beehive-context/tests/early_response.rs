@@ -83,7 +83,7 @@ impl MessageContext for InstantBackend {
             msg,
             timeout,
             |msg, _deadline, _timeout| self.send(module, msg),
-            |slot, deadline| slot.wait(deadline),
+            |slot, deadline| slot.wait_one(deadline),
         )
     }
     fn send_sync_async<'a>(
