@@ -17,6 +17,9 @@
 #   CONTEND=1     keep one core busy with a third process for the whole run
 #                 (a busy loop pinned to core 0, the same for both)
 #   RAW=FILE      also keep every result line in FILE
+# Before every pass and at the end, the script measures the core-to-core
+# round trip (beehive-bench's `core_rtt` example) and prints the figures
+# with the table: W1-W3 follow it, and on a VM it can change between runs.
 # Rust-only lines (W1-async, W8-async, W8-hive) are compared with Go's W1/W8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +33,15 @@ workloads=("$@")
 if [ ${#workloads[@]} -eq 0 ] || [ "${workloads[*],,}" = "all" ]; then
   workloads=(W1 W2 W3 W4 W5 W6 W7 W8)
 fi
-cargo build --release -q -p beehive-bench
+cargo build --release -q -p beehive-bench --bin beehive-bench --example core_rtt
 rust=target/release/beehive-bench
+core_rtt=target/release/examples/core_rtt
 data=beehive-bench/data
 out=$(mktemp)
 busy=""
 cleanup() {
   [ -n "$busy" ] && kill "$busy" 2>/dev/null || true
-  rm -f "$out" "$out.go-stderr"
+  rm -f "$out" "$out.go-stderr" "$out.rtt"
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
@@ -47,6 +51,9 @@ if [ "${CONTEND:-0}" = 1 ]; then
 fi
 go_name() { case "$1" in *-async) echo "${1%-async}" ;; *-hive) echo "${1%-hive}" ;; *) echo "$1" ;; esac; }
 for pass in $(seq "$PASSES"); do
+  # The core-to-core round trip before each pass: the in-process workloads
+  # follow it, and on a VM it can change between runs.
+  echo "core-rtt $pass $("$core_rtt")" >>"$out.rtt"
   for w in "${workloads[@]}"; do
     g=$(go_name "$w")
     if [ $((pass % 2)) = 1 ]; then
@@ -58,7 +65,9 @@ for pass in $(seq "$PASSES"); do
     fi
   done
 done
+echo "core-rtt end $("$core_rtt")" >>"$out.rtt"
 [ -n "${RAW:-}" ] && cp "$out" "$RAW"
+echo "core-to-core round trip (ns), before each pass and at the end: $(awk '{printf "%s ", $3}' "$out.rtt")"
 python3 - "$out" "$PASSES" "${CONTEND:-0}" <<'PY'
 import collections, json, statistics, sys
 runs = collections.defaultdict(list)
