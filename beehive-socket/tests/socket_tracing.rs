@@ -10,10 +10,9 @@
 #![cfg(feature = "tokio")]
 
 mod common;
+use common::collector::Collector;
 use common::{on_this_thread, temp_dir, within};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use beehive_context::{Hive, SimpleAsyncModule};
@@ -22,84 +21,6 @@ use beehive_socket::asyncio::{BackendOptions, Client, Endpoint, ServerEvent, Ser
 use beehive_socket::session::{SessionConfig, TransportKind};
 
 const T: Duration = Duration::from_secs(10);
-
-/// One captured event: its text and fields.
-#[derive(Debug, Clone)]
-struct Captured {
-    level: tracing::Level,
-    fields: HashMap<String, String>,
-}
-
-impl Captured {
-    fn get(&self, field: &str) -> Option<&str> {
-        self.fields.get(field).map(String::as_str)
-    }
-}
-
-/// A subscriber keeping the events of target `beehive_socket::message`
-/// (and enabling nothing else).
-#[derive(Clone, Default)]
-struct Collector {
-    events: Arc<Mutex<Vec<Captured>>>,
-}
-
-struct Fields<'a>(&'a mut HashMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl tracing::Subscriber for Collector {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target() == "beehive_socket::message"
-    }
-
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = HashMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.events.lock().unwrap().push(Captured { level: *event.metadata().level(), fields });
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-impl Collector {
-    /// The captured events with text `message` whose fields include
-    /// `fields`.
-    fn find(&self, message: &str, fields: &[(&str, &str)]) -> Vec<Captured> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.get("message") == Some(message))
-            .filter(|e| fields.iter().all(|(k, v)| e.get(k) == Some(*v)))
-            .cloned()
-            .collect()
-    }
-
-    /// The one event with text `message` and `fields`.
-    fn one(&self, message: &str, fields: &[(&str, &str)]) -> Captured {
-        let found = self.find(message, fields);
-        assert_eq!(found.len(), 1, "{message} {fields:?}: {found:?}\nall: {:?}", self.events.lock().unwrap());
-        found.into_iter().next().unwrap()
-    }
-}
 
 /// A module answering every request with "<name>:<body>".
 fn echo(name: &'static str) -> SimpleAsyncModule {

@@ -26,7 +26,7 @@ use socket2::Socket;
 
 use super::io::{self as sock, Read};
 use super::{DriverError, Options};
-use crate::metrics::{ConnMetrics, ConnRole};
+use crate::metrics::{trace_message, ConnMetrics, ConnRole, Trail};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 use crate::tlsio::TlsIo;
 
@@ -156,6 +156,41 @@ pub(crate) struct Status {
     pub(crate) closed: Option<Arc<CloseReason>>,
 }
 
+/// The message event of a send: the message's fields (taken only while
+/// the events are on) and the group it was sent to.
+pub(crate) struct Queued<'a> {
+    trail: Option<Trail>,
+    group: Option<&'a str>,
+}
+
+impl<'a> Queued<'a> {
+    /// `msg` sent as it is.
+    pub(crate) fn message(msg: &Message) -> Self {
+        Queued { trail: Trail::of(msg), group: None }
+    }
+
+    /// `msg` sent to `module` (the destination the session sets).
+    pub(crate) fn to(msg: &Message, module: &str) -> Self {
+        Queued { trail: Trail::of(msg).map(|t| t.to(module)), group: None }
+    }
+
+    /// A response: it goes back to its source.
+    pub(crate) fn response(msg: &Message) -> Self {
+        Queued {
+            trail: Trail::of(msg).map(|t| {
+                let source = t.source().to_owned();
+                t.to(&source)
+            }),
+            group: None,
+        }
+    }
+
+    /// `msg` sent to the members of `group`.
+    pub(crate) fn group(msg: &Message, group: &'a str) -> Self {
+        Queued { trail: Trail::of(msg), group: Some(group) }
+    }
+}
+
 /// What a write round did.
 struct Flushed {
     /// The socket is full: frames wait for it to drain.
@@ -174,6 +209,7 @@ enum Action {
 /// One connection; see the [module documentation](self).
 pub(crate) struct Conn {
     id: SessionId,
+    role: ConnRole,
     socket: Arc<Socket>,
     packet: bool,
     max_frame: usize,
@@ -234,13 +270,15 @@ impl Conn {
         let id = session.id();
         let packet = matches!(session.config().get_transport(), TransportKind::Packet);
         let max_frame = session.config().get_max_frame_len();
+        let role = ConnRole::of(session.config().get_role());
         let conn = Arc::new_cyclic(|me| Conn {
             id,
+            role,
             socket,
             packet,
             max_frame,
             inner: Mutex::new(Inner {
-                metrics: ConnMetrics::open(ConnRole::of(session.config().get_role())),
+                metrics: ConnMetrics::open(role),
                 session,
                 tls,
                 partial: None,
@@ -345,8 +383,26 @@ impl Conn {
     // ---- sends ------------------------------------------------------------
 
     /// Runs `send` on the session once the outbound queue has room (waiting
-    /// until `deadline`), then writes what the socket takes.
+    /// until `deadline`), then writes what the socket takes; `queued` is the
+    /// message's event.
     pub(crate) fn send_with<T>(
+        &self,
+        deadline: Instant,
+        queued: Queued<'_>,
+        send: impl FnOnce(&mut Inner, Instant) -> Result<T, SessionError>,
+    ) -> Result<T, DriverError> {
+        let r = self.send_within(deadline, send);
+        if let Some(t) = queued.trail {
+            let (session, role, group) = (self.id, self.role.label(), queued.group);
+            match &r {
+                Ok(_) => trace_message!(t, session = %session, role, group, "queued for writing"),
+                Err(e) => trace_message!(t, session = %session, role, group, error = %e, "not queued"),
+            }
+        }
+        r
+    }
+
+    fn send_within<T>(
         &self,
         deadline: Instant,
         send: impl FnOnce(&mut Inner, Instant) -> Result<T, SessionError>,
@@ -415,7 +471,7 @@ impl Conn {
         let deadline = Instant::now() + timeout;
         let waiter = Waiter::new(timeout);
         let registered = Arc::clone(&waiter);
-        self.send_with(deadline, |inner, now| {
+        self.send_with(deadline, Queued::to(&msg, module), |inner, now| {
             let id = inner.session.send_sync(module, msg, timeout, now)?;
             inner.waiters.insert(id, registered);
             Ok(())
@@ -675,13 +731,20 @@ impl Conn {
         inner.metrics.decoded(decoded);
         while let Some(event) = inner.session.poll_event() {
             match event {
-                Event::Message(msg) => actions.push(Action::Deliver(msg)),
+                Event::Message(msg) => {
+                    self.trace_read(&msg);
+                    actions.push(Action::Deliver(msg));
+                }
                 Event::UnmatchedResponse(msg) => {
+                    self.trace_read(&msg);
                     tracing::debug!(session = %self.id, parent = msg.parent_id(), "a response to no request of this connection, delivered as a message");
                     actions.push(Action::Deliver(msg));
                 }
                 Event::Response(msg) => match inner.waiters.remove(msg.parent_id()) {
-                    Some(w) => actions.push(Action::Complete(w, Ok(msg))),
+                    Some(w) => {
+                        self.trace_read(&msg);
+                        actions.push(Action::Complete(w, Ok(msg)));
+                    }
                     None => tracing::debug!(session = %self.id, "a response whose caller is gone"),
                 },
                 Event::RequestTimedOut { id } => {
@@ -744,6 +807,12 @@ impl Conn {
 
     /// Writes what the session has queued, as far as the socket takes it
     /// (the connection's thread is nudged to write the rest).
+    /// The message event of a message read from the connection.
+    #[inline]
+    fn trace_read(&self, msg: &Message) {
+        trace_message!(msg, session = %self.id, role = self.role.label(), "read from a connection");
+    }
+
     fn flush_queued(&self, inner: &mut Inner) {
         if !inner.session.is_closed() && Self::wants_write(inner) && self.flush(inner, Instant::now()).blocked {
             self.nudge();

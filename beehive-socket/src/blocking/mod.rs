@@ -226,7 +226,8 @@ impl Connection {
     /// Go's `SendToGroup(group, msg)`: one copy per member of `group`
     /// served through this connection; how many were sent.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
-        self.conn.send_with(self.send_deadline(), |inner, now| inner.session().send_to_group(group, msg, now))
+        let queued = conn::Queued::group(&msg, group);
+        self.conn.send_with(self.send_deadline(), queued, |inner, now| inner.session().send_to_group(group, msg, now))
     }
 
     /// Sends `msg` exactly as it is.
@@ -285,18 +286,19 @@ impl Connection {
 impl Connection {
     /// [`send`](Self::send) waiting for room until `deadline`.
     pub(crate) fn send_until(&self, module: &str, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn.send_with(deadline, |inner, now| inner.session().send(module, msg, now))
+        self.conn
+            .send_with(deadline, conn::Queued::to(&msg, module), |inner, now| inner.session().send(module, msg, now))
     }
 
     /// [`send_message`](Self::send_message) waiting for room until
     /// `deadline`.
     pub(crate) fn send_message_until(&self, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn.send_with(deadline, |inner, now| inner.session().send_message(msg, now))
+        self.conn.send_with(deadline, conn::Queued::message(&msg), |inner, now| inner.session().send_message(msg, now))
     }
 
     /// [`send_resp`](Self::send_resp) waiting for room until `deadline`.
     pub(crate) fn send_resp_until(&self, resp: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn.send_with(deadline, |inner, now| inner.session().send_resp(resp, now))
+        self.conn.send_with(deadline, conn::Queued::response(&resp), |inner, now| inner.session().send_resp(resp, now))
     }
 
     /// [`send_sync`](Self::send_sync) for async callers: the request is

@@ -3,6 +3,7 @@
 //! peers.
 #![allow(dead_code)]
 
+pub mod collector;
 pub mod recorder;
 
 use std::future::Future;
