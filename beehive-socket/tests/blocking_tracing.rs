@@ -42,23 +42,11 @@ fn a_request_and_its_answer_are_followed_through_both_connections() {
 
     // Out of the client's connection into the server's.
     let request_fields = [("msg_id", id.as_str()), ("source", "edge"), ("destination", "echo"), ("operation", "query")];
-    let queued = collector.one("queued for writing", &request_fields);
-    assert_eq!((queued.get("role"), queued.get("session")), (Some("client"), Some(client_session.as_str())));
+    let queued = collector.one_from("queued for writing", &request_fields, "client", &client_session);
     assert_eq!(queued.get("parent_msg_id"), Some(""));
-    let read = collector.one("read from a connection", &request_fields);
-    assert_eq!((read.get("role"), read.get("session")), (Some("server"), Some(server_session.as_str())));
+    collector.one_from("read from a connection", &request_fields, "server", &server_session);
     // The answer back.
-    let answer_fields = [
-        ("msg_id", answer.id()),
-        ("parent_msg_id", id.as_str()),
-        ("source", answer.source()),
-        ("destination", "edge"),
-        ("operation", answer.operation()),
-    ];
-    let queued = collector.one("queued for writing", &answer_fields);
-    assert_eq!((queued.get("role"), queued.get("session")), (Some("server"), Some(server_session.as_str())));
-    let read = collector.one("read from a connection", &answer_fields);
-    assert_eq!((read.get("role"), read.get("session")), (Some("client"), Some(client_session.as_str())));
+    collector.assert_answer_traced(&answer, &id, &server_session, &client_session);
 
     // A send the session refuses is an event too, with its error.
     let stray = Message::new("").build_router("edge", "grp", "res", "update").fill_body("lost");

@@ -73,26 +73,14 @@ fn a_request_is_followed_from_a_socket_into_a_module_and_back() {
             // hive's module.
             let request_fields =
                 [("msg_id", id.as_str()), ("source", "edge"), ("destination", "echo"), ("operation", "query")];
-            let queued = collector.one("queued for writing", &request_fields);
-            assert_eq!((queued.get("role"), queued.get("session")), (Some("client"), Some(client_session.as_str())));
+            let queued = collector.one_from("queued for writing", &request_fields, "client", &client_session);
             assert_eq!(queued.get("parent_msg_id"), Some(""));
-            let read = collector.one("read from a connection", &request_fields);
-            assert_eq!((read.get("role"), read.get("session")), (Some("server"), Some(session.as_str())));
+            collector.one_from("read from a connection", &request_fields, "server", &session);
             let delivered = collector.one("delivered into the hive", &request_fields);
             assert_eq!((delivered.get("module"), delivered.get("waited")), (Some("echo"), Some("false")));
             // The answer back, out of the server's connection into the
             // client's.
-            let answer_fields = [
-                ("msg_id", answer.id()),
-                ("parent_msg_id", id.as_str()),
-                ("source", answer.source()),
-                ("destination", "edge"),
-                ("operation", answer.operation()),
-            ];
-            let queued = collector.one("queued for writing", &answer_fields);
-            assert_eq!((queued.get("role"), queued.get("session")), (Some("server"), Some(session.as_str())));
-            let read = collector.one("read from a connection", &answer_fields);
-            assert_eq!((read.get("role"), read.get("session")), (Some("client"), Some(client_session.as_str())));
+            collector.assert_answer_traced(&answer, &id, &session, &client_session);
             assert!(collector.events.lock().unwrap().iter().all(|e| e.level == tracing::Level::TRACE));
             hive.shutdown_async(T).await;
         })

@@ -82,3 +82,33 @@ impl Collector {
         found.into_iter().next().unwrap()
     }
 }
+
+impl Collector {
+    /// The one event `message` with `fields`, from the connection `session`
+    /// in `role`.
+    pub fn one_from(&self, message: &str, fields: &[(&str, &str)], role: &str, session: &str) -> Captured {
+        let event = self.one(message, fields);
+        assert_eq!((event.get("role"), event.get("session")), (Some(role), Some(session)), "{message}: {event:?}");
+        event
+    }
+
+    /// `answer` (to request `request_id`) was queued by the server's
+    /// connection and read by the client's.
+    pub fn assert_answer_traced(
+        &self,
+        answer: &beehive_model::Message,
+        request_id: &str,
+        server_session: &str,
+        client_session: &str,
+    ) {
+        let fields = [
+            ("msg_id", answer.id()),
+            ("parent_msg_id", request_id),
+            ("source", answer.source()),
+            ("destination", "edge"),
+            ("operation", answer.operation()),
+        ];
+        self.one_from("queued for writing", &fields, "server", server_session);
+        self.one_from("read from a connection", &fields, "client", client_session);
+    }
+}
