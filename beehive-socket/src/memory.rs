@@ -54,6 +54,11 @@ impl Ebb {
     }
 }
 
+/// How long after the close that made a release due it happens: the
+/// closing connections' threads and tasks end after their close is
+/// reported, and what they free by then is given back too.
+pub(crate) const RELEASE_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A server's giving back of memory: whether it does, when ([`Ebb`]) and
 /// how often it did.
 #[derive(Debug)]

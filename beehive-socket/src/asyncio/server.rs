@@ -156,11 +156,15 @@ impl Sink for ServerSink {
                     conns.len()
                 };
                 if self.server.releases.closed(open) {
-                    // A walk over every arena: not on an executor thread.
+                    // A walk over every arena: not on an executor thread,
+                    // and once the closing tasks have ended.
                     let server = Arc::clone(&self.server);
                     let release = move || server.releases.release();
                     match tokio::runtime::Handle::try_current() {
-                        Ok(rt) => drop(rt.spawn_blocking(release)),
+                        Ok(rt) => drop(rt.spawn(async move {
+                            tokio::time::sleep(crate::memory::RELEASE_DELAY).await;
+                            let _ = tokio::task::spawn_blocking(release).await;
+                        })),
                         Err(_) => release(),
                     }
                 }

@@ -620,9 +620,6 @@ struct ServerShared {
     release_at: Mutex<Option<Instant>>,
 }
 
-/// How long after the close that made a release due it happens.
-const RELEASE_DELAY: Duration = Duration::from_millis(50);
-
 impl ServerShared {
     fn conn_for(&self, module: &str) -> Option<Arc<Conn>> {
         let session = *lock(&self.modules).get(module)?;
@@ -694,7 +691,7 @@ impl Sink for ServerSink {
                     conns.len()
                 };
                 if server.releases.closed(open) {
-                    *lock(&server.release_at) = Some(Instant::now() + RELEASE_DELAY);
+                    *lock(&server.release_at) = Some(Instant::now() + crate::memory::RELEASE_DELAY);
                     let _ = std::io::Write::write(&mut &server.wake, &[1]);
                 }
                 if let Delivery::Hooks(hooks) = &server.delivery {
