@@ -365,6 +365,7 @@ impl SyncKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use std::time::Duration;
 
     fn response(parent: &str, body: &str) -> Message {
@@ -400,6 +401,106 @@ mod tests {
         assert!(matches!(keeper.deliver(response("one", "late")), Err(ContextError::NoWaiter { .. })));
         let reg = keeper.register("none", 1).unwrap();
         assert!(reg.slot.wait_one(Instant::now()).is_none());
+    }
+
+    /// Waits until a thread is parked on `keeper`'s request `id` (or
+    /// `gone` is set: the waiting side ended without parking).
+    fn until_parked(keeper: &SyncKeeper, id: &str, gone: &std::sync::atomic::AtomicBool) {
+        let start = Instant::now();
+        loop {
+            let slot = lock(&keeper.slots).get(id).map(|p| Arc::clone(&p.0));
+            if slot.is_some_and(|s| matches!(lock(&s.state).waiter, Waiter::Thread(_))) {
+                return;
+            }
+            if gone.load(Ordering::SeqCst) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "nobody parked on {id}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_parked_waiter_is_woken_by_the_last_of_its_responses_only() {
+        let keeper = Arc::new(SyncKeeper::with_spin(SpinBudget::OFF));
+        let reg = keeper.register("two", 2).unwrap();
+        assert_eq!(keeper.pending(), 1);
+        assert!(!reg.slot.is_complete());
+        let slot = Arc::clone(&reg.slot);
+        let t0 = Instant::now();
+        let waiter = std::thread::spawn(move || slot.wait(Instant::now() + Duration::from_secs(30)));
+        let never = std::sync::atomic::AtomicBool::new(false);
+        until_parked(&keeper, "two", &never);
+        keeper.deliver(response("two", "a")).unwrap();
+        // One of two: the waiter stays parked, and registered.
+        assert!(!reg.slot.is_complete());
+        until_parked(&keeper, "two", &never);
+        keeper.deliver(response("two", "b")).unwrap();
+        assert!(reg.slot.is_complete());
+        let got = waiter.join().unwrap();
+        let bodies: Vec<_> = got.iter().map(|m| m.content().as_str().unwrap().to_owned()).collect();
+        assert_eq!(bodies, ["a", "b"]);
+        assert!(t0.elapsed() < Duration::from_secs(10), "woken only by the deadline");
+        assert!(format!("{reg:?}").contains("two"));
+        assert!(format!("{:?}", reg.slot).contains("two"));
+        assert!(format!("{keeper:?}").contains("pending: 1"));
+    }
+
+    #[test]
+    fn responses_that_arrived_can_be_taken_without_waiting() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let reg = keeper.register("g", 3).unwrap();
+        keeper.deliver(response("g", "x")).unwrap();
+        keeper.deliver(response("g", "y")).unwrap();
+        let got: Vec<_> = reg.take().iter().map(|m| m.content().as_str().unwrap().to_owned()).collect();
+        assert_eq!(got, ["x", "y"]);
+        assert!(reg.take().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn an_async_waiter_completes_with_its_last_response() {
+        let keeper = Arc::new(SyncKeeper::with_spin(SpinBudget::OFF));
+        let reg = keeper.register("a", 2).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut fut = std::pin::pin!(reg.slot.wait_async());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "nothing arrived");
+        keeper.deliver(response("a", "1")).unwrap();
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "one of two");
+        let deliverer = {
+            let keeper = Arc::clone(&keeper);
+            std::thread::spawn(move || keeper.deliver(response("a", "2")).unwrap())
+        };
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), fut).await }).unwrap();
+        deliverer.join().unwrap();
+        assert_eq!(reg.take().len(), 2);
+    }
+
+    #[test]
+    fn a_request_waits_for_a_response_that_comes_after_its_send() {
+        let keeper = Arc::new(SyncKeeper::with_spin(SpinBudget::OFF));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let req = Message::new("").fill_body("q");
+        let id = req.id().to_owned();
+        let answerer = {
+            let (keeper, done, id) = (Arc::clone(&keeper), Arc::clone(&done), id.clone());
+            std::thread::spawn(move || {
+                // Answers once the caller waits (or gives up).
+                until_parked(&keeper, &id, &done);
+                let _ = keeper.deliver(response(&id, "late"));
+            })
+        };
+        let r = keeper.request::<ContextError>(
+            req,
+            Duration::from_secs(30),
+            |_, _, _| Ok(()),
+            |slot, deadline| slot.wait_one(deadline),
+        );
+        done.store(true, Ordering::SeqCst);
+        answerer.join().unwrap();
+        assert_eq!(r.unwrap().content().as_str(), Some("late"));
+        assert_eq!(keeper.pending(), 0);
     }
 
     #[test]
