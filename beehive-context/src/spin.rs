@@ -201,11 +201,21 @@ impl Spin {
     /// spent (the caller checks its condition after each `true`), and at
     /// once while this thread is parking because a yield lost its core.
     pub(crate) fn wait(&mut self) -> bool {
+        self.wait_with(Instant::now, || {
+            let t0 = Instant::now();
+            std::thread::yield_now();
+            t0.elapsed()
+        })
+    }
+
+    /// [`Spin::wait`] with `now` as the clock and `give_away` giving the
+    /// core away (returning how long that took).
+    fn wait_with(&mut self, now: impl Fn() -> Instant, give_away: impl FnOnce() -> Duration) -> bool {
         if self.started.is_none() && ALONE.get() {
             // Alone on its core, the thread starts with pauses (a clock
             // read) rather than a yield (a system call).
-            let now = Instant::now();
-            if !self.begin(now) || !self.before_deadline(now) {
+            let t = now();
+            if !self.begin(t) || !self.before_deadline(t) {
                 return false;
             }
         }
@@ -216,18 +226,14 @@ impl Spin {
             if self.rounds % CLOCK_EVERY != 0 {
                 return true;
             }
-            let now = Instant::now();
-            return self.started.is_some_and(|s| now.duration_since(s) < self.budget) && self.before_deadline(now);
+            let t = now();
+            return self.started.is_some_and(|s| t.duration_since(s) < self.budget) && self.before_deadline(t);
         }
-        let now = Instant::now();
-        if !self.before_deadline(now) {
+        let t = now();
+        if !self.before_deadline(t) {
             return false;
         }
-        self.wait_at(now, || {
-            let t0 = Instant::now();
-            std::thread::yield_now();
-            t0.elapsed()
-        })
+        self.wait_at(t, give_away)
     }
 
     /// True when this round pauses on the spot instead of yielding: while
@@ -371,6 +377,49 @@ mod tests {
         }
         assert!(Instant::now() >= deadline, "stopped before the deadline");
         assert!(!Spin::new(budget).until(Some(t0)).wait(), "a passed deadline does not poll at all");
+    }
+
+    /// Makes this thread one whose last yield found its core free.
+    fn alone(t: Instant) {
+        assert!(Spin::new(SpinBudget::DEFAULT).wait_at(t, || Duration::from_nanos(300)));
+    }
+
+    fn no_yield() -> Duration {
+        panic!("a thread alone on its core yielded where it should pause")
+    }
+
+    #[test]
+    fn a_thread_alone_pauses_from_the_first_round_and_reads_its_clock_every_eighth() {
+        let t = Instant::now();
+        alone(t);
+        let budget = SpinBudget::new(Duration::from_micros(100));
+        let clock = Cell::new(t);
+        let mut spin = Spin::new(budget);
+        assert!(spin.wait_with(|| clock.get(), no_yield), "the first round pauses");
+        assert_eq!(spin.started, Some(t));
+        // The budget is spent: noticed at the next clock read (round 8),
+        // not before.
+        clock.set(t + budget.duration());
+        let polled = (0..CLOCK_EVERY).take_while(|_| spin.wait_with(|| clock.get(), no_yield)).count();
+        assert_eq!(polled as u32, CLOCK_EVERY - 2);
+    }
+
+    #[test]
+    fn a_thread_alone_stops_pausing_at_its_deadline() {
+        let t = Instant::now();
+        alone(t);
+        let budget = SpinBudget::new(Duration::from_secs(1));
+        let deadline = t + Duration::from_micros(10);
+        let clock = Cell::new(t);
+        let mut spin = Spin::new(budget).until(Some(deadline));
+        assert!(spin.wait_with(|| clock.get(), no_yield));
+        clock.set(deadline);
+        let polled = (0..CLOCK_EVERY).take_while(|_| spin.wait_with(|| clock.get(), no_yield)).count();
+        assert_eq!(polled as u32, CLOCK_EVERY - 2, "the deadline is noticed at the next clock read");
+        // A deadline already passed: not even the first round polls.
+        let mut late = Spin::new(budget).until(Some(t));
+        assert!(!late.wait_with(|| t + Duration::from_nanos(1), no_yield));
+        assert!(!Spin::new(budget).until(Some(t)).wait_with(|| t, no_yield));
     }
 
     #[test]
