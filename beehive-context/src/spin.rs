@@ -368,15 +368,24 @@ mod tests {
 
     #[test]
     fn a_deadline_before_the_budget_ends_the_polling() {
-        let budget = SpinBudget::new(Duration::from_secs(30));
-        let t0 = Instant::now();
-        let deadline = t0 + Duration::from_millis(5);
-        let mut spin = Spin::new(budget).until(Some(deadline));
-        while spin.wait() {
-            assert!(t0.elapsed() < Duration::from_secs(5), "polled on past the deadline");
+        // Stand-ins for the clock and the yields (5 µs: another thread ran,
+        // so every round yields), so that a loaded machine cannot end the
+        // polling early by making a real yield lose the core.
+        let t = Instant::now();
+        let deadline = t + Duration::from_millis(5);
+        let clock = Cell::new(t);
+        let mut spin = Spin::new(SpinBudget::new(Duration::from_secs(30))).until(Some(deadline));
+        let mut rounds = 0;
+        while spin.wait_with(|| clock.get(), || Duration::from_micros(5)) {
+            rounds += 1;
+            assert!(rounds <= 50, "polled on past the deadline");
+            clock.set(clock.get() + Duration::from_micros(100));
         }
-        assert!(Instant::now() >= deadline, "stopped before the deadline");
-        assert!(!Spin::new(budget).until(Some(t0)).wait(), "a passed deadline does not poll at all");
+        assert_eq!(rounds, 50, "stopped before the deadline");
+        assert!(
+            !Spin::new(SpinBudget::DEFAULT).until(Some(t)).wait_with(|| t, || Duration::ZERO),
+            "a passed deadline does not poll at all"
+        );
     }
 
     /// Makes this thread one whose last yield found its core free.
