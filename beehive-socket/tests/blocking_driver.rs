@@ -634,24 +634,26 @@ fn emfile_child() {
     let endpoint = Endpoint::unix_packet(&path);
     let mut options = ServerOptions::default();
     options.accept_backoff = Duration::from_millis(10);
+    options.max_accept_backoff = Duration::from_millis(30);
     let (server, _others) = responder(&endpoint, server_config(TransportKind::Packet), options);
     // A client socket made before the descriptors run out.
     let early = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
     let filler = exhaust_descriptors();
+    let since = Instant::now();
     early.connect(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
-    // The accept fails with EMFILE, again and again, with pauses.
-    let mut failures = 0;
-    while failures < 3 {
+    // The accept fails with EMFILE, again and again, with growing pauses.
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
         match server.next_event(Some(T)).expect("events ended") {
             ServerEvent::AcceptFailed { error, backoff } => {
                 assert_eq!(error.raw_os_error(), Some(nix::errno::Errno::EMFILE as i32), "{error}");
-                assert!(backoff >= Duration::from_millis(10));
-                failures += 1;
+                seen.push((Instant::now(), backoff));
             }
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(server.handle().accept_errors() >= 3);
+    common::assert_backoffs(&seen, Duration::from_millis(10), Duration::from_millis(30), since);
+    assert!(server.handle().accept_errors() >= 4);
     // Descriptors come back: the waiting connection is served, and a new one.
     drop(filler);
     early.set_read_timeout(Some(T)).unwrap();

@@ -9,7 +9,7 @@ pub mod recorder;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
@@ -214,4 +214,26 @@ pub fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
 pub fn tls_of(cfg: &beehive_socket::SocketModuleConfig, server: bool) -> Option<beehive_socket::blocking::Tls> {
     let entry = if server { cfg.servers().next().unwrap() } else { cfg.client("edgeclient").unwrap() };
     beehive_socket::blocking::Tls::from_config(entry).unwrap()
+}
+
+/// The pauses a server reported for its failed accepts, in order: they
+/// start at `first` and double up to `max`, and the failures came no
+/// faster than those pauses allow (`since`: a moment before the first).
+pub fn assert_backoffs(seen: &[(Instant, Duration)], first: Duration, max: Duration, since: Instant) {
+    let mut expected = Vec::new();
+    let mut next = first;
+    for _ in seen {
+        expected.push(next);
+        next = (next * 2).min(max);
+    }
+    let pauses: Vec<Duration> = seen.iter().map(|(_, b)| *b).collect();
+    assert_eq!(pauses, expected, "pauses after failed accepts");
+    let paused: Duration = pauses[..pauses.len() - 1].iter().sum();
+    let last = seen.last().expect("no failed accept").0;
+    assert!(
+        last.duration_since(since) >= paused,
+        "{} failures within {:?}, before the pauses between them ({paused:?}) had passed",
+        seen.len(),
+        last.duration_since(since)
+    );
 }
