@@ -1,6 +1,5 @@
-//! What the drivers report: figures through the [`metrics`] facade (both
-//! drivers), and an event per message crossing a connection through
-//! [`tracing`] (the tokio driver).
+//! What the drivers report: figures through the [`metrics`] facade, and an
+//! event per message crossing a connection through [`tracing`].
 //!
 //! # Metrics
 //!
@@ -49,12 +48,12 @@
 //!
 //! While the level is off for that target nothing is formatted, copied or
 //! allocated for them.
-#![cfg_attr(not(feature = "tokio"), allow(dead_code, unused_macros, unused_imports))]
 
 use beehive_model::Message;
 use metrics::{Counter, Gauge};
 
-use crate::session::{CloseReason, Role};
+use crate::driver::DriverError;
+use crate::session::{CloseReason, Role, SessionId};
 
 /// The target of the message events.
 pub(crate) const MESSAGE_TARGET: &str = "beehive_socket::message";
@@ -75,12 +74,63 @@ macro_rules! trace_message {
         )
     };
 }
+#[cfg(feature = "tokio")]
 pub(crate) use trace_message;
 
 /// True when the message events are enabled.
 #[inline]
 pub(crate) fn tracing_messages() -> bool {
     tracing::enabled!(target: MESSAGE_TARGET, tracing::Level::TRACE)
+}
+
+/// The event of a message read from a connection.
+#[inline]
+pub(crate) fn trace_read(msg: &Message, session: SessionId, role: ConnRole) {
+    trace_message!(msg, session = %session, role = role.label(), "read from a connection");
+}
+
+/// The event of a send, "queued for writing" or "not queued": the
+/// message's fields, taken before the message goes into the session (only
+/// while the events are on), and the group it was sent to.
+pub(crate) struct Queued<'a> {
+    trail: Option<Trail>,
+    group: Option<&'a str>,
+}
+
+impl<'a> Queued<'a> {
+    /// `msg` sent as it is.
+    pub(crate) fn message(msg: &Message) -> Self {
+        Queued { trail: Trail::of(msg), group: None }
+    }
+
+    /// `msg` sent to `module` (the destination the session sets).
+    pub(crate) fn to(msg: &Message, module: &str) -> Self {
+        Queued { trail: Trail::of(msg).map(|t| t.to(module)), group: None }
+    }
+
+    /// A response: it goes back to its source.
+    pub(crate) fn response(msg: &Message) -> Self {
+        let trail = Trail::of(msg).map(|t| {
+            let source = t.source().to_owned();
+            t.to(&source)
+        });
+        Queued { trail, group: None }
+    }
+
+    /// `msg` sent to the members of `group`.
+    pub(crate) fn group(msg: &Message, group: &'a str) -> Self {
+        Queued { trail: Trail::of(msg), group: Some(group) }
+    }
+
+    /// Emits the event for the send's outcome `r`.
+    pub(crate) fn report(self, session: SessionId, role: ConnRole, r: Result<(), &DriverError>) {
+        let Some(t) = self.trail else { return };
+        let (role, group) = (role.label(), self.group);
+        match r {
+            Ok(()) => trace_message!(t, session = %session, role, group, "queued for writing"),
+            Err(e) => trace_message!(t, session = %session, role, group, error = %e, "not queued"),
+        }
+    }
 }
 
 /// The fields of a message's events, kept for an event after the message
@@ -204,6 +254,7 @@ impl ConnMetrics {
     }
 
     /// The connection's role.
+    #[cfg(feature = "tokio")]
     pub(crate) fn role(&self) -> ConnRole {
         self.role
     }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::block::block_on_deadline;
 use super::io::{Io, Read};
 use super::DriverError;
-use crate::metrics::{trace_message, ConnMetrics, ConnRole, Trail};
+use crate::metrics::{ConnMetrics, ConnRole, Queued};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 
 /// Packets (or stream reads) taken per wake-up before the task looks at its
@@ -579,7 +579,7 @@ impl<S: Sink> Conn<S> {
     /// The message event of a message read from the connection.
     #[inline]
     fn trace_read(&self, msg: &Message) {
-        trace_message!(msg, session = %self.session.id(), role = self.metrics.role().label(), "read from a connection");
+        crate::metrics::trace_read(msg, self.session.id(), self.metrics.role());
     }
 
     fn deliver(&mut self) {
@@ -696,45 +696,42 @@ impl<S: Sink> Conn<S> {
         };
         match cmd {
             Command::Send { module, msg, reply } => {
-                let trail = Trail::of(&msg).map(|t| t.to(&module));
+                let queued = Queued::to(&msg, &module);
                 let r = self.session.send(&module, msg, now).map_err(|e| closed(&self.shared, e));
-                self.trace_queued(trail, None, r.as_ref().map(drop));
+                queued.report(self.session.id(), self.metrics.role(), r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendSync { module, msg, deadline, reply } => {
                 let timeout = deadline.saturating_duration_since(now);
-                let trail = Trail::of(&msg).map(|t| t.to(&module));
+                let queued = Queued::to(&msg, &module);
                 match self.session.send_sync(&module, msg, timeout, now) {
                     Ok(id) => {
-                        self.trace_queued(trail, None, Ok(()));
+                        queued.report(self.session.id(), self.metrics.role(), Ok(()));
                         self.waiters.insert(id, (reply, timeout));
                     }
                     Err(e) => {
                         let e = closed(&self.shared, e);
-                        self.trace_queued(trail, None, Err(&e));
+                        queued.report(self.session.id(), self.metrics.role(), Err(&e));
                         let _ = reply.send(Err(e));
                     }
                 }
             }
             Command::SendResp { msg, reply } => {
-                let trail = Trail::of(&msg).map(|t| {
-                    let source = t.source().to_owned();
-                    t.to(&source)
-                });
+                let queued = Queued::response(&msg);
                 let r = self.session.send_resp(msg, now).map_err(|e| closed(&self.shared, e));
-                self.trace_queued(trail, None, r.as_ref().map(drop));
+                queued.report(self.session.id(), self.metrics.role(), r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendToGroup { group, msg, reply } => {
-                let trail = Trail::of(&msg);
+                let queued = Queued::group(&msg, &group);
                 let r = self.session.send_to_group(&group, msg, now).map_err(|e| closed(&self.shared, e));
-                self.trace_queued(trail, Some(&group), r.as_ref().map(drop));
+                queued.report(self.session.id(), self.metrics.role(), r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::SendMessage { msg, reply } => {
-                let trail = Trail::of(&msg);
+                let queued = Queued::message(&msg);
                 let r = self.session.send_message(msg, now).map_err(|e| closed(&self.shared, e));
-                self.trace_queued(trail, None, r.as_ref().map(drop));
+                queued.report(self.session.id(), self.metrics.role(), r.as_ref().map(drop));
                 let _ = reply.send(r);
             }
             Command::Flush { reply } => self.flushes.push(reply),
@@ -757,17 +754,6 @@ impl<S: Sink> Conn<S> {
             Command::SendToGroup { reply, .. } => {
                 let _ = reply.send(Err(closed(&self.shared)));
             }
-        }
-    }
-
-    /// The message event of a send (`trail` is `None` while the events are
-    /// off).
-    fn trace_queued(&self, trail: Option<Trail>, group: Option<&str>, r: Result<(), &DriverError>) {
-        let Some(t) = trail else { return };
-        let (session, role) = (self.session.id(), self.metrics.role().label());
-        match r {
-            Ok(()) => trace_message!(t, session = %session, role, group, "queued for writing"),
-            Err(e) => trace_message!(t, session = %session, role, group, error = %e, "not queued"),
         }
     }
 }

@@ -26,7 +26,7 @@ use socket2::Socket;
 
 use super::io::{self as sock, Read};
 use super::{DriverError, Options};
-use crate::metrics::{trace_message, ConnMetrics, ConnRole, Trail};
+use crate::metrics::{ConnMetrics, ConnRole, Queued};
 use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
 use crate::tlsio::TlsIo;
 
@@ -154,41 +154,6 @@ pub(crate) struct Status {
     pub(crate) peer: Option<String>,
     pub(crate) modules: BTreeMap<String, Vec<String>>,
     pub(crate) closed: Option<Arc<CloseReason>>,
-}
-
-/// The message event of a send: the message's fields (taken only while
-/// the events are on) and the group it was sent to.
-pub(crate) struct Queued<'a> {
-    trail: Option<Trail>,
-    group: Option<&'a str>,
-}
-
-impl<'a> Queued<'a> {
-    /// `msg` sent as it is.
-    pub(crate) fn message(msg: &Message) -> Self {
-        Queued { trail: Trail::of(msg), group: None }
-    }
-
-    /// `msg` sent to `module` (the destination the session sets).
-    pub(crate) fn to(msg: &Message, module: &str) -> Self {
-        Queued { trail: Trail::of(msg).map(|t| t.to(module)), group: None }
-    }
-
-    /// A response: it goes back to its source.
-    pub(crate) fn response(msg: &Message) -> Self {
-        Queued {
-            trail: Trail::of(msg).map(|t| {
-                let source = t.source().to_owned();
-                t.to(&source)
-            }),
-            group: None,
-        }
-    }
-
-    /// `msg` sent to the members of `group`.
-    pub(crate) fn group(msg: &Message, group: &'a str) -> Self {
-        Queued { trail: Trail::of(msg), group: Some(group) }
-    }
 }
 
 /// What a write round did.
@@ -392,13 +357,7 @@ impl Conn {
         send: impl FnOnce(&mut Inner, Instant) -> Result<T, SessionError>,
     ) -> Result<T, DriverError> {
         let r = self.send_within(deadline, send);
-        if let Some(t) = queued.trail {
-            let (session, role, group) = (self.id, self.role.label(), queued.group);
-            match &r {
-                Ok(_) => trace_message!(t, session = %session, role, group, "queued for writing"),
-                Err(e) => trace_message!(t, session = %session, role, group, error = %e, "not queued"),
-            }
-        }
+        queued.report(self.id, self.role, r.as_ref().map(drop));
         r
     }
 
@@ -732,17 +691,17 @@ impl Conn {
         while let Some(event) = inner.session.poll_event() {
             match event {
                 Event::Message(msg) => {
-                    self.trace_read(&msg);
+                    crate::metrics::trace_read(&msg, self.id, self.role);
                     actions.push(Action::Deliver(msg));
                 }
                 Event::UnmatchedResponse(msg) => {
-                    self.trace_read(&msg);
+                    crate::metrics::trace_read(&msg, self.id, self.role);
                     tracing::debug!(session = %self.id, parent = msg.parent_id(), "a response to no request of this connection, delivered as a message");
                     actions.push(Action::Deliver(msg));
                 }
                 Event::Response(msg) => match inner.waiters.remove(msg.parent_id()) {
                     Some(w) => {
-                        self.trace_read(&msg);
+                        crate::metrics::trace_read(&msg, self.id, self.role);
                         actions.push(Action::Complete(w, Ok(msg)));
                     }
                     None => tracing::debug!(session = %self.id, "a response whose caller is gone"),
@@ -807,12 +766,6 @@ impl Conn {
 
     /// Writes what the session has queued, as far as the socket takes it
     /// (the connection's thread is nudged to write the rest).
-    /// The message event of a message read from the connection.
-    #[inline]
-    fn trace_read(&self, msg: &Message) {
-        trace_message!(msg, session = %self.id, role = self.role.label(), "read from a connection");
-    }
-
     fn flush_queued(&self, inner: &mut Inner) {
         if !inner.session.is_closed() && Self::wants_write(inner) && self.flush(inner, Instant::now()).blocked {
             self.nudge();

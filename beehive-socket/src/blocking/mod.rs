@@ -59,6 +59,8 @@ use std::time::{Duration, Instant};
 use beehive_model::Message;
 use socket2::Socket;
 
+use crate::metrics::Queued;
+
 pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEvent, Tls};
 use crate::session::{
     CloseReason, ModuleRegistry, Role, Session, SessionConfig, SessionError, SessionId, TransportKind,
@@ -226,7 +228,7 @@ impl Connection {
     /// Go's `SendToGroup(group, msg)`: one copy per member of `group`
     /// served through this connection; how many were sent.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<usize, DriverError> {
-        let queued = conn::Queued::group(&msg, group);
+        let queued = Queued::group(&msg, group);
         self.conn.send_with(self.send_deadline(), queued, |inner, now| inner.session().send_to_group(group, msg, now))
     }
 
@@ -286,19 +288,18 @@ impl Connection {
 impl Connection {
     /// [`send`](Self::send) waiting for room until `deadline`.
     pub(crate) fn send_until(&self, module: &str, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn
-            .send_with(deadline, conn::Queued::to(&msg, module), |inner, now| inner.session().send(module, msg, now))
+        self.conn.send_with(deadline, Queued::to(&msg, module), |inner, now| inner.session().send(module, msg, now))
     }
 
     /// [`send_message`](Self::send_message) waiting for room until
     /// `deadline`.
     pub(crate) fn send_message_until(&self, msg: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn.send_with(deadline, conn::Queued::message(&msg), |inner, now| inner.session().send_message(msg, now))
+        self.conn.send_with(deadline, Queued::message(&msg), |inner, now| inner.session().send_message(msg, now))
     }
 
     /// [`send_resp`](Self::send_resp) waiting for room until `deadline`.
     pub(crate) fn send_resp_until(&self, resp: Message, deadline: Instant) -> Result<(), DriverError> {
-        self.conn.send_with(deadline, conn::Queued::response(&resp), |inner, now| inner.session().send_resp(resp, now))
+        self.conn.send_with(deadline, Queued::response(&resp), |inner, now| inner.session().send_resp(resp, now))
     }
 
     /// [`send_sync`](Self::send_sync) for async callers: the request is
