@@ -214,8 +214,7 @@ impl Spin {
         if self.started.is_none() && ALONE.get() {
             // Alone on its core, the thread starts with pauses (a clock
             // read) rather than a yield (a system call).
-            let t = now();
-            if !self.begin(t) || !self.before_deadline(t) {
+            if !self.may_poll(now()) {
                 return false;
             }
         }
@@ -226,14 +225,9 @@ impl Spin {
             if self.rounds % CLOCK_EVERY != 0 {
                 return true;
             }
-            let t = now();
-            return self.started.is_some_and(|s| t.duration_since(s) < self.budget) && self.before_deadline(t);
+            return self.may_poll(now());
         }
-        let t = now();
-        if !self.before_deadline(t) {
-            return false;
-        }
-        self.wait_at(t, give_away)
+        self.wait_at(now(), give_away)
     }
 
     /// True when this round pauses on the spot instead of yielding: while
@@ -242,6 +236,14 @@ impl Spin {
     fn pauses(&mut self) -> bool {
         self.rounds = self.rounds.wrapping_add(1);
         self.rounds % YIELD_EVERY != 0 && self.started.is_some() && !self.budget.is_zero() && ALONE.get()
+    }
+
+    /// Starts the wait at `now` if it has not started; true while it may
+    /// still poll at `now`: budget left, deadline not passed.
+    fn may_poll(&mut self, now: Instant) -> bool {
+        self.begin(now)
+            && self.started.is_some_and(|started| now.duration_since(started) < self.budget)
+            && self.before_deadline(now)
     }
 
     /// Starts the budget at `now` on the first round; false when this wait
@@ -264,10 +266,7 @@ impl Spin {
     /// [`Spin::wait`] at `now`, with `give_away` giving the core away and
     /// returning how long that took.
     fn wait_at(&mut self, now: Instant, give_away: impl FnOnce() -> Duration) -> bool {
-        if !self.begin(now) {
-            return false;
-        }
-        if self.started.is_some_and(|started| now.duration_since(started) >= self.budget) {
+        if !self.may_poll(now) {
             return false;
         }
         let took = give_away();
