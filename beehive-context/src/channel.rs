@@ -277,14 +277,16 @@ impl MessageContext for ChannelContext {
             let deadline = tokio::time::Instant::now() + timeout;
             let inbox = self.inbox(module)?;
             let msg = Self::sync_request(msg);
-            let id = msg.id().to_owned();
-            let reg = self.keeper.register(&id, 1)?;
+            let reg = self.keeper.register(msg.id(), 1)?;
+            let msg_id = || reg.slot.id().to_owned();
             match tokio::time::timeout_at(deadline, inbox.send_async(msg)).await {
                 Ok(r) => r?,
-                Err(_) => return Err(ContextError::SendTimeout { module: module.to_owned(), msg_id: id, timeout }),
+                Err(_) => {
+                    return Err(ContextError::SendTimeout { module: module.to_owned(), msg_id: msg_id(), timeout })
+                }
             }
             let _ = tokio::time::timeout_at(deadline, reg.slot.wait_async()).await;
-            reg.take().pop().ok_or(ContextError::ResponseTimeout { msg_id: id, timeout })
+            reg.take_one().ok_or_else(|| ContextError::ResponseTimeout { msg_id: msg_id(), timeout })
         })
     }
 

@@ -256,6 +256,12 @@ impl Registration<'_> {
     pub fn take(&self) -> Vec<Message> {
         self.slot.take()
     }
+
+    /// The response to a request with one, if it has arrived, without
+    /// waiting.
+    pub fn take_one(&self) -> Option<Message> {
+        lock(&self.slot.state).responses.first.take()
+    }
 }
 
 impl SyncKeeper {
@@ -392,9 +398,12 @@ mod tests {
             let reg = keeper.register("one", 1).unwrap();
             assert!(keeper.is_waiting("one"));
             assert!(matches!(keeper.register("one", 1), Err(ContextError::DuplicateRequest { .. })));
+            assert!(reg.take_one().is_none(), "nothing arrived yet");
             keeper.deliver(response("one", "r")).unwrap();
             let got = reg.slot.wait_one(Instant::now() + Duration::from_secs(5)).unwrap();
             assert_eq!(got.content().as_str(), Some("r"));
+            keeper.deliver(response("one", "again")).unwrap();
+            assert_eq!(reg.take_one().map(|m| m.content().as_str().map(str::to_owned)), Some(Some("again".into())));
         }
         assert!(!keeper.is_waiting("one"));
         assert_eq!(keeper.pending(), 0);
