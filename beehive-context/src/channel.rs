@@ -237,11 +237,11 @@ impl MessageContext for ChannelContext {
     }
 
     fn send_timeout(&self, module: &str, msg: Message, timeout: Duration) -> Result<(), ContextError> {
-        self.inbox(module)?.send_deadline(msg, Instant::now() + timeout, timeout)
+        self.inbox(module)?.send_deadline(msg, None, Instant::now() + timeout, timeout)
     }
 
     fn send_async<'a>(&'a self, module: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
-        Box::pin(async move { self.inbox(module)?.send_async(msg).await })
+        Box::pin(async move { self.inbox(module)?.send_async(msg, None).await })
     }
 
     fn receive(&self, module: &str) -> Result<Message, ContextError> {
@@ -261,7 +261,7 @@ impl MessageContext for ChannelContext {
         self.keeper.request(
             msg,
             timeout,
-            |msg, deadline, timeout| inbox.send_deadline(msg, deadline, timeout),
+            |msg, slot, deadline, timeout| inbox.send_deadline(msg, Some(slot), deadline, timeout),
             |slot, deadline| slot.wait_one(deadline),
         )
     }
@@ -279,14 +279,14 @@ impl MessageContext for ChannelContext {
             let msg = Self::sync_request(msg);
             let reg = self.keeper.register(msg.id(), 1)?;
             let msg_id = || reg.slot.id().to_owned();
-            match tokio::time::timeout_at(deadline, inbox.send_async(msg)).await {
+            match tokio::time::timeout_at(deadline, inbox.send_async(msg, Some(&reg.slot))).await {
                 Ok(r) => r?,
                 Err(_) => {
                     return Err(ContextError::SendTimeout { module: module.to_owned(), msg_id: msg_id(), timeout })
                 }
             }
             let _ = tokio::time::timeout_at(deadline, reg.slot.wait_async()).await;
-            reg.take_one().ok_or_else(|| ContextError::ResponseTimeout { msg_id: msg_id(), timeout })
+            reg.close_one().ok_or_else(|| ContextError::ResponseTimeout { msg_id: msg_id(), timeout })
         })
     }
 
@@ -304,7 +304,7 @@ impl MessageContext for ChannelContext {
             let members = self.members(group)?;
             let mut failed = Vec::new();
             for (name, inbox) in members.iter() {
-                if let Err(e) = inbox.send_async(msg.clone()).await {
+                if let Err(e) = inbox.send_async(msg.clone(), None).await {
                     failed.push((name.clone(), e.to_string()));
                 }
             }
@@ -317,11 +317,11 @@ impl MessageContext for ChannelContext {
         let members = self.members(group)?;
         let msg = Self::sync_request(msg);
         let names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
-        self.keeper.group_sync(group, msg.id(), &names, timeout, |name, deadline| {
+        self.keeper.group_sync(group, msg.id(), &names, timeout, |name, slot, deadline| {
             members
                 .iter()
                 .find(|(n, _)| n == name)
-                .is_some_and(|(_, inbox)| inbox.send_deadline(msg.clone(), deadline, timeout).is_ok())
+                .is_some_and(|(_, inbox)| inbox.send_deadline(msg.clone(), Some(slot), deadline, timeout).is_ok())
         })
     }
 }

@@ -16,10 +16,16 @@
 //!   receiver take turns at the speed of a futex round trip, one message
 //!   per turn; waking it at half lets it refill half the inbox in one go
 //!   while the receiver drains the other half.
+//!
+//! # Requests carry their slot
+//!
+//! A `send_sync` request travels with the slot its response is awaited in;
+//! the thread that receives it remembers the slot, so that its response can
+//! skip the keeper's table (see the keeper's reply path).
 
 use std::future::poll_fn;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -28,6 +34,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
 use crate::backend::Offer;
+use crate::keeper::Slot;
 use crate::metrics::InboxMetrics;
 use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
@@ -132,6 +139,12 @@ enum Step<T> {
     Closed,
 }
 
+/// A message in an inbox, with the slot of the request it is, if any.
+struct Envelope {
+    msg: Message,
+    reply: Option<Arc<Slot>>,
+}
+
 /// A bounded inbox on a lock-free array queue, with poll-then-park waiting
 /// on both sides. Senders register themselves (`in_flight`) before they
 /// check the closed flag, so [`Inbox::close`] can wait for every send that
@@ -139,7 +152,7 @@ enum Step<T> {
 /// received: no accepted message disappears silently.
 pub(crate) struct Inbox {
     module: String,
-    queue: ArrayQueue<Message>,
+    queue: ArrayQueue<Envelope>,
     /// Wake parked senders once the inbox is down to this many messages.
     low_water: usize,
     spin: SpinBudget,
@@ -194,11 +207,11 @@ impl Inbox {
     }
 
     /// One push attempt; gives the message back when the inbox is full.
-    fn push(&self, msg: Message) -> Result<Step<()>, Message> {
+    fn push(&self, env: Envelope) -> Result<Step<()>, Envelope> {
         if self.is_closed() {
             return Ok(Step::Closed);
         }
-        self.queue.push(msg)?;
+        self.queue.push(env)?;
         self.metrics.sent.increment(1);
         self.receivers.wake();
         Ok(Step::Done(()))
@@ -207,10 +220,13 @@ impl Inbox {
     /// One pop attempt: a message, the closed state once drained, or `None`.
     fn pop(&self) -> Option<Step<Message>> {
         match self.queue.pop() {
-            Some(msg) => {
+            Some(Envelope { msg, reply }) => {
                 self.metrics.received.increment(1);
                 if self.senders.count.load(Ordering::Relaxed) > 0 && self.queue.len() <= self.low_water {
                     self.senders.wake();
+                }
+                if let Some(slot) = reply {
+                    crate::keeper::remember_reply(slot);
                 }
                 Some(Step::Done(msg))
             }
@@ -232,9 +248,9 @@ impl Inbox {
     }
 
     /// Sends, waiting for room until `deadline` (forever when `None`).
-    fn send_until(&self, msg: Message, deadline: Option<Instant>) -> Result<Option<Message>, ContextError> {
+    fn send_until(&self, env: Envelope, deadline: Option<Instant>) -> Result<Option<Envelope>, ContextError> {
         let _entered = self.enter()?;
-        let mut pending = match self.push(msg) {
+        let mut pending = match self.push(env) {
             Ok(Step::Done(())) => return Ok(None),
             Ok(Step::Closed) => return Err(self.closed_error()),
             Err(m) => m,
@@ -267,12 +283,12 @@ impl Inbox {
 
     /// Waits for room (as Go's `Send` does).
     pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
-        self.send_until(msg, None).map(drop)
+        self.send_until(Envelope { msg, reply: None }, None).map(drop)
     }
 
     pub(crate) fn try_send(&self, msg: Message) -> Result<(), ContextError> {
         let _entered = self.enter()?;
-        match self.push(msg) {
+        match self.push(Envelope { msg, reply: None }) {
             Ok(Step::Done(())) => Ok(()),
             Ok(Step::Closed) => Err(self.closed_error()),
             Err(_) => Err(ContextError::Full { module: self.module.clone() }),
@@ -283,24 +299,36 @@ impl Inbox {
     /// message back.
     pub(crate) fn offer(&self, msg: Message) -> Result<(), Offer> {
         let _entered = self.enter().map_err(Offer::Failed)?;
-        match self.push(msg) {
+        match self.push(Envelope { msg, reply: None }) {
             Ok(Step::Done(())) => Ok(()),
             Ok(Step::Closed) => Err(Offer::Failed(self.closed_error())),
-            Err(msg) => Err(Offer::Full(msg)),
+            Err(env) => Err(Offer::Full(env.msg)),
         }
     }
 
-    pub(crate) fn send_deadline(&self, msg: Message, deadline: Instant, timeout: Duration) -> Result<(), ContextError> {
-        let id = msg.id().to_owned();
-        match self.send_until(msg, Some(deadline))? {
+    /// Sends, waiting for room until `deadline`; `reply` is the slot of the
+    /// request `msg` is, if it is one.
+    pub(crate) fn send_deadline(
+        &self,
+        msg: Message,
+        reply: Option<&Arc<Slot>>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), ContextError> {
+        let reply = reply.map(Arc::clone);
+        match self.send_until(Envelope { msg, reply }, Some(deadline))? {
             None => Ok(()),
-            Some(_) => Err(ContextError::SendTimeout { module: self.module.clone(), msg_id: id, timeout }),
+            Some(env) => {
+                Err(ContextError::SendTimeout { module: self.module.clone(), msg_id: env.msg.id().to_owned(), timeout })
+            }
         }
     }
 
-    pub(crate) async fn send_async(&self, msg: Message) -> Result<(), ContextError> {
+    /// Sends, waiting for room without blocking the executor; `reply` as
+    /// for [`send_deadline`](Self::send_deadline).
+    pub(crate) async fn send_async(&self, msg: Message, reply: Option<&Arc<Slot>>) -> Result<(), ContextError> {
         let _entered = self.enter()?;
-        let mut pending = Some(msg);
+        let mut pending = Some(Envelope { msg, reply: reply.map(Arc::clone) });
         poll_fn(|cx| {
             let Some(msg) = pending.take() else { return Poll::Ready(Ok(())) };
             let msg = match self.push(msg) {
@@ -415,7 +443,6 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn msg(sender: usize, seq: usize) -> Message {
         Message::new("").fill_body(format!("{sender}:{seq}"))
@@ -475,7 +502,7 @@ mod tests {
         assert!(matches!(inbox.try_send(msg(0, 1)), Err(ContextError::Full { .. })));
         let timeout = Duration::from_millis(50);
         let t0 = Instant::now();
-        let err = inbox.send_deadline(msg(0, 1), t0 + timeout, timeout).unwrap_err();
+        let err = inbox.send_deadline(msg(0, 1), None, t0 + timeout, timeout).unwrap_err();
         let took = t0.elapsed();
         assert!(matches!(err, ContextError::SendTimeout { .. }), "{err:?}");
         assert!(took >= timeout && took < timeout + Duration::from_millis(400), "{took:?}");
@@ -500,7 +527,7 @@ mod tests {
         assert!(inbox.recv_deadline(t0 + timeout).unwrap().is_none());
         inbox.try_send(msg(0, 0)).unwrap();
         let t1 = Instant::now();
-        assert!(inbox.send_deadline(msg(0, 1), t1 + timeout, timeout).is_err());
+        assert!(inbox.send_deadline(msg(0, 1), None, t1 + timeout, timeout).is_err());
         let took = (t1 - t0, t1.elapsed());
         assert!(took.0 >= timeout && took.0 < Duration::from_secs(5), "{took:?}");
         assert!(took.1 >= timeout && took.1 < Duration::from_secs(5), "{took:?}");
@@ -573,9 +600,35 @@ mod tests {
         };
         rt.block_on(async {
             for i in 0..1000 {
-                inbox.send_async(msg(0, i)).await.unwrap();
+                inbox.send_async(msg(0, i), None).await.unwrap();
             }
         });
         assert_eq!(consumer.join().unwrap(), (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_thread_that_receives_a_request_remembers_its_slot() {
+        let keeper = crate::keeper::SyncKeeper::with_spin(SpinBudget::OFF);
+        let inbox = Inbox::new("m", 4, SpinBudget::OFF);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let req = msg(0, 1);
+        let reg = keeper.register(req.id(), 1).unwrap();
+        inbox.send_deadline(req.clone(), Some(&reg.slot), deadline, Duration::from_secs(10)).unwrap();
+        inbox.send(msg(0, 2)).unwrap();
+        assert_eq!(crate::keeper::remembered(), None);
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 1));
+        assert_eq!(crate::keeper::remembered().as_deref(), Some(req.id()));
+        // A plain message leaves it: the response may follow later.
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 2));
+        assert_eq!(crate::keeper::remembered().as_deref(), Some(req.id()));
+        // Another thread does not see it.
+        std::thread::scope(|s| s.spawn(|| assert_eq!(crate::keeper::remembered(), None)).join().unwrap());
+        // Async sends carry the slot too.
+        let req2 = msg(0, 3);
+        let reg2 = keeper.register(req2.id(), 1).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(inbox.send_async(req2.clone(), Some(&reg2.slot))).unwrap();
+        assert_eq!(parse(&inbox.recv_deadline(deadline).unwrap().unwrap()), (0, 3));
+        assert_eq!(crate::keeper::remembered().as_deref(), Some(req2.id()));
     }
 }

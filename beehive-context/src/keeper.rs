@@ -3,9 +3,23 @@
 //! A waiter is registered *before* its request is sent and keeps every
 //! response that arrives for it until it collects them, so a response can
 //! never be lost because it came "too early" (Go's unbuffered hand-off drops
-//! those and the caller times out).
+//! those and the caller times out). Once the caller gives up (timeout) or
+//! is done, its slot is closed in the same step as its last look at the
+//! responses: a later response is refused (`NoWaiter`), never accepted and
+//! then dropped.
+//!
+//! # The reply path
+//!
+//! A request sent in process carries its slot along (see the inbox), and
+//! the thread that receives it remembers that slot. When the same thread
+//! then sends the response, it is handed to the remembered slot directly,
+//! without the keeper's table: the table's lock and entries stay in the
+//! requesting thread's cache, and a round trip between two threads moves
+//! only the slot between them. Any other response (another thread, another
+//! request, another keeper) goes through the table as before.
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
@@ -81,10 +95,15 @@ impl Responses {
 struct SlotState {
     responses: Responses,
     waiter: Waiter,
+    /// The caller has stopped looking: later responses are refused.
+    closed: bool,
 }
 
 /// Where the responses to one request are collected.
 pub struct Slot {
+    /// The keeper the slot is registered with (its address, for the reply
+    /// path: a remembered slot serves only its own keeper's responses).
+    keeper: usize,
     /// The request's id.
     id: String,
     /// How many responses complete the request.
@@ -110,9 +129,13 @@ impl Slot {
         self.count.load(Ordering::Acquire) >= self.expected
     }
 
-    fn deliver(&self, msg: Message) {
+    /// Adds a response; gives it back when the slot is closed.
+    fn deliver(&self, msg: Message) -> Result<(), Message> {
         let waiter = {
             let mut st = lock(&self.state);
+            if st.closed {
+                return Err(msg);
+            }
             st.responses.push(msg);
             self.count.fetch_add(1, Ordering::Release);
             if st.responses.len() >= self.expected {
@@ -126,10 +149,18 @@ impl Slot {
             Waiter::Thread(t) => t.unpark(),
             Waiter::Task(w) => w.wake(),
         }
+        Ok(())
     }
 
     fn take(&self) -> Vec<Message> {
         lock(&self.state).responses.take()
+    }
+
+    /// Closes the slot and takes what is in it, in one step.
+    fn close_then<T>(&self, take: impl FnOnce(&mut Responses) -> T) -> T {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        take(&mut st.responses)
     }
 
     /// The request's id.
@@ -247,6 +278,7 @@ pub struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
+        lock(&self.slot.state).closed = true;
         lock(&self.keeper.slots).remove(self.slot.id.as_str());
     }
 }
@@ -262,6 +294,37 @@ impl Registration<'_> {
     pub fn take_one(&self) -> Option<Message> {
         lock(&self.slot.state).responses.first.take()
     }
+
+    /// Stops accepting responses and takes those that arrived: a response
+    /// that comes later is refused with [`ContextError::NoWaiter`], so none
+    /// is accepted and then dropped with the registration.
+    pub fn close(&self) -> Vec<Message> {
+        self.slot.close_then(Responses::take)
+    }
+
+    /// [`close`](Self::close) for a request with one response.
+    pub fn close_one(&self) -> Option<Message> {
+        self.slot.close_then(|r| r.first.take())
+    }
+}
+
+thread_local! {
+    /// The slot of the last request with a slot that this thread received:
+    /// where its response goes if this thread sends it (see the module
+    /// docs).
+    static REPLY_TO: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+}
+
+/// Remembers `slot` as where this thread's next response to its request
+/// goes (called by a receiver when it takes a request out of an inbox).
+pub(crate) fn remember_reply(slot: Arc<Slot>) {
+    REPLY_TO.set(Some(slot));
+}
+
+/// The id of the request whose slot this thread remembers.
+#[cfg(test)]
+pub(crate) fn remembered() -> Option<String> {
+    REPLY_TO.with_borrow(|r| r.as_ref().map(|s| s.id.clone()))
 }
 
 impl SyncKeeper {
@@ -273,11 +336,12 @@ impl SyncKeeper {
     /// Registers a waiter for `expected` responses to request `id`.
     pub fn register(&self, id: &str, expected: usize) -> Result<Registration<'_>, ContextError> {
         let slot = Arc::new(Slot {
+            keeper: self.address(),
             id: id.to_owned(),
             expected: expected.max(1),
             count: AtomicUsize::new(0),
             spin: self.spin,
-            state: Mutex::new(SlotState { responses: Responses::default(), waiter: Waiter::None }),
+            state: Mutex::new(SlotState { responses: Responses::default(), waiter: Waiter::None, closed: false }),
         });
         let mut slots = lock(&self.slots);
         if slots.contains(id) {
@@ -287,30 +351,53 @@ impl SyncKeeper {
         Ok(Registration { keeper: self, slot })
     }
 
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// Hands a response to the request named by its parent id.
     pub fn deliver(&self, resp: Message) -> Result<(), ContextError> {
+        let resp = match self.deliver_to_remembered(resp) {
+            Ok(()) => return Ok(()),
+            Err(resp) => resp,
+        };
         let slot = lock(&self.slots).get(resp.parent_id()).map(|p| Arc::clone(&p.0));
-        match slot {
-            Some(slot) => {
-                slot.deliver(resp);
-                Ok(())
-            }
-            None => {
-                crate::metrics::response_without_waiter();
-                Err(ContextError::NoWaiter { parent_id: resp.parent_id().to_owned() })
-            }
+        let refused = match slot {
+            Some(slot) => match slot.deliver(resp) {
+                Ok(()) => return Ok(()),
+                Err(resp) => resp,
+            },
+            None => resp,
+        };
+        crate::metrics::response_without_waiter();
+        Err(ContextError::NoWaiter { parent_id: refused.parent_id().to_owned() })
+    }
+
+    /// The reply path: `resp` answers the request this thread received
+    /// last, from this keeper. Gives the response back when it does not,
+    /// and when that request's caller has stopped waiting (the table then
+    /// has no entry for it either).
+    fn deliver_to_remembered(&self, resp: Message) -> Result<(), Message> {
+        let Some(slot) = REPLY_TO.take() else { return Err(resp) };
+        if slot.keeper == self.address() && slot.id == resp.parent_id() {
+            // Used once: a second response from this thread takes the table.
+            return slot.deliver(resp);
         }
+        REPLY_TO.set(Some(slot));
+        Err(resp)
     }
 
     /// A synchronous request (Go `SendSync`): sets `sync`, registers the
-    /// waiter before `send(request, deadline, timeout)` delivers the request,
-    /// then `wait(slot, deadline)`s for the response. A zero timeout means the
-    /// default (30 s).
+    /// waiter before `send(request, slot, deadline, timeout)` delivers the
+    /// request, then `wait(slot, deadline)`s for the response. A zero timeout
+    /// means the default (30 s). When the wait ends without a response, the
+    /// slot is closed and looked at once more in one step (a response that
+    /// came in between is returned, any later one refused).
     pub fn request<E: From<ContextError>>(
         &self,
         msg: Message,
         timeout: std::time::Duration,
-        send: impl FnOnce(Message, Instant, std::time::Duration) -> Result<(), E>,
+        send: impl FnOnce(Message, &Arc<Slot>, Instant, std::time::Duration) -> Result<(), E>,
         wait: impl FnOnce(&Slot, Instant) -> Option<Message>,
     ) -> Result<Message, E> {
         let timeout = crate::backend::effective_timeout(timeout);
@@ -318,8 +405,8 @@ impl SyncKeeper {
         let deadline = started + timeout;
         let msg = msg.set_sync(true);
         let reg = self.register(msg.id(), 1)?;
-        send(msg, deadline, timeout)?;
-        match wait(&reg.slot, deadline) {
+        send(msg, &reg.slot, deadline, timeout)?;
+        match wait(&reg.slot, deadline).or_else(|| reg.close_one()) {
             Some(resp) => {
                 self.round_trips.record(started.elapsed().as_secs_f64());
                 Ok(resp)
@@ -329,21 +416,23 @@ impl SyncKeeper {
     }
 
     /// A synchronous broadcast (Go `SendToGroupSync`): registers a waiter for
-    /// one response per member of `group`, calls `deliver(member, deadline)`
-    /// for each (false: not delivered), then waits until every response has
-    /// arrived or `timeout` has passed.
+    /// one response per member of `group`, calls `deliver(member, slot,
+    /// deadline)` for each (false: not delivered), then waits until every
+    /// response has arrived or `timeout` has passed. Responses that come
+    /// later are refused.
     pub fn group_sync(
         &self,
         group: &str,
         msg_id: &str,
         members: &[String],
         timeout: std::time::Duration,
-        mut deliver: impl FnMut(&str, Instant) -> bool,
+        mut deliver: impl FnMut(&str, &Arc<Slot>, Instant) -> bool,
     ) -> Result<Vec<Message>, ContextError> {
         let deadline = Instant::now() + timeout;
         let reg = self.register(msg_id, members.len())?;
-        let undelivered: Vec<String> = members.iter().filter(|m| !deliver(m, deadline)).cloned().collect();
-        let responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { reg.take() };
+        let undelivered: Vec<String> = members.iter().filter(|m| !deliver(m, &reg.slot, deadline)).cloned().collect();
+        let mut responses = if undelivered.is_empty() { reg.slot.wait(deadline) } else { Vec::new() };
+        responses.extend(reg.close());
         if responses.len() == members.len() {
             return Ok(responses);
         }
@@ -503,7 +592,7 @@ mod tests {
         let r = keeper.request::<ContextError>(
             req,
             Duration::from_secs(30),
-            |_, _, _| Ok(()),
+            |_, _, _, _| Ok(()),
             |slot, deadline| slot.wait_one(deadline),
         );
         done.store(true, Ordering::SeqCst);
@@ -520,5 +609,104 @@ mod tests {
         assert!(reg.slot.wait_one(t0 + Duration::from_millis(20)).is_none());
         let took = t0.elapsed();
         assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn a_closed_slot_refuses_later_responses_and_keeps_earlier_ones() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let reg = keeper.register("c", 1).unwrap();
+        keeper.deliver(response("c", "early")).unwrap();
+        assert_eq!(reg.close_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("early"));
+        // Still in the table, but closed: refused, not accepted and lost.
+        assert!(keeper.is_waiting("c"));
+        assert!(matches!(keeper.deliver(response("c", "late")), Err(ContextError::NoWaiter { .. })));
+        assert!(reg.close_one().is_none());
+
+        let group = keeper.register("g", 3).unwrap();
+        keeper.deliver(response("g", "1")).unwrap();
+        let got = group.close();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(keeper.deliver(response("g", "2")), Err(ContextError::NoWaiter { .. })));
+        assert!(group.take().is_empty());
+    }
+
+    #[test]
+    fn a_registration_dropped_closes_its_slot_for_whoever_still_holds_it() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let slot = Arc::clone(&keeper.register("d", 1).unwrap().slot);
+        assert!(slot.deliver(response("d", "x")).is_err());
+    }
+
+    #[test]
+    fn a_remembered_slot_takes_the_response_to_its_request_once() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let reg = keeper.register("r1", 1).unwrap();
+        remember_reply(Arc::clone(&reg.slot));
+        assert_eq!(remembered().as_deref(), Some("r1"));
+        // Another request's response leaves it remembered.
+        assert!(keeper.deliver_to_remembered(response("other", "x")).is_err());
+        assert_eq!(remembered().as_deref(), Some("r1"));
+        assert!(keeper.deliver_to_remembered(response("r1", "ok")).is_ok());
+        assert_eq!(reg.take_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("ok"));
+        // Used once.
+        assert_eq!(remembered(), None);
+        assert!(keeper.deliver_to_remembered(response("r1", "again")).is_err());
+        // The table still serves it.
+        keeper.deliver(response("r1", "again")).unwrap();
+    }
+
+    #[test]
+    fn a_remembered_slot_serves_only_its_own_keeper_and_only_while_open() {
+        let a = SyncKeeper::with_spin(SpinBudget::OFF);
+        let b = SyncKeeper::with_spin(SpinBudget::OFF);
+        let in_a = a.register("same", 1).unwrap();
+        let in_b = b.register("same", 1).unwrap();
+        remember_reply(Arc::clone(&in_a.slot));
+        // B's response with the same parent id goes to B's waiter.
+        b.deliver(response("same", "for b")).unwrap();
+        assert!(in_a.take_one().is_none());
+        assert_eq!(in_b.take_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("for b"));
+        assert_eq!(remembered().as_deref(), Some("same"), "kept for A's response");
+        // A's caller gave up: refused through the reply path, and the
+        // table has no other waiter for it.
+        assert!(in_a.close_one().is_none());
+        assert!(a.deliver_to_remembered(response("same", "late")).is_err());
+        drop(in_a);
+        assert!(matches!(a.deliver(response("same", "late")), Err(ContextError::NoWaiter { .. })));
+    }
+
+    #[test]
+    fn a_request_that_timed_out_refuses_its_late_response() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let mut slot = None;
+        let r = keeper.request::<ContextError>(
+            Message::new("").fill_body("q"),
+            Duration::from_millis(1),
+            |_, s, _, _| {
+                slot = Some(Arc::clone(s));
+                Ok(())
+            },
+            |_, _| None,
+        );
+        assert!(matches!(r, Err(ContextError::ResponseTimeout { .. })));
+        let slot = slot.unwrap();
+        assert!(slot.deliver(response(slot.id(), "late")).is_err());
+        assert_eq!(keeper.pending(), 0);
+    }
+
+    #[test]
+    fn a_response_that_came_after_the_wait_gave_up_is_still_returned() {
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let r = keeper.request::<ContextError>(
+            Message::new("").fill_body("q"),
+            Duration::from_secs(30),
+            |_, _, _, _| Ok(()),
+            |slot, _| {
+                // The wait ends empty-handed just as the response arrives.
+                slot.deliver(response(slot.id(), "just in time")).unwrap();
+                None
+            },
+        );
+        assert_eq!(r.unwrap().content().as_str(), Some("just in time"));
     }
 }

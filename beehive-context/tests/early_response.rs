@@ -82,7 +82,7 @@ impl MessageContext for InstantBackend {
         self.keeper.request(
             msg,
             timeout,
-            |msg, _deadline, _timeout| self.send(module, msg),
+            |msg, _slot, _deadline, _timeout| self.send(module, msg),
             |slot, deadline| slot.wait_one(deadline),
         )
     }
@@ -106,8 +106,9 @@ impl MessageContext for InstantBackend {
     fn send_to_group_sync(&self, group: &str, msg: Message, timeout: Duration) -> Result<Vec<Message>, ContextError> {
         let members = self.members(group);
         let msg = msg.set_sync(true);
-        self.keeper
-            .group_sync(group, msg.id(), &members, timeout, |member, _deadline| self.send(member, msg.clone()).is_ok())
+        self.keeper.group_sync(group, msg.id(), &members, timeout, |member, _slot, _deadline| {
+            self.send(member, msg.clone()).is_ok()
+        })
     }
 }
 

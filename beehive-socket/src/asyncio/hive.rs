@@ -779,7 +779,7 @@ impl MessageContext for SocketBackend {
         let members: Vec<String> = targets.iter().map(|(m, _)| m.clone()).collect();
         let timeout = effective_timeout(timeout);
         let msg = Self::group_sync_message(msg);
-        self.keeper.group_sync(group, msg.id(), &members, timeout, |name, deadline| {
+        self.keeper.group_sync(group, msg.id(), &members, timeout, |name, _, deadline| {
             let Some((_, Some(link))) = targets.iter().find(|(m, _)| m == name) else { return false };
             let wait = deadline.saturating_duration_since(Instant::now()).min(self.options.group_wait);
             link.send_message_blocking(msg.clone().set_destination(name), wait).is_ok()
