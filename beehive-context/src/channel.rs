@@ -296,7 +296,17 @@ impl MessageContext for ChannelContext {
 
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
         let members = self.members(group)?;
-        crate::backend::broadcast(group, msg.id(), &members, |_, inbox| inbox.send(msg.clone()))
+        // The last member gets the message itself: a clone and a drop less
+        // on its reference count, which every receiver writes too.
+        let id = msg.id().to_owned();
+        let mut msg = Some(msg);
+        let last = members.len().saturating_sub(1);
+        let mut i = 0;
+        crate::backend::broadcast(group, &id, &members, |_, inbox| {
+            let m = if i == last { msg.take() } else { msg.clone() };
+            i += 1;
+            inbox.send(m.expect("one message per member"))
+        })
     }
 
     fn send_to_group_async<'a>(&'a self, group: &'a str, msg: Message) -> BoxFuture<'a, Result<(), ContextError>> {
