@@ -211,6 +211,8 @@ impl Inbox {
         if self.is_closed() {
             return Ok(Step::Closed);
         }
+        #[cfg(test)]
+        race::at(race::Point::BeforeQueue, self);
         self.queue.push(env)?;
         self.metrics.sent.increment(1);
         self.receivers.wake();
@@ -420,6 +422,8 @@ impl Inbox {
                 dropped += 1;
             }
             self.senders.wake();
+            #[cfg(test)]
+            race::at(race::Point::AfterDrain, self);
             if self.in_flight.load(Ordering::SeqCst) == 0 {
                 break;
             }
@@ -437,6 +441,40 @@ impl Inbox {
 
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
+    }
+}
+
+/// Test-only hooks at the two points of the race between a send and
+/// [`Inbox::close`], so a test can stop each side exactly there.
+#[cfg(test)]
+mod race {
+    use std::cell::RefCell;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub(super) enum Point {
+        /// A sender passed the closed check and is about to queue.
+        BeforeQueue,
+        /// `close` drained the queue and is about to look for senders.
+        AfterDrain,
+    }
+
+    type Hook = Box<dyn FnMut(Point, &super::Inbox)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `hook` at every point the calling thread reaches.
+    pub(super) fn install(hook: impl FnMut(Point, &super::Inbox) + 'static) {
+        HOOK.set(Some(Box::new(hook)));
+    }
+
+    pub(super) fn at(point: Point, inbox: &super::Inbox) {
+        HOOK.with_borrow_mut(|h| {
+            if let Some(h) = h {
+                h(point, inbox);
+            }
+        });
     }
 }
 
@@ -630,5 +668,53 @@ mod tests {
         rt.block_on(inbox.send_async(req2.clone(), Some(&reg2.slot))).unwrap();
         assert_eq!(parse(&inbox.recv_deadline(deadline).unwrap().unwrap()), (0, 3));
         assert_eq!(crate::keeper::remembered().as_deref(), Some(req2.id()));
+    }
+
+    #[test]
+    fn a_message_queued_while_the_inbox_closes_is_counted_as_dropped() {
+        use std::sync::mpsc;
+        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
+        // One message already waiting: the first drain finds it.
+        inbox.send(msg(0, 0)).unwrap();
+        let (at_window, sender_waits) = mpsc::channel();
+        let (go, sender_goes) = mpsc::channel::<()>();
+        let sender = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                race::install(move |point, _| {
+                    if point == race::Point::BeforeQueue {
+                        at_window.send(()).unwrap();
+                        sender_goes.recv().unwrap();
+                    }
+                });
+                inbox.send(msg(0, 1))
+            })
+        };
+        // The sender has passed every closed check and not queued yet.
+        sender_waits.recv_timeout(Duration::from_secs(10)).unwrap();
+        let closer = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                let mut go = Some(go);
+                race::install(move |point, inbox| {
+                    // After the first drain: let the sender queue and leave,
+                    // so that only the last drain can find its message.
+                    if let (race::Point::AfterDrain, Some(go)) = (point, go.take()) {
+                        go.send(()).unwrap();
+                        let t0 = Instant::now();
+                        while inbox.in_flight.load(Ordering::SeqCst) != 0 {
+                            assert!(t0.elapsed() < Duration::from_secs(10), "the sender never left");
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+                inbox.close()
+            })
+        };
+        // Accepted, and reported by the close rather than lost.
+        assert!(sender.join().unwrap().is_ok());
+        assert_eq!(closer.join().unwrap(), 2);
+        assert_eq!(inbox.len(), 0);
+        assert!(matches!(inbox.try_recv(), Some(Err(ContextError::Closed { .. }))));
     }
 }
