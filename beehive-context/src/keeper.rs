@@ -467,6 +467,11 @@ mod tests {
         Message::new(parent).fill_body(body)
     }
 
+    /// The string content of a response, if there is one.
+    fn body(m: Option<Message>) -> Option<String> {
+        m.and_then(|m| m.content().as_str().map(str::to_owned))
+    }
+
     #[test]
     fn responses_come_back_in_the_order_they_arrived() {
         let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
@@ -492,7 +497,7 @@ mod tests {
             let got = reg.slot.wait_one(Instant::now() + Duration::from_secs(5)).unwrap();
             assert_eq!(got.content().as_str(), Some("r"));
             keeper.deliver(response("one", "again")).unwrap();
-            assert_eq!(reg.take_one().map(|m| m.content().as_str().map(str::to_owned)), Some(Some("again".into())));
+            assert_eq!(body(reg.take_one()).as_deref(), Some("again"));
         }
         assert!(!keeper.is_waiting("one"));
         assert_eq!(keeper.pending(), 0);
@@ -616,7 +621,7 @@ mod tests {
         let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
         let reg = keeper.register("c", 1).unwrap();
         keeper.deliver(response("c", "early")).unwrap();
-        assert_eq!(reg.close_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("early"));
+        assert_eq!(body(reg.close_one()).as_deref(), Some("early"));
         // Still in the table, but closed: refused, not accepted and lost.
         assert!(keeper.is_waiting("c"));
         assert!(matches!(keeper.deliver(response("c", "late")), Err(ContextError::NoWaiter { .. })));
@@ -647,7 +652,7 @@ mod tests {
         assert!(keeper.deliver_to_remembered(response("other", "x")).is_err());
         assert_eq!(remembered().as_deref(), Some("r1"));
         assert!(keeper.deliver_to_remembered(response("r1", "ok")).is_ok());
-        assert_eq!(reg.take_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("ok"));
+        assert_eq!(body(reg.take_one()).as_deref(), Some("ok"));
         // Used once.
         assert_eq!(remembered(), None);
         assert!(keeper.deliver_to_remembered(response("r1", "again")).is_err());
@@ -665,7 +670,7 @@ mod tests {
         // B's response with the same parent id goes to B's waiter.
         b.deliver(response("same", "for b")).unwrap();
         assert!(in_a.take_one().is_none());
-        assert_eq!(in_b.take_one().and_then(|m| m.content().as_str().map(str::to_owned)).as_deref(), Some("for b"));
+        assert_eq!(body(in_b.take_one()).as_deref(), Some("for b"));
         assert_eq!(remembered().as_deref(), Some("same"), "kept for A's response");
         // A's caller gave up: refused through the reply path, and the
         // table has no other waiter for it.
