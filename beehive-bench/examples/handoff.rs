@@ -6,7 +6,7 @@
 //! Run on one core, it is the floor of a request/response between two OS
 //! threads that share a core (W2 when another process keeps the other core
 //! busy): every round trip needs two switches between the threads, whatever
-//! the bus does. On the 2-core VM of the README: about 2.3 µs with yields
+//! the bus does. On the 2-core VM of the README: about 2.2 µs with yields
 //! and 3.4 µs with parks.
 //!
 //! ```sh
