@@ -118,6 +118,19 @@ impl ChannelContext {
         }
     }
 
+    /// Runs `f` on the members of a group without cloning the list's
+    /// handle; a group whose members were all cleaned up is empty.
+    fn with_members<R>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&[(String, Arc<Inbox>)]) -> Result<R, ContextError>,
+    ) -> Result<R, ContextError> {
+        match self.groups.load().get(group) {
+            Some(m) => f(m),
+            None => Err(ContextError::UnknownGroup { group: group.to_owned() }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -295,17 +308,33 @@ impl MessageContext for ChannelContext {
     }
 
     fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        let members = self.members(group)?;
-        // The last member gets the message itself: a clone and a drop less
-        // on its reference count, which every receiver writes too.
-        let id = msg.id().to_owned();
-        let mut msg = Some(msg);
-        let last = members.len().saturating_sub(1);
-        let mut i = 0;
-        crate::backend::broadcast(group, &id, &members, |_, inbox| {
-            let m = if i == last { msg.take() } else { msg.clone() };
-            i += 1;
-            inbox.send(m.expect("one message per member"))
+        self.with_members(group, |members| {
+            let Some(((last_name, last), rest)) = members.split_last() else {
+                // Every member was cleaned up: as for a group never made.
+                return Err(ContextError::UnknownGroup { group: group.to_owned() });
+            };
+            let mut failed = Vec::new();
+            for (name, inbox) in rest {
+                if let Err(e) = inbox.send(msg.clone()) {
+                    failed.push((name.clone(), e.to_string()));
+                }
+            }
+            if !failed.is_empty() {
+                if let Err(e) = last.send(msg.clone()) {
+                    failed.push((last_name.clone(), e.to_string()));
+                }
+                return crate::backend::group_delivery(group, msg.id(), failed);
+            }
+            // Every member so far has its copy: the last one gets the
+            // message itself, a clone and a drop less on the reference
+            // count that every receiver writes too. Refused, it comes back
+            // to name the message in the error.
+            match last.send_or_return(msg) {
+                Ok(()) => Ok(()),
+                Err((e, msg)) => {
+                    crate::backend::group_delivery(group, msg.id(), vec![(last_name.clone(), e.to_string())])
+                }
+            }
         })
     }
 

@@ -308,6 +308,18 @@ impl Hive {
         }
     }
 
+    /// Runs `f` on the backend of `group` without cloning its handle.
+    fn dispatch_group<R>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&dyn Backend) -> Result<R, ContextError>,
+    ) -> Result<R, ContextError> {
+        match self.inner.group_backend.load().get(group) {
+            Some(backend) => f(&**backend),
+            None => Err(ContextError::UnknownGroup { group: group.to_owned() }),
+        }
+    }
+
     fn route_group(&self, group: &str) -> Result<Arc<dyn Backend>, ContextError> {
         self.inner
             .group_backend
@@ -453,7 +465,7 @@ impl Hive {
 
     /// Delivers to every member of `group`, in order per member.
     pub fn send_to_group(&self, group: &str, msg: Message) -> Result<(), ContextError> {
-        counted(self.route_group(group).and_then(|b| b.send_to_group(group, msg)))
+        counted(self.dispatch_group(group, |b| b.send_to_group(group, msg)))
     }
 
     /// [`send_to_group`](Self::send_to_group) for async code: waits for
@@ -469,7 +481,7 @@ impl Hive {
         msg: Message,
         timeout: Duration,
     ) -> Result<Vec<Message>, ContextError> {
-        counted(self.route_group(group).and_then(|b| b.send_to_group_sync(group, msg, timeout)))
+        counted(self.dispatch_group(group, |b| b.send_to_group_sync(group, msg, timeout)))
     }
 
     // ----- lifecycle -----

@@ -133,10 +133,17 @@ impl Waiters {
     }
 }
 
-/// What a blocked send or receive found on a retry.
+/// What a receive attempt found.
 enum Step<T> {
     Done(T),
     Closed,
+}
+
+/// What one push attempt did with the message.
+enum Push {
+    Done,
+    Full(Envelope),
+    Closed(Envelope),
 }
 
 /// A message in an inbox, with the slot of the request it is, if any.
@@ -206,17 +213,19 @@ impl Inbox {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// One push attempt; gives the message back when the inbox is full.
-    fn push(&self, env: Envelope) -> Result<Step<()>, Envelope> {
+    /// One push attempt; a message that was not queued comes back.
+    fn push(&self, env: Envelope) -> Push {
         if self.is_closed() {
-            return Ok(Step::Closed);
+            return Push::Closed(env);
         }
         #[cfg(test)]
         race::at(race::Point::BeforeQueue, self);
-        self.queue.push(env)?;
+        if let Err(env) = self.queue.push(env) {
+            return Push::Full(env);
+        }
         self.metrics.sent.increment(1);
         self.receivers.wake();
-        Ok(Step::Done(()))
+        Push::Done
     }
 
     /// One pop attempt: a message, the closed state once drained, or `None`.
@@ -249,51 +258,64 @@ impl Inbox {
         }
     }
 
-    /// Sends, waiting for room until `deadline` (forever when `None`).
-    fn send_until(&self, env: Envelope, deadline: Option<Instant>) -> Result<Option<Envelope>, ContextError> {
-        let _entered = self.enter()?;
+    /// Sends, waiting for room until `deadline` (forever when `None`). A
+    /// message that was not queued comes back: as `Ok(Some(_))` when the
+    /// deadline passed, with the error when the inbox is closed.
+    fn send_until(
+        &self,
+        env: Envelope,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Envelope>, (ContextError, Envelope)> {
+        let _entered = match self.enter() {
+            Ok(entered) => entered,
+            Err(e) => return Err((e, env)),
+        };
         let mut pending = match self.push(env) {
-            Ok(Step::Done(())) => return Ok(None),
-            Ok(Step::Closed) => return Err(self.closed_error()),
-            Err(m) => m,
+            Push::Done => return Ok(None),
+            Push::Closed(env) => return Err((self.closed_error(), env)),
+            Push::Full(env) => env,
         };
         let mut spin = Spin::new(self.spin).until(deadline);
         while spin.wait() {
             pending = match self.push(pending) {
-                Ok(Step::Done(())) => return Ok(None),
-                Ok(Step::Closed) => return Err(self.closed_error()),
-                Err(m) => m,
+                Push::Done => return Ok(None),
+                Push::Closed(env) => return Err((self.closed_error(), env)),
+                Push::Full(env) => env,
             };
         }
         let mut slot = Some(pending);
-        let done = self.senders.park_until(deadline, || {
-            let msg = slot.take()?;
-            match self.push(msg) {
-                Ok(step) => Some(step),
-                Err(m) => {
-                    slot = Some(m);
-                    None
-                }
+        let done = self.senders.park_until(deadline, || match self.push(slot.take()?) {
+            Push::Done => Some(Ok(())),
+            Push::Closed(env) => Some(Err(env)),
+            Push::Full(env) => {
+                slot = Some(env);
+                None
             }
         });
         match done {
-            Some(Step::Done(())) => Ok(None),
-            Some(Step::Closed) => Err(self.closed_error()),
+            Some(Ok(())) => Ok(None),
+            Some(Err(env)) => Err((self.closed_error(), env)),
             None => Ok(slot),
         }
     }
 
-    /// Waits for room (as Go's `Send` does).
+    /// Sends, waiting for room as long as it takes.
     pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
-        self.send_until(Envelope { msg, reply: None }, None).map(drop)
+        self.send_until(Envelope { msg, reply: None }, None).map(drop).map_err(|(e, _)| e)
+    }
+
+    /// [`send`](Self::send), giving the message back with the error when
+    /// it was not queued (the inbox is closed).
+    pub(crate) fn send_or_return(&self, msg: Message) -> Result<(), (ContextError, Message)> {
+        self.send_until(Envelope { msg, reply: None }, None).map(drop).map_err(|(e, env)| (e, env.msg))
     }
 
     pub(crate) fn try_send(&self, msg: Message) -> Result<(), ContextError> {
         let _entered = self.enter()?;
         match self.push(Envelope { msg, reply: None }) {
-            Ok(Step::Done(())) => Ok(()),
-            Ok(Step::Closed) => Err(self.closed_error()),
-            Err(_) => Err(ContextError::Full { module: self.module.clone() }),
+            Push::Done => Ok(()),
+            Push::Closed(_) => Err(self.closed_error()),
+            Push::Full(_) => Err(ContextError::Full { module: self.module.clone() }),
         }
     }
 
@@ -302,9 +324,9 @@ impl Inbox {
     pub(crate) fn offer(&self, msg: Message) -> Result<(), Offer> {
         let _entered = self.enter().map_err(Offer::Failed)?;
         match self.push(Envelope { msg, reply: None }) {
-            Ok(Step::Done(())) => Ok(()),
-            Ok(Step::Closed) => Err(Offer::Failed(self.closed_error())),
-            Err(env) => Err(Offer::Full(env.msg)),
+            Push::Done => Ok(()),
+            Push::Closed(_) => Err(Offer::Failed(self.closed_error())),
+            Push::Full(env) => Err(Offer::Full(env.msg)),
         }
     }
 
@@ -318,7 +340,7 @@ impl Inbox {
         timeout: Duration,
     ) -> Result<(), ContextError> {
         let reply = reply.map(Arc::clone);
-        match self.send_until(Envelope { msg, reply }, Some(deadline))? {
+        match self.send_until(Envelope { msg, reply }, Some(deadline)).map_err(|(e, _)| e)? {
             None => Ok(()),
             Some(env) => {
                 Err(ContextError::SendTimeout { module: self.module.clone(), msg_id: env.msg.id().to_owned(), timeout })
@@ -334,15 +356,15 @@ impl Inbox {
         poll_fn(|cx| {
             let Some(msg) = pending.take() else { return Poll::Ready(Ok(())) };
             let msg = match self.push(msg) {
-                Ok(Step::Done(())) => return Poll::Ready(Ok(())),
-                Ok(Step::Closed) => return Poll::Ready(Err(self.closed_error())),
-                Err(m) => m,
+                Push::Done => return Poll::Ready(Ok(())),
+                Push::Closed(_) => return Poll::Ready(Err(self.closed_error())),
+                Push::Full(env) => env,
             };
             self.senders.register(Waiting::Task(cx.waker().clone()));
             match self.push(msg) {
-                Ok(Step::Done(())) => Poll::Ready(Ok(())),
-                Ok(Step::Closed) => Poll::Ready(Err(self.closed_error())),
-                Err(m) => {
+                Push::Done => Poll::Ready(Ok(())),
+                Push::Closed(_) => Poll::Ready(Err(self.closed_error())),
+                Push::Full(m) => {
                     pending = Some(m);
                     Poll::Pending
                 }

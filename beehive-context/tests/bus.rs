@@ -296,6 +296,34 @@ fn group_broadcasts_reach_every_member_in_order() {
 }
 
 #[test]
+fn a_broadcast_names_the_message_and_every_member_it_missed() {
+    // Which members refuse (a sealed inbox stays in the group but takes no
+    // more messages): the last, the first, both, and all three. The first
+    // case is where the last member is handed the message itself.
+    for sealed in [&["m3"][..], &["m1"], &["m1", "m3"], &["m1", "m2", "m3"]] {
+        let hive = hive_with(&[("m1", "g"), ("m2", "g"), ("m3", "g")]);
+        let channel = hive.backend(beehive_model::constants::MSG_CTX_TYPE_CHANNEL).unwrap();
+        for m in sealed {
+            channel.seal(m).unwrap();
+        }
+        let sent = msg("x");
+        match prompt(|| hive.send_to_group("g", sent.clone())) {
+            Err(ContextError::GroupDelivery { group, msg_id, failed }) => {
+                assert_eq!(group, "g");
+                assert_eq!(msg_id, sent.id(), "sealed {sealed:?}");
+                assert_eq!(failed.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), sealed);
+                assert!(failed.iter().all(|(m, why)| why.contains(m.as_str())), "{failed:?}");
+            }
+            other => panic!("sealed {sealed:?}: {other:?}"),
+        }
+        for m in ["m1", "m2", "m3"].iter().filter(|m| !sealed.contains(m)) {
+            assert_eq!(hive.receive(m).unwrap().id(), sent.id(), "{m}, sealed {sealed:?}");
+            assert_eq!(hive.cleanup(m).unwrap(), 0, "{m} got one copy, sealed {sealed:?}");
+        }
+    }
+}
+
+#[test]
 fn group_members_added_and_removed_while_broadcasting() {
     const N: i64 = 2000;
     let hive = hive_with(&[("stay", "g"), ("leave", "g")]);
