@@ -151,3 +151,59 @@ fn batched_seqpacket_reader_takes_queued_packets_and_flags_truncation() {
     drop(w);
     assert!(r.read_packet().unwrap().is_none());
 }
+
+#[tokio::test]
+async fn tokio_framed_read_takes_a_last_raw_message_without_its_line_feed_and_rejects_a_cut_package() {
+    // The stream ends right after the last JSON document: only `decode_eof`
+    // can hand it out.
+    let (first, last) = (sample(1), sample(2));
+    let mut input = beehive_model::to_vec(&first).unwrap();
+    input.push(b'\n');
+    input.extend(beehive_model::to_vec(&last).unwrap());
+    let got: Vec<Message> =
+        FramedRead::new(&input[..], MessageCodec::new(RawCodec::new())).map(|r| r.unwrap()).collect().await;
+    assert_eq!(got, [first.clone(), last]);
+
+    // A Package frame cut short by the end of the stream is an error, not
+    // a clean end.
+    let mut frame = bytes::BytesMut::new();
+    tokio_util::codec::Encoder::encode(&mut MessageCodec::new(PackageCodec::new()), &first, &mut frame).unwrap();
+    let cut = &frame[..frame.len() - 1];
+    let mut frames = FramedRead::new(cut, MessageCodec::new(PackageCodec::new()));
+    match frames.next().await {
+        Some(Err(e)) => assert!(matches!(e, CodecError::Truncated { .. }) && e.is_protocol_error(), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn only_errors_caused_by_the_bytes_received_are_protocol_errors() {
+    let io = CodecError::Io(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+    assert!(!io.is_protocol_error());
+    let mut out = bytes::BytesMut::new();
+    let nan = Message::new("").fill_body(beehive_model::Value::from(f64::NAN));
+    let encode =
+        tokio_util::codec::Encoder::encode(&mut MessageCodec::new(RawCodec::new()), &nan, &mut out).unwrap_err();
+    assert!(matches!(encode, CodecError::Encode(_)) && !encode.is_protocol_error(), "{encode:?}");
+    let config = PackageCodec::with_max_frame_len(11).unwrap_err();
+    assert!(matches!(config, CodecError::InvalidConfig(_)) && !config.is_protocol_error(), "{config:?}");
+    let bad = PackageReader::package(&b"beehv9rv\x00\x00\x00\x02{}"[..]).read_message().unwrap_err();
+    assert!(bad.is_protocol_error(), "{bad:?}");
+}
+
+#[test]
+fn a_blocking_reader_reads_64_kib_at_a_time_by_default() {
+    /// Records the size of every read asked of it.
+    struct Recording<'a>(&'a [u8], Vec<usize>);
+    impl std::io::Read for Recording<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1.push(buf.len());
+            self.0.read(buf)
+        }
+    }
+    let mut line = beehive_model::to_vec(&sample(3)).unwrap();
+    line.push(b'\n');
+    let mut r = RawReader::raw(Recording(&line, Vec::new()));
+    assert!(r.read_message().unwrap().is_some());
+    assert_eq!(r.get_ref().1, [64 * 1024]);
+}
