@@ -207,3 +207,26 @@ fn a_blocking_reader_reads_64_kib_at_a_time_by_default() {
     assert!(r.read_message().unwrap().is_some());
     assert_eq!(r.get_ref().1, [64 * 1024]);
 }
+
+#[test]
+fn a_blocking_reader_retries_an_interrupted_read_and_reports_any_other_failure() {
+    /// Fails its first read with `first`, then reads from the bytes.
+    struct FailingOnce<'a>(Option<std::io::ErrorKind>, &'a [u8]);
+    impl std::io::Read for FailingOnce<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.take() {
+                Some(kind) => Err(kind.into()),
+                None => self.1.read(buf),
+            }
+        }
+    }
+    let mut line = beehive_model::to_vec(&sample(4)).unwrap();
+    line.push(b'\n');
+    let mut r = RawReader::raw(FailingOnce(Some(std::io::ErrorKind::Interrupted), &line));
+    assert_eq!(r.read_message().unwrap().map(|m| m.content().clone()), Some(sample(4).content().clone()));
+    let mut r = RawReader::raw(FailingOnce(Some(std::io::ErrorKind::ConnectionReset), &line));
+    match r.read_message() {
+        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+        other => panic!("{other:?}"),
+    }
+}
