@@ -230,3 +230,141 @@ fn a_blocking_reader_retries_an_interrupted_read_and_reports_any_other_failure()
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_seqpacket_reader_polls_without_blocking_and_tells_empty_from_closed() {
+    use beehive_codec::{Received, SeqpacketReader};
+    use std::time::{Duration, Instant};
+    let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    // Were the poll to block, it would sit here until this timeout.
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = SeqpacketReader::with_batch(b, 100, 2);
+    let t0 = Instant::now();
+    assert!(matches!(r.try_read_packet().unwrap(), Received::Empty));
+    assert!(t0.elapsed() < Duration::from_secs(1), "the poll blocked for {:?}", t0.elapsed());
+    let mut w = PacketWriter::new(a);
+    // Three packets over a batch of two: the third needs a second call.
+    for p in [&b"one"[..], b"two", b"three"] {
+        w.write_packet(p).unwrap();
+    }
+    let mut got = Vec::new();
+    loop {
+        match r.try_read_packet().unwrap() {
+            Received::Packet(p) => got.push(p.to_vec()),
+            Received::Empty => break,
+            Received::Closed => panic!("closed after {got:?}"),
+        }
+    }
+    assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    drop(w);
+    assert!(matches!(r.try_read_packet().unwrap(), Received::Closed));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_blocking_seqpacket_read_that_times_out_is_an_error_not_a_close() {
+    use beehive_codec::SeqpacketReader;
+    let (_a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    b.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+    let mut r = SeqpacketReader::new(b, 100);
+    match r.read_packet() {
+        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_packet_reader_takes_a_packet_of_exactly_its_maximum() {
+    let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    let mut w = PacketWriter::new(a);
+    w.write_packet(&[b' '; 100]).unwrap();
+    w.write_packet(&[b' '; 101]).unwrap();
+    let mut r = PacketReader::with_max_packet_len(b, 100);
+    assert_eq!(r.read_packet().unwrap().map(<[u8]>::len), Some(100));
+    assert!(matches!(r.read_packet(), Err(CodecError::PacketTooLarge { max: 100 })));
+
+    // By default, up to 64 KiB.
+    let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    a.set_send_buffer_size(1 << 20).unwrap();
+    let mut w = PacketWriter::new(a);
+    w.write_packet(&vec![b' '; 65_536]).unwrap();
+    w.write_packet(&vec![b' '; 65_537]).unwrap();
+    let mut r = PacketReader::new(b);
+    assert_eq!(r.read_packet().unwrap().map(<[u8]>::len), Some(65_536));
+    assert!(matches!(r.read_packet(), Err(CodecError::PacketTooLarge { max: 65_536 })));
+}
+
+/// A writer that fails its first write with `fail`, then keeps everything,
+/// and counts its flushes.
+struct Sink {
+    fail: Option<std::io::ErrorKind>,
+    written: Vec<u8>,
+    writes: usize,
+    flushes: usize,
+}
+
+impl Sink {
+    fn failing_once(fail: Option<std::io::ErrorKind>) -> Self {
+        Sink { fail, written: Vec::new(), writes: 0, flushes: 0 }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(kind) = self.fail.take() {
+            return Err(kind.into());
+        }
+        self.writes += 1;
+        self.written.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_packet_writer_retries_an_interrupted_write_and_reports_any_other_failure() {
+    let mut w = PacketWriter::new(Sink::failing_once(Some(std::io::ErrorKind::Interrupted)));
+    w.write_packet(b"hello").unwrap();
+    assert_eq!((w.get_ref().written.as_slice(), w.get_ref().writes), (&b"hello"[..], 1));
+    let mut w = PacketWriter::new(Sink::failing_once(Some(std::io::ErrorKind::BrokenPipe)));
+    match w.write_packet(b"hello") {
+        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.get_ref().written.is_empty());
+}
+
+#[test]
+fn frame_writers_write_payloads_as_frames_and_flush_their_writer() {
+    let mut w = PackageWriter::package(Sink::failing_once(None));
+    w.write_frame(b"{}").unwrap();
+    w.flush().unwrap();
+    assert_eq!(w.get_ref().written, b"beehv1rv\x00\x00\x00\x02{}");
+    assert_eq!(w.get_ref().flushes, 1);
+    // Go's raw `Write`: the payload verbatim, no line feed added.
+    let mut w = RawWriter::raw(Sink::failing_once(None));
+    w.write_frame(b"{}").unwrap();
+    assert_eq!(w.get_ref().written, b"{}");
+}
+
+#[test]
+fn a_reader_stopped_by_a_read_error_tells_how_much_of_a_frame_it_holds() {
+    /// Hands out its bytes, then fails.
+    struct ThenFail<'a>(&'a [u8]);
+    impl std::io::Read for ThenFail<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            self.0.read(buf)
+        }
+    }
+    let mut r = PackageReader::package(ThenFail(b"beehv1rv\x00\x00\x00\x05{\"a\""));
+    assert!(matches!(r.read_message(), Err(CodecError::Io(_))));
+    assert_eq!(r.buffered(), 16);
+}

@@ -250,9 +250,13 @@ mod tests {
     #[test]
     fn write_respects_the_maximum() {
         let mut codec = PackageCodec::with_max_frame_len(16).unwrap();
+        assert_eq!(codec.max_frame_len(), 16);
         let mut buf = BytesMut::new();
         assert!(codec.encode_frame(b"1234", &mut buf).is_ok());
-        assert!(matches!(codec.encode_frame(b"12345", &mut buf), Err(CodecError::FrameTooLarge { .. })));
+        assert!(matches!(
+            codec.encode_frame(b"12345", &mut buf),
+            Err(CodecError::FrameTooLarge { frame_len: 17, max: 16, .. })
+        ));
         assert_eq!(buf.len(), 16);
     }
 }

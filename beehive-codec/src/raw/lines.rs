@@ -164,6 +164,29 @@ mod tests {
         let mut codec = RawCodec::with_max_line_len(4).unwrap();
         let mut buf = BytesMut::from(&b"1234\n"[..]);
         assert_eq!(codec.decode_frame(&mut buf).unwrap().unwrap(), "1234");
+        // A line of the maximum still waiting for its line feed is not too long.
+        let mut buf = BytesMut::from(&b"1234"[..]);
+        assert!(codec.decode_frame(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\n");
+        assert_eq!(codec.decode_frame(&mut buf).unwrap().unwrap(), "1234");
+    }
+
+    #[test]
+    fn each_line_knows_its_offset_in_the_stream() {
+        use crate::framing::Framing;
+        let mut codec = RawCodec::with_max_line_len(64).unwrap();
+        assert_eq!(codec.max_line_len(), 64);
+        // Lines end at the line feed only: a carriage return before it is the
+        // JSON's trailing whitespace, left in the frame.
+        let mut buf = BytesMut::from(&b"{}\n\n{\"a\":1}\r\n{}"[..]);
+        let mut offsets = Vec::new();
+        while let Some(line) = codec.decode_frame_eof(&mut buf).unwrap() {
+            offsets.push((line, codec.last_frame_offset()));
+        }
+        assert_eq!(
+            offsets,
+            [(Bytes::from_static(b"{}"), 0), (Bytes::from_static(b"{\"a\":1}\r"), 4), (Bytes::from_static(b"{}"), 13)]
+        );
     }
 
     #[test]

@@ -33,3 +33,27 @@ pub fn encode(msg: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
     dst.put_slice(&out);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packet_is_go_write_json_and_decodes_back_eagerly_or_lazily() {
+        let msg = Message::raw()
+            .build_header("i", "", 1)
+            .fill_body(beehive_model::Value::from(vec![beehive_model::Value::from("a")]));
+        let mut buf = BytesMut::from(&b"before"[..]);
+        encode(&msg, &mut buf).unwrap();
+        assert_eq!(
+            &buf[..],
+            &b"before{\"header\":{\"msg_id\":\"i\",\"timestamp\":1},\"route\":{},\"content\":[\"a\"]}\n"[..]
+        );
+        let packet = buf.split_off(6).freeze();
+        assert_eq!(decode(&packet).unwrap(), msg);
+        let lazy = decode_lazy(&packet).unwrap();
+        assert_eq!(lazy.id(), "i");
+        assert_eq!(beehive_model::to_vec(&lazy).unwrap(), beehive_model::to_vec(&msg).unwrap());
+        assert!(matches!(decode_lazy(&Bytes::from_static(b"{\"header\"")), Err(CodecError::Json { offset: 0, .. })));
+    }
+}
