@@ -252,6 +252,17 @@ fn server_closes_on_a_message_before_the_registration() {
     let mut server = Session::new(server_config(TransportKind::Packet), now);
     server.handle_packet(&beehive_model::to_vec_line(&msg("m1", "x")).unwrap(), now);
     assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::NotRegistered { .. })));
+    // The registration is resource `module` *and* operation `add`: half of
+    // it is an ordinary message, and just as early.
+    for half in [
+        GO_REGISTRATION.replace("\"operation\":\"add\"", "\"operation\":\"update\""),
+        GO_REGISTRATION.replace("\"resource\":\"module\"", "\"resource\":\"res/a\""),
+    ] {
+        let mut server = Session::new(server_config(TransportKind::Packet), now);
+        server.handle_packet(half.as_bytes(), now);
+        assert!(!server.is_connected(), "{half}");
+        assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::NotRegistered { .. })), "{half}");
+    }
 }
 
 // ---- back to back -------------------------------------------------------
@@ -628,4 +639,107 @@ fn repeated_registrations_cannot_grow_the_queue_past_its_bound() {
     assert!(server.is_connected(), "Go answers every registration");
     server.handle_packet(GO_REGISTRATION.as_bytes(), now);
     assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::OutboundOverflow { frames: 4, .. })));
+}
+
+// ---- what a session tells its driver -------------------------------------
+
+/// A message from the client's module (the only one the test server allows).
+fn from_client(id: &str) -> Message {
+    Message::raw().build_header(id, "", 1_700_000_000_000).build_router(CLIENT, "", "res/a", "update").fill_body("x")
+}
+
+#[test]
+fn a_session_names_its_peer_and_what_it_reaches_once_registered() {
+    let now = Instant::now();
+    let mut server = Session::new(server_config(TransportKind::Packet).local_module("echo", "echo-group"), now);
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    assert_eq!((server.peer_module(), client.peer_module()), (None, None));
+    assert!(!client.serves("echo"));
+    assert_eq!(client.groups().count(), 0);
+    pump(&mut client, &mut server, now);
+    assert_eq!(server.peer_module(), Some(CLIENT));
+    assert!(server.serves(CLIENT) && !server.serves("echo"));
+    assert_eq!(client.peer_module(), Some(CLIENT), "a client's own module");
+    assert!(client.serves("echo") && client.serves(SERVER) && !client.serves("nobody"));
+    assert_eq!(client.groups().collect::<Vec<_>>(), ["echo-group", SERVER]);
+    assert_eq!(client.group_members("echo-group"), ["echo"]);
+}
+
+#[test]
+fn a_session_counts_the_messages_it_decoded() {
+    let now = Instant::now();
+    let (mut server, mut client) = connected(TransportKind::Packet, now);
+    // The handshake request and its answer.
+    assert_eq!((server.messages_received(), client.messages_received()), (1, 1));
+    client.send(SERVER, from_client("m1"), now).unwrap();
+    client.send(SERVER, from_client("m2"), now).unwrap();
+    flow(&mut client, &mut server, now);
+    assert!(server.is_connected());
+    server.handle_packet(b"not json", now);
+    assert_eq!(server.messages_received(), 3, "malformed packets aside");
+}
+
+#[test]
+fn a_packet_of_exactly_the_frame_limit_is_taken() {
+    let now = Instant::now();
+    let (mut server, _client) = connected(TransportKind::Packet, now);
+    let mut packet = beehive_model::to_vec(&from_client("m1")).unwrap();
+    packet.resize(4096, b' ');
+    server.handle_packet(&packet, now);
+    assert!(events(&mut server).iter().any(|e| matches!(e, Event::Message(_))));
+    packet.push(b' ');
+    server.handle_packet(&packet, now);
+    assert!(events(&mut server).iter().any(|e| matches!(e, Event::Malformed { .. })));
+    assert!(server.is_connected());
+}
+
+#[test]
+fn an_empty_slice_of_bytes_is_no_input_not_an_end_of_connection() {
+    let now = Instant::now();
+    for transport in [TransportKind::Packet, TransportKind::Stream(StreamFraming::Raw)] {
+        let (mut server, _client) = connected(transport, now);
+        server.handle_bytes(b"", now);
+        assert!(server.is_connected(), "{transport:?}");
+    }
+}
+
+#[test]
+fn a_stream_session_holds_a_partial_frame_until_it_completes() {
+    let now = Instant::now();
+    let (mut server, _client) = connected(TransportKind::Stream(StreamFraming::Raw), now);
+    let mut line = beehive_model::to_vec(&from_client("m1")).unwrap();
+    line.push(b'\n');
+    let (head, tail) = line.split_at(10);
+    server.handle_bytes(head, now);
+    assert_eq!(server.inbound_buffered(), 10);
+    server.handle_bytes(tail, now);
+    assert_eq!(server.inbound_buffered(), 0);
+    assert!(events(&mut server).iter().any(|e| matches!(e, Event::Message(_))));
+}
+
+#[test]
+fn room_in_the_outbound_queue_ends_at_either_limit() {
+    let now = Instant::now();
+    let frame_len =
+        beehive_model::to_vec_line(&msg("m1", "x").set_type("unixpacket").set_destination(SERVER)).unwrap().len();
+    // By frames: two fit.
+    let mut server = Session::new(server_config(TransportKind::Packet), now);
+    let mut client = Session::new(client_config(TransportKind::Packet).max_queued_frames(2), now);
+    pump(&mut client, &mut server, now);
+    assert!(client.has_room());
+    client.send(SERVER, msg("m1", "x"), now).unwrap();
+    assert!(client.has_room());
+    client.send(SERVER, msg("m2", "x"), now).unwrap();
+    assert!(!client.has_room(), "{} frames queued", client.outbound_frames());
+    // By bytes: room while below the limit, none once at it.
+    let mut server = Session::new(server_config(TransportKind::Packet), now);
+    let mut client = Session::new(client_config(TransportKind::Packet).max_queued_bytes(2 * frame_len), now);
+    pump(&mut client, &mut server, now);
+    client.send(SERVER, msg("m1", "x"), now).unwrap();
+    assert_eq!(client.outbound_queued(), frame_len);
+    assert!(client.has_room());
+    client.send(SERVER, msg("m2", "x"), now).unwrap();
+    assert!(!client.has_room(), "{} bytes queued", client.outbound_queued());
+    frames(&mut client, now);
+    assert!(client.has_room(), "written frames make room");
 }
