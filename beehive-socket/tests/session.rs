@@ -743,3 +743,21 @@ fn room_in_the_outbound_queue_ends_at_either_limit() {
     frames(&mut client, now);
     assert!(client.has_room(), "written frames make room");
 }
+
+#[test]
+fn partial_writes_across_frames_are_accounted_frame_by_frame() {
+    let now = Instant::now();
+    let (_server, mut client) = connected(TransportKind::Stream(StreamFraming::Raw), now);
+    client.send(SERVER, from_client("m1"), now).unwrap();
+    client.send(SERVER, from_client("m2"), now).unwrap();
+    let a = client.poll_transmit().expect("the first frame").frame.len();
+    let b = client.poll_transmit().expect("the second frame").frame.len();
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (2, a + b));
+    // The first frame and one byte of the second.
+    client.handle_written(a + 1, now);
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, b - 1));
+    client.handle_written(b - 2, now);
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, 1));
+    client.handle_written(1, now);
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (0, 0));
+}
