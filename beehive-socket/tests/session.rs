@@ -761,3 +761,46 @@ fn partial_writes_across_frames_are_accounted_frame_by_frame() {
     client.handle_written(1, now);
     assert_eq!((client.outbound_frames(), client.outbound_queued()), (0, 0));
 }
+
+#[test]
+fn the_write_clock_runs_from_the_oldest_unwritten_frame() {
+    let t0 = Instant::now();
+    let config = server_config(TransportKind::Packet).write_timeout(Some(Duration::from_secs(30)));
+    let mut server = Session::new(config, t0);
+    server.handle_packet(GO_REGISTRATION.as_bytes(), t0);
+    frames(&mut server, t0);
+    // Queued at 1 s and never written: a later message does not restart
+    // the clock.
+    server.send_message(from_client("m1"), secs(t0, 1)).unwrap();
+    server.send_message(from_client("m2"), secs(t0, 20)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(t0, 31)));
+    // The first one written at 25 s, the second still waiting (not even
+    // handed to the driver): the clock restarts from that progress.
+    let first = server.poll_transmit().expect("m1");
+    server.handle_written(first.frame.len(), secs(t0, 25));
+    assert_eq!(server.poll_timeout(), Some(secs(t0, 55)));
+    server.handle_timeout(secs(t0, 55));
+    match closed_reason(events(&mut server)) {
+        Some(CloseReason::WriteTimeout { pending, .. }) => assert!(pending > 0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_message_of_exactly_the_frame_limit_is_sent() {
+    let now = Instant::now();
+    // Larger than the client's own handshake request, which must fit too.
+    let m = from_client("m1").set_type("unixpacket").set_destination(SERVER).fill_body("x".repeat(1000));
+    let line = beehive_model::to_vec_line(&m).unwrap().len();
+    // A packet is the JSON and its line feed; a raw frame's limit is on the
+    // JSON alone (as the reader's is on the line without its feed).
+    for (transport, len) in [(TransportKind::Packet, line), (TransportKind::Stream(StreamFraming::Raw), line - 1)] {
+        let mut client = Session::new(client_config(transport.clone()).max_frame_len(len), now);
+        client.send_message(m.clone(), now).unwrap();
+        let mut client = Session::new(client_config(transport.clone()).max_frame_len(len - 1), now);
+        match client.send_message(m.clone(), now) {
+            Err(SessionError::MessageTooLarge { len: l, max }) => assert_eq!((l, max), (len, len - 1), "{transport:?}"),
+            other => panic!("{transport:?}: {other:?}"),
+        }
+    }
+}
