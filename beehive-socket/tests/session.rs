@@ -795,9 +795,9 @@ fn a_message_of_exactly_the_frame_limit_is_sent() {
     // A packet is the JSON and its line feed; a raw frame's limit is on the
     // JSON alone (as the reader's is on the line without its feed).
     for (transport, len) in [(TransportKind::Packet, line), (TransportKind::Stream(StreamFraming::Raw), line - 1)] {
-        let mut client = Session::new(client_config(transport.clone()).max_frame_len(len), now);
+        let mut client = Session::new(client_config(transport).max_frame_len(len), now);
         client.send_message(m.clone(), now).unwrap();
-        let mut client = Session::new(client_config(transport.clone()).max_frame_len(len - 1), now);
+        let mut client = Session::new(client_config(transport).max_frame_len(len - 1), now);
         match client.send_message(m.clone(), now) {
             Err(SessionError::MessageTooLarge { len: l, max }) => assert_eq!((l, max), (len, len - 1), "{transport:?}"),
             other => panic!("{transport:?}: {other:?}"),
