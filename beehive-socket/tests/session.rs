@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use beehive_codec::CodecError;
 use beehive_model::{Content, Message};
 use beehive_socket::session::{
     CloseReason, Event, ModuleRegistry, Refusal, Session, SessionConfig, SessionError, TransportKind,
@@ -803,4 +804,70 @@ fn a_message_of_exactly_the_frame_limit_is_sent() {
             other => panic!("{transport:?}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_client_is_connected_only_by_the_answer_to_its_own_registration() {
+    let now = Instant::now();
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    let req = decode(&frames(&mut client, now)[0]);
+    let exchange = decode(GO_ANSWER.as_bytes()).content().clone();
+    // A module list answering something else, and one answering nothing.
+    let other = Message::raw().build_header("x1", "another-request", 1).build_router(SERVER, "", "module", "response");
+    let plain = Message::raw().build_header("x2", "", 1).build_router(SERVER, "", "module", "response");
+    for m in [other, plain] {
+        let m = m.set_destination(CLIENT).fill_body(exchange.clone());
+        client.handle_packet(&beehive_model::to_vec_line(&m).unwrap(), now);
+        assert!(!client.is_connected(), "{m:?}");
+    }
+    let answer = req.new_response(exchange).set_destination(CLIENT);
+    client.handle_packet(&beehive_model::to_vec_line(&answer).unwrap(), now);
+    assert!(client.is_connected());
+}
+
+#[test]
+fn only_a_response_to_a_pending_request_gets_past_the_allowed_modules() {
+    let now = Instant::now();
+    let (mut server, _client) = connected(TransportKind::Packet, now);
+    // Any parent id is not enough: it must be a request sent here.
+    let intruder =
+        Message::raw().build_header("i1", "not-a-request-of-ours", 1).build_router("intruder", "", "res/a", "response");
+    server.handle_packet(&beehive_model::to_vec_line(&intruder).unwrap(), now);
+    match closed_reason(events(&mut server)) {
+        Some(CloseReason::SourceNotAllowed { module }) => assert_eq!(module, "intruder"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_package_stream_waits_for_a_split_frame_and_reports_one_cut_by_the_end() {
+    let now = Instant::now();
+    let (mut server, mut client) = connected(TransportKind::Stream(StreamFraming::Package), now);
+    client.send(SERVER, from_client("m1"), now).unwrap();
+    let frame = frames(&mut client, now).pop().expect("a frame");
+    let (head, tail) = frame.split_at(20);
+    server.handle_bytes(head, now);
+    assert!(server.is_connected(), "half a frame is not an error");
+    server.handle_bytes(tail, now);
+    assert!(events(&mut server).iter().any(|e| matches!(e, Event::Message(m) if m.id() == "m1")));
+    server.handle_bytes(head, now);
+    server.handle_eof(now);
+    match closed_reason(events(&mut server)) {
+        Some(CloseReason::Malformed { error: CodecError::Truncated { needed, available, .. }, .. }) => {
+            assert_eq!((needed, available), (frame.len() as u64, 20));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn registration_answers_count_every_frame_queued_or_in_flight() {
+    let now = Instant::now();
+    let mut server = Session::new(server_config(TransportKind::Packet).max_queued_frames(2), now);
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    assert!(server.poll_transmit().is_some(), "the answer, handed out and not yet written");
+    server.send_message(from_client("m1"), now).unwrap();
+    // One frame in flight and one queued: no room for another answer.
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::OutboundOverflow { frames: 2, .. })));
 }
