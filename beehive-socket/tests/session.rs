@@ -871,3 +871,19 @@ fn registration_answers_count_every_frame_queued_or_in_flight() {
     server.handle_packet(GO_REGISTRATION.as_bytes(), now);
     assert!(matches!(closed_reason(events(&mut server)), Some(CloseReason::OutboundOverflow { frames: 2, .. })));
 }
+
+#[test]
+fn registration_answers_stop_at_the_byte_limit_too() {
+    let now = Instant::now();
+    let mut probe = Session::new(server_config(TransportKind::Packet), now);
+    probe.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    let answer = probe.outbound_queued();
+    let mut server = Session::new(server_config(TransportKind::Packet).max_queued_bytes(answer + answer / 2), now);
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    assert!(server.is_connected());
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
+    match closed_reason(events(&mut server)) {
+        Some(CloseReason::OutboundOverflow { frames: 1, bytes }) => assert_eq!(bytes, answer),
+        other => panic!("{other:?}"),
+    }
+}
