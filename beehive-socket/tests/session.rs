@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use beehive_codec::CodecError;
 use beehive_model::{Content, Message};
 use beehive_socket::session::{
-    CloseReason, Event, ModuleRegistry, Refusal, Session, SessionConfig, SessionError, TransportKind,
+    CloseReason, Event, ModuleDirectory, ModuleRegistry, Refusal, Session, SessionConfig, SessionError, TransportKind,
 };
 use beehive_socket::StreamFraming;
 
@@ -878,12 +878,79 @@ fn registration_answers_stop_at_the_byte_limit_too() {
     let mut probe = Session::new(server_config(TransportKind::Packet), now);
     probe.handle_packet(GO_REGISTRATION.as_bytes(), now);
     let answer = probe.outbound_queued();
-    let mut server = Session::new(server_config(TransportKind::Packet).max_queued_bytes(answer + answer / 2), now);
+    // Room for exactly two answers.
+    let mut server = Session::new(server_config(TransportKind::Packet).max_queued_bytes(2 * answer), now);
+    server.handle_packet(GO_REGISTRATION.as_bytes(), now);
     server.handle_packet(GO_REGISTRATION.as_bytes(), now);
     assert!(server.is_connected());
     server.handle_packet(GO_REGISTRATION.as_bytes(), now);
     match closed_reason(events(&mut server)) {
-        Some(CloseReason::OutboundOverflow { frames: 1, bytes }) => assert_eq!(bytes, answer),
+        Some(CloseReason::OutboundOverflow { frames: 2, bytes }) => assert_eq!(bytes, 2 * answer),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_client_learns_each_module_and_group_of_the_answer_once() {
+    let now = Instant::now();
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    let req = decode(&frames(&mut client, now)[0]);
+    // Our own module, an empty name and a repeated member are Go's to send.
+    let content = beehive_model::decode_value(
+        format!(r#"{{"modules":["{CLIENT}","","a"],"groups":{{"g":["b","b"],"h":["b"]}}}}"#).as_bytes(),
+    )
+    .unwrap();
+    client.handle_packet(&beehive_model::to_vec_line(&req.new_response(content).set_destination(CLIENT)).unwrap(), now);
+    assert!(client.is_connected());
+    assert_eq!(client.modules().collect::<Vec<_>>(), ["a", "b", CLIENT], "sorted");
+    assert_eq!(client.group_members("g"), ["b"]);
+    let registered: Vec<(String, Vec<String>)> = events(&mut client)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Registered { module, groups } => Some((module, groups)),
+            _ => None,
+        })
+        .collect();
+    assert!(registered.contains(&("b".to_owned(), vec!["g".to_owned(), "h".to_owned()])), "{registered:?}");
+}
+
+#[test]
+fn frames_held_until_the_handshake_start_the_write_clock_when_it_completes() {
+    let t0 = Instant::now();
+    let config = client_config(TransportKind::Packet).write_timeout(Some(Duration::from_secs(30)));
+    // Nothing held: connecting starts no clock.
+    let mut client = Session::new(config.clone(), t0);
+    let req = decode(&frames(&mut client, t0)[0]);
+    let answer = GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", req.id());
+    client.handle_packet(answer.as_bytes(), secs(t0, 5));
+    assert!(client.is_connected());
+    assert_eq!(client.poll_timeout(), None);
+    // A message held during the handshake: the clock starts at connection.
+    let mut client = Session::new(config, t0);
+    let req = decode(&frames(&mut client, t0)[0]);
+    client.send_message(from_client("m1"), t0).unwrap();
+    let answer = GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", req.id());
+    client.handle_packet(answer.as_bytes(), secs(t0, 5));
+    assert!(client.is_connected());
+    assert_eq!(client.poll_timeout(), Some(secs(t0, 35)));
+}
+
+#[test]
+fn a_server_answers_with_the_modules_its_directory_lists_at_registration() {
+    let now = Instant::now();
+    let listed = std::sync::Arc::new(std::sync::Mutex::new(vec![("first".to_owned(), "g1".to_owned())]));
+    let l = listed.clone();
+    let directory = ModuleDirectory::new(move || l.lock().unwrap().clone());
+    let config = server_config(TransportKind::Packet).module_directory(directory);
+    let mut server = Session::new(config.clone(), now);
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    pump(&mut client, &mut server, now);
+    assert!(client.serves("first") && !client.serves("second"));
+    assert_eq!(client.group_members("g1"), ["first"]);
+    // Looked up at each registration, not when the config was made.
+    listed.lock().unwrap().push(("second".to_owned(), "g2".to_owned()));
+    let mut server = Session::new(config, now);
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    pump(&mut client, &mut server, now);
+    assert!(client.serves("first") && client.serves("second"));
 }
