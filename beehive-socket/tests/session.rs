@@ -954,3 +954,12 @@ fn a_server_answers_with_the_modules_its_directory_lists_at_registration() {
     pump(&mut client, &mut server, now);
     assert!(client.serves("first") && client.serves("second"));
 }
+
+#[test]
+fn the_frame_limit_holds_at_least_a_package_header_and_one_byte() {
+    for (asked, got) in [(0, 13), (12, 13), (13, 13), (14, 14), (10_240, 10_240)] {
+        assert_eq!(client_config(TransportKind::Packet).max_frame_len(asked).get_max_frame_len(), got, "{asked}");
+    }
+    let directory = ModuleDirectory::new(Vec::new);
+    assert!(format!("{directory:?}").starts_with("ModuleDirectory"));
+}
