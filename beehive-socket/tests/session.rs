@@ -963,3 +963,20 @@ fn the_frame_limit_holds_at_least_a_package_header_and_one_byte() {
     let directory = ModuleDirectory::new(Vec::new);
     assert!(format!("{directory:?}").starts_with("ModuleDirectory"));
 }
+
+#[test]
+fn a_config_reports_what_it_was_given() {
+    let c = client_config(TransportKind::Packet)
+        .handshake_timeout(Duration::from_secs(7))
+        .stall_timeout(Duration::from_secs(8))
+        .idle_timeout(Some(Duration::from_secs(9)))
+        .write_timeout(Some(Duration::from_secs(10)))
+        .packet_send_limit(Some(2048));
+    assert_eq!(c.get_handshake_timeout(), Duration::from_secs(7));
+    assert_eq!(c.get_stall_timeout(), Duration::from_secs(8));
+    assert_eq!(c.get_idle_timeout(), Some(Duration::from_secs(9)));
+    assert_eq!(c.get_write_timeout(), Some(Duration::from_secs(10)));
+    assert_eq!(c.get_packet_send_limit(), Some(2048));
+    let c = c.idle_timeout(None).write_timeout(None).packet_send_limit(None);
+    assert_eq!((c.get_idle_timeout(), c.get_write_timeout(), c.get_packet_send_limit()), (None, None, None));
+}

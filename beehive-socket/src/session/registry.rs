@@ -108,3 +108,30 @@ impl ModuleRegistry {
         self.lock().is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_belongs_to_its_first_session_until_released() {
+        let registry = ModuleRegistry::new();
+        let (a, b) = (SessionId::next(), SessionId::next());
+        assert!(b.get() > a.get(), "ids are never reused");
+        assert_eq!(a.to_string(), format!("#{}", a.get()));
+        registry.claim("m", a).unwrap();
+        registry.claim("m", a).unwrap();
+        assert_eq!(registry.claim("m", b), Err(NameTaken { module: "m".to_owned(), owner: a }));
+        registry.claim("n", a).unwrap();
+        registry.claim("o", b).unwrap();
+        assert_eq!(registry.len(), 3);
+        assert!(!registry.release("m", b), "only its owner gives a name up");
+        assert_eq!(registry.owner("m"), Some(a));
+        assert!(registry.release("m", a));
+        assert!(!registry.release("m", a), "already given up");
+        registry.claim("m", b).unwrap();
+        assert_eq!(registry.release_all(a), 1);
+        assert_eq!(registry.release_all(b), 2);
+        assert!(registry.is_empty());
+    }
+}
