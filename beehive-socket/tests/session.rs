@@ -754,12 +754,12 @@ fn partial_writes_across_frames_are_accounted_frame_by_frame() {
     let a = client.poll_transmit().expect("the first frame").frame.len();
     let b = client.poll_transmit().expect("the second frame").frame.len();
     assert_eq!((client.outbound_frames(), client.outbound_queued()), (2, a + b));
-    // The first frame and one byte of the second.
-    client.handle_written(a + 1, now);
-    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, b - 1));
-    client.handle_written(b - 2, now);
-    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, 1));
-    client.handle_written(1, now);
+    // The first frame and three bytes of the second.
+    client.handle_written(a + 3, now);
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, b - 3));
+    client.handle_written(b - 5, now);
+    assert_eq!((client.outbound_frames(), client.outbound_queued()), (1, 2));
+    client.handle_written(2, now);
     assert_eq!((client.outbound_frames(), client.outbound_queued()), (0, 0));
 }
 
