@@ -125,6 +125,7 @@ mod tests {
         registry.claim("n", a).unwrap();
         registry.claim("o", b).unwrap();
         assert_eq!(registry.len(), 3);
+        assert!(!registry.is_empty());
         assert!(!registry.release("m", b), "only its owner gives a name up");
         assert_eq!(registry.owner("m"), Some(a));
         assert!(registry.release("m", a));
