@@ -12,6 +12,14 @@ use futures_util::{SinkExt, StreamExt};
 use socket2::{Domain, Socket, Type};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+/// Asserts that `r` is an I/O error of `kind`.
+fn expect_io_error<T: std::fmt::Debug>(r: Result<T, CodecError>, kind: std::io::ErrorKind) {
+    match r {
+        Err(CodecError::Io(e)) => assert_eq!(e.kind(), kind),
+        other => panic!("expected an I/O error ({kind:?}), got {other:?}"),
+    }
+}
+
 fn sample(i: usize) -> Message {
     Message::new("")
         .build_router("bench-src", "", constants::RESOURCE_TYPE_POD, constants::UPDATE_OPERATION)
@@ -210,7 +218,7 @@ fn a_blocking_reader_reads_64_kib_at_a_time_by_default() {
 
 #[test]
 fn a_blocking_reader_retries_an_interrupted_read_and_reports_any_other_failure() {
-    /// Fails its first read with `first`, then reads from the bytes.
+    /// Fails its first read with the kind given, then reads from the bytes.
     struct FailingOnce<'a>(Option<std::io::ErrorKind>, &'a [u8]);
     impl std::io::Read for FailingOnce<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -225,10 +233,7 @@ fn a_blocking_reader_retries_an_interrupted_read_and_reports_any_other_failure()
     let mut r = RawReader::raw(FailingOnce(Some(std::io::ErrorKind::Interrupted), &line));
     assert_eq!(r.read_message().unwrap().map(|m| m.content().clone()), Some(sample(4).content().clone()));
     let mut r = RawReader::raw(FailingOnce(Some(std::io::ErrorKind::ConnectionReset), &line));
-    match r.read_message() {
-        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
-        other => panic!("{other:?}"),
-    }
+    expect_io_error(r.read_message(), std::io::ErrorKind::ConnectionReset);
 }
 
 #[cfg(target_os = "linux")]
@@ -268,10 +273,7 @@ fn a_blocking_seqpacket_read_that_times_out_is_an_error_not_a_close() {
     let (_a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None).unwrap();
     b.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
     let mut r = SeqpacketReader::new(b, 100);
-    match r.read_packet() {
-        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
-        other => panic!("{other:?}"),
-    }
+    expect_io_error(r.read_packet(), std::io::ErrorKind::WouldBlock);
 }
 
 #[cfg(target_os = "linux")]
@@ -332,10 +334,7 @@ fn a_packet_writer_retries_an_interrupted_write_and_reports_any_other_failure() 
     w.write_packet(b"hello").unwrap();
     assert_eq!((w.get_ref().written.as_slice(), w.get_ref().writes), (&b"hello"[..], 1));
     let mut w = PacketWriter::new(Sink::failing_once(Some(std::io::ErrorKind::BrokenPipe)));
-    match w.write_packet(b"hello") {
-        Err(CodecError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),
-        other => panic!("{other:?}"),
-    }
+    expect_io_error(w.write_packet(b"hello"), std::io::ErrorKind::BrokenPipe);
     assert!(w.get_ref().written.is_empty());
 }
 

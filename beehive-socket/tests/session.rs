@@ -71,6 +71,13 @@ fn connected(transport: TransportKind, now: Instant) -> (Session, Session) {
     (server, client)
 }
 
+/// A packet client that has sent its registration, and that registration.
+fn awaiting_answer(now: Instant) -> (Session, Message) {
+    let mut client = Session::new(client_config(TransportKind::Packet), now);
+    let req = decode(&frames(&mut client, now)[0]);
+    (client, req)
+}
+
 fn closed_reason(evs: Vec<Event>) -> Option<CloseReason> {
     evs.into_iter().find_map(|e| match e {
         Event::Closed { reason } => Some(reason),
@@ -175,8 +182,7 @@ fn client_registers_like_go_and_learns_modules_and_groups() {
 #[test]
 fn client_refuses_an_answer_that_is_not_a_module_exchange() {
     let now = Instant::now();
-    let mut client = Session::new(client_config(TransportKind::Packet), now);
-    let req = decode(&frames(&mut client, now)[0]);
+    let (mut client, req) = awaiting_answer(now);
     let bad = req.new_response("no").set_destination(CLIENT);
     client.handle_packet(&beehive_model::to_vec_line(&bad).unwrap(), now);
     assert!(matches!(
@@ -621,8 +627,7 @@ fn server_refuses_messages_from_modules_that_are_not_allowed() {
 #[test]
 fn a_handshake_answer_as_a_plain_value_is_read_like_go() {
     let now = Instant::now();
-    let mut client = Session::new(client_config(TransportKind::Packet), now);
-    let req = decode(&frames(&mut client, now)[0]);
+    let (mut client, req) = awaiting_answer(now);
     let content = beehive_model::decode_value(br#"{"Modules":["a","b"],"GROUPS":{"g":["a","b"]}}"#).unwrap();
     let answer = req.new_response(content).set_destination(CLIENT);
     client.handle_packet(&beehive_model::to_vec_line(&answer).unwrap(), now);
@@ -809,8 +814,7 @@ fn a_message_of_exactly_the_frame_limit_is_sent() {
 #[test]
 fn a_client_is_connected_only_by_the_answer_to_its_own_registration() {
     let now = Instant::now();
-    let mut client = Session::new(client_config(TransportKind::Packet), now);
-    let req = decode(&frames(&mut client, now)[0]);
+    let (mut client, req) = awaiting_answer(now);
     let exchange = decode(GO_ANSWER.as_bytes()).content().clone();
     // A module list answering something else, and one answering nothing.
     let other = Message::raw().build_header("x1", "another-request", 1).build_router(SERVER, "", "module", "response");
@@ -893,8 +897,7 @@ fn registration_answers_stop_at_the_byte_limit_too() {
 #[test]
 fn a_client_learns_each_module_and_group_of_the_answer_once() {
     let now = Instant::now();
-    let mut client = Session::new(client_config(TransportKind::Packet), now);
-    let req = decode(&frames(&mut client, now)[0]);
+    let (mut client, req) = awaiting_answer(now);
     // Our own module, an empty name and a repeated member are Go's to send.
     let content = beehive_model::decode_value(
         format!(r#"{{"modules":["{CLIENT}","","a"],"groups":{{"g":["b","b"],"h":["b"]}}}}"#).as_bytes(),
