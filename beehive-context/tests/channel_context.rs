@@ -83,3 +83,29 @@ fn a_group_whose_members_were_all_cleaned_up_is_unknown_to_a_sync_broadcast() {
     }
     assert!(matches!(ctx.send_to_group("g", msg("x")), Err(ContextError::UnknownGroup { .. })));
 }
+
+#[test]
+fn its_own_send_offer_and_receive_deliver_and_refuse() {
+    let ctx = ChannelContext::with_options(1, SpinBudget::OFF);
+    ctx.add_module("m").unwrap();
+    ctx.send("m", msg("a")).unwrap();
+    match ctx.offer("m", msg("b")) {
+        Err(beehive_context::Offer::Full(back)) => assert_eq!(back.content().as_str(), Some("b")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ctx.receive("m").unwrap().content().as_str(), Some("a"));
+    ctx.offer("m", msg("c")).unwrap();
+    assert_eq!(ctx.receive("m").unwrap().content().as_str(), Some("c"));
+    assert!(matches!(ctx.send("nope", msg("x")), Err(ContextError::UnknownModule { .. })));
+    assert!(matches!(ctx.receive("nope"), Err(ContextError::UnknownModule { .. })));
+}
+
+#[test]
+fn a_hive_built_with_a_spin_budget_uses_it_and_names_its_modules() {
+    let hive = beehive_context::Hive::builder().spin(SpinBudget::OFF).build();
+    assert_eq!(hive.spin(), SpinBudget::OFF);
+    assert_eq!(beehive_context::Hive::builder().build().spin(), SpinBudget::DEFAULT);
+    hive.add_module("visible", "channel").unwrap();
+    let debug = format!("{hive:?}");
+    assert!(debug.contains("Hive") && debug.contains("visible"), "{debug}");
+}
