@@ -31,13 +31,21 @@ pub fn broadcast<T, E: std::fmt::Display>(
     group: &str,
     msg_id: &str,
     members: &[(String, T)],
-    mut send: impl FnMut(&str, &T) -> Result<(), E>,
+    send: impl FnMut(&str, &T) -> Result<(), E>,
 ) -> Result<(), ContextError> {
-    let failed: Vec<(String, String)> = members
+    group_delivery(group, msg_id, failures(members, send))
+}
+
+/// Sends to every member in turn; the members `send` failed for, each
+/// with the reason.
+pub(crate) fn failures<T, E: std::fmt::Display>(
+    members: &[(String, T)],
+    mut send: impl FnMut(&str, &T) -> Result<(), E>,
+) -> Vec<(String, String)> {
+    members
         .iter()
         .filter_map(|(name, target)| send(name, target).err().map(|e| (name.clone(), e.to_string())))
-        .collect();
-    group_delivery(group, msg_id, failed)
+        .collect()
 }
 
 /// The outcome of a broadcast: `Ok` when every member got the message,

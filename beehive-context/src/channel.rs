@@ -313,12 +313,7 @@ impl MessageContext for ChannelContext {
                 // Every member was cleaned up: as for a group never made.
                 return Err(ContextError::UnknownGroup { group: group.to_owned() });
             };
-            let mut failed = Vec::new();
-            for (name, inbox) in rest {
-                if let Err(e) = inbox.send(msg.clone()) {
-                    failed.push((name.clone(), e.to_string()));
-                }
-            }
+            let mut failed = crate::backend::failures(rest, |_, inbox| inbox.send(msg.clone()));
             if !failed.is_empty() {
                 if let Err(e) = last.send(msg.clone()) {
                     failed.push((last_name.clone(), e.to_string()));

@@ -301,7 +301,7 @@ impl Inbox {
 
     /// Sends, waiting for room as long as it takes.
     pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
-        self.send_until(Envelope { msg, reply: None }, None).map(drop).map_err(|(e, _)| e)
+        self.send_or_return(msg).map_err(|(e, _)| e)
     }
 
     /// [`send`](Self::send), giving the message back with the error when
