@@ -525,8 +525,10 @@ impl Hive {
         Ok(())
     }
 
-    /// True when messages can be sent to `module` (it was added to a
-    /// backend, by registration or with [`add_module`](Self::add_module)).
+    /// True when `module` was added to a backend (by registration or with
+    /// [`add_module`](Self::add_module)). A module that was
+    /// [`cleanup`](Self::cleanup)ed stays known: sending to it fails with
+    /// [`ContextError::Closed`] until it is added again.
     pub fn has_module(&self, module: &str) -> bool {
         self.inner.module_backend.load().contains_key(module)
     }

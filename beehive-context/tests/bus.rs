@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beehive_context::{ContextError, Hive};
+use beehive_context::{ContextError, Hive, Offer};
 use beehive_model::Message;
 
 /// How long a test waits for an event that must happen.
@@ -128,6 +128,48 @@ fn a_full_inbox_blocks_send_and_fails_try_send_and_send_timeout() {
     sender.join().unwrap();
     assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("2"));
     assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("3"));
+}
+
+#[test]
+fn offer_delivers_when_there_is_room_and_otherwise_gives_the_message_back_or_says_why_not() {
+    let hive = Hive::with_channel_capacity(1);
+    hive.add_module("m", "channel").unwrap();
+    prompt(|| hive.offer("m", msg("first"))).unwrap();
+    let second = msg("second");
+    match prompt(|| hive.offer("m", second.clone())) {
+        Err(Offer::Full(back)) => assert!(Message::ptr_eq(&back, &second), "not the message offered"),
+        other => panic!("a full inbox must give the message back, got {other:?}"),
+    }
+    assert!(matches!(
+        hive.offer("nobody", msg("x")),
+        Err(Offer::Failed(ContextError::UnknownModule { module })) if module == "nobody"
+    ));
+    assert_eq!(hive.receive("m").unwrap().content().as_str(), Some("first"));
+    hive.offer("m", second).unwrap();
+    assert_eq!(hive.receive("m").unwrap().content().as_str(), Some("second"));
+    hive.cleanup("m").unwrap();
+    assert!(matches!(hive.offer("m", msg("late")), Err(Offer::Failed(_))));
+}
+
+#[test]
+fn a_module_is_known_once_added_and_stays_known_closed_after_cleanup() {
+    let hive = Hive::new();
+    assert!(!hive.has_module("m"));
+    hive.add_module("m", "channel").unwrap();
+    assert!(hive.has_module("m"));
+    assert!(!hive.has_module("n"));
+    hive.cleanup("m").unwrap();
+    assert!(hive.has_module("m"));
+    assert!(matches!(hive.send("m", msg("x")), Err(ContextError::Closed { .. })));
+}
+
+#[test]
+fn the_global_hive_is_one_hive() {
+    let a = beehive_context::global();
+    assert!(std::ptr::eq(a, beehive_context::global()));
+    a.add_module("bus-test-global", "channel").unwrap();
+    assert!(beehive_context::global().has_module("bus-test-global"));
+    a.cleanup("bus-test-global").unwrap();
 }
 
 #[test]

@@ -71,6 +71,55 @@ fn disabled_modules_are_listed_separately_and_never_started() {
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
 
+#[test]
+fn module_groups_lists_enabled_modules_with_their_groups_in_registration_order() {
+    let hive = Hive::new();
+    assert!(hive.module_groups().is_empty());
+    hive.register(SimpleModule::new("b", "g2", |_: &Hive| Ok(()))).unwrap();
+    hive.register(SimpleModule::new("off", "g3", |_: &Hive| Ok(())).enabled(false)).unwrap();
+    hive.register(SimpleModule::new("a", "g1", |_: &Hive| Ok(()))).unwrap();
+    let expected = [("b", "g2"), ("a", "g1")].map(|(m, g)| (m.to_owned(), g.to_owned()));
+    assert_eq!(hive.module_groups(), expected);
+}
+
+/// A module that reports its start and then receives until its inbox is
+/// sealed.
+fn receiving_module(name: &'static str, started: Arc<Mutex<Sender<&'static str>>>) -> SimpleModule {
+    SimpleModule::new(name, "g", move |hive: &Hive| {
+        signal(&started, name);
+        while hive.receive(name).is_ok() {}
+        Ok(())
+    })
+}
+
+#[test]
+fn starting_again_starts_only_the_modules_registered_since() {
+    let hive = Hive::new();
+    let (started_tx, started) = event_channel();
+    hive.register(receiving_module("a", Arc::clone(&started_tx))).unwrap();
+    hive.start().unwrap();
+    assert_eq!(started.recv_timeout(T), Ok("a"));
+    hive.register(receiving_module("b", started_tx)).unwrap();
+    hive.start().unwrap();
+    assert_eq!(started.recv_timeout(T), Ok("b"));
+    let report = hive.shutdown(T);
+    let mut stopped = report.stopped.clone();
+    stopped.sort();
+    assert_eq!(stopped, ["a", "b"], "each module ran once");
+    assert_eq!(started.try_iter().collect::<Vec<_>>(), Vec::<&str>::new());
+}
+
+#[test]
+fn the_cancellation_token_is_the_hives_own() {
+    let hive = Hive::new();
+    let token = hive.cancellation();
+    assert!(!token.is_cancelled() && !hive.is_cancelled());
+    hive.request_shutdown();
+    assert!(token.is_cancelled());
+    assert!(hive.is_cancelled());
+    assert!(hive.cancellation().is_cancelled());
+}
+
 /// Runs module "m" under `policy` (its interval set to 1 ms) until the
 /// policy gives up; returns how many times it started and what the give-up
 /// handler was called with.
