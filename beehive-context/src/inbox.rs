@@ -289,6 +289,8 @@ impl Inbox {
             Push::Closed(env) => Some(Err(env)),
             Push::Full(env) => {
                 slot = Some(env);
+                #[cfg(test)]
+                race::at(race::Point::BeforePark, self);
                 None
             }
         });
@@ -466,8 +468,9 @@ impl Inbox {
     }
 }
 
-/// Test-only hooks at the two points of the race between a send and
-/// [`Inbox::close`], so a test can stop each side exactly there.
+/// Test-only hooks at the points of the race between a send and
+/// [`Inbox::close`], and where a sender is about to park, so a test can
+/// stop a thread exactly there.
 #[cfg(test)]
 mod race {
     use std::cell::RefCell;
@@ -478,6 +481,9 @@ mod race {
         BeforeQueue,
         /// `close` drained the queue and is about to look for senders.
         AfterDrain,
+        /// A sender on the senders' list found the inbox full and is about
+        /// to park.
+        BeforePark,
     }
 
     type Hook = Box<dyn FnMut(Point, &super::Inbox)>;
@@ -738,5 +744,104 @@ mod tests {
         assert_eq!(closer.join().unwrap(), 2);
         assert_eq!(inbox.len(), 0);
         assert!(matches!(inbox.try_recv(), Some(Err(ContextError::Closed { .. }))));
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn listed(w: &Waiters) -> usize {
+        w.count.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_waiter_is_listed_once_however_often_it_registers() {
+        let waiters = Waiters::default();
+        waiters.register(Waiting::Thread(std::thread::current()));
+        waiters.register(Waiting::Thread(std::thread::current()));
+        assert_eq!(listed(&waiters), 1);
+        let other = std::thread::spawn(std::thread::current).join().unwrap();
+        waiters.register(Waiting::Thread(other));
+        assert_eq!(listed(&waiters), 2);
+        let (a, b) = (Arc::new(CountingWaker::default()), Arc::new(CountingWaker::default()));
+        let waker_a = Waker::from(Arc::clone(&a));
+        waiters.register(Waiting::Task(waker_a.clone()));
+        waiters.register(Waiting::Task(waker_a));
+        waiters.register(Waiting::Task(Waker::from(Arc::clone(&b))));
+        assert_eq!(listed(&waiters), 4);
+        // Only the calling thread leaves.
+        waiters.unregister_current();
+        assert_eq!(listed(&waiters), 3);
+        waiters.wake();
+        assert_eq!(listed(&waiters), 0);
+        assert_eq!((a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)), (1, 1));
+    }
+
+    #[test]
+    fn an_async_receiver_polled_again_and_again_is_listed_once() {
+        let inbox = Inbox::new("m", 2, SpinBudget::OFF);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(inbox.recv_async());
+        for _ in 0..3 {
+            assert!(std::future::Future::poll(fut.as_mut(), &mut cx).is_pending());
+        }
+        assert_eq!(listed(&inbox.receivers), 1);
+        inbox.try_send(msg(0, 0)).unwrap();
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        match std::future::Future::poll(fut.as_mut(), &mut cx) {
+            Poll::Ready(Ok(m)) => assert_eq!(parse(&m), (0, 0)),
+            other => panic!("expected the message, got {:?}", other.map(|r| r.map(|m| parse(&m)))),
+        }
+    }
+
+    #[test]
+    fn a_thread_that_parked_leaves_the_list_when_it_stops_waiting() {
+        let inbox = Arc::new(Inbox::new("m", 1, SpinBudget::OFF));
+        // A receive that times out.
+        assert!(inbox.recv_deadline(Instant::now() + Duration::from_millis(20)).unwrap().is_none());
+        assert_eq!(listed(&inbox.receivers), 0);
+        // A send that times out on a full inbox.
+        inbox.try_send(msg(0, 0)).unwrap();
+        let d = Instant::now() + Duration::from_millis(20);
+        let timed_out = inbox.send_deadline(msg(0, 1), None, d, Duration::from_millis(20));
+        assert!(matches!(timed_out, Err(ContextError::SendTimeout { .. })));
+        assert_eq!(listed(&inbox.senders), 0);
+    }
+
+    #[test]
+    fn a_parked_sender_is_woken_once_the_inbox_is_down_to_half() {
+        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
+        for i in 0..4 {
+            inbox.try_send(msg(0, i)).unwrap();
+        }
+        let (parking_tx, parking) = std::sync::mpsc::channel();
+        let sender = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                race::install(move |point, _| {
+                    if point == race::Point::BeforePark {
+                        let _ = parking_tx.send(());
+                    }
+                });
+                inbox.send(msg(0, 4))
+            })
+        };
+        // Listed, found the inbox full, about to park.
+        parking.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(listed(&inbox.senders), 1);
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 0));
+        assert_eq!(listed(&inbox.senders), 1, "woken with the inbox above half");
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 1));
+        sender.join().unwrap().unwrap();
+        let rest: Vec<_> = (0..3).map(|_| parse(&inbox.try_recv().unwrap().unwrap())).collect();
+        assert_eq!(rest, [(0, 2), (0, 3), (0, 4)]);
     }
 }

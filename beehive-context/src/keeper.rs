@@ -473,6 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn many_pending_requests_each_keep_their_own_slot() {
+        // Enough ids that several share a hash table group and tag: a slot
+        // taken for another's would be missing from the table.
+        let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
+        let ids: Vec<String> = (0..2000).map(|i| format!("req-{i}")).collect();
+        let regs: Vec<_> = ids.iter().map(|id| keeper.register(id, 1).unwrap()).collect();
+        assert_eq!(keeper.pending(), ids.len());
+        for id in &ids {
+            assert!(keeper.is_waiting(id), "{id} is not waiting");
+            keeper.deliver(response(id, id)).unwrap();
+        }
+        for (reg, id) in regs.iter().zip(&ids) {
+            assert_eq!(body(reg.slot.wait_one(Instant::now())).as_deref(), Some(id.as_str()));
+        }
+        assert!(matches!(keeper.register("req-7", 1), Err(ContextError::DuplicateRequest { .. })));
+        drop(regs);
+        assert_eq!(keeper.pending(), 0);
+    }
+
+    #[test]
     fn responses_come_back_in_the_order_they_arrived() {
         let keeper = SyncKeeper::with_spin(SpinBudget::OFF);
         let reg = keeper.register("req", 3).unwrap();
