@@ -396,4 +396,73 @@ mod tests {
         assert_eq!(next_interval(s(16), Duration::ZERO, 3.0), s(30));
         assert_eq!(next_interval(Duration::from_millis(1500), s(10), 1.5), Duration::from_millis(2250));
     }
+
+    fn failed() -> Result<(), ModuleError> {
+        Err("boom".into())
+    }
+
+    #[test]
+    fn a_cancelled_hive_stops_a_module_whatever_its_policy_says() {
+        let gave_up = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let g = Arc::clone(&gave_up);
+        let policy = RestartPolicy::new(RestartType::Always).retries(1).on_give_up(move |_| {
+            g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut restarts = Restarts::new(Some(policy));
+        assert!(matches!(restarts.after("m", failed(), false), Next::RestartAfter(_)));
+        // The next run ends because the hive shuts down: no restart, and
+        // no retries counted against the policy (its handler is not called).
+        assert!(matches!(restarts.after("m", failed(), true), Next::Stop));
+        assert!(matches!(restarts.after("m", Ok(()), true), Next::Stop));
+        assert_eq!(gave_up.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    struct Plain;
+
+    impl Module for Plain {
+        fn name(&self) -> &str {
+            "plain"
+        }
+        fn group(&self) -> &str {
+            "g"
+        }
+        fn start(&self, _hive: &Hive) -> Result<(), ModuleError> {
+            Ok(())
+        }
+    }
+
+    impl AsyncModule for Plain {
+        fn name(&self) -> &str {
+            "plain"
+        }
+        fn group(&self) -> &str {
+            "g"
+        }
+        fn start(self: Arc<Self>, _hive: Hive) -> BoxFuture<'static, Result<(), ModuleError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[test]
+    fn modules_are_enabled_unless_they_say_otherwise() {
+        assert!(Module::enabled(&Plain));
+        assert!(AsyncModule::enabled(&Plain));
+        let off = SimpleAsyncModule::new("a", "g", |_| async { Ok(()) }).enabled(false);
+        assert!(!AsyncModule::enabled(&off));
+        assert!(AsyncModule::enabled(&SimpleAsyncModule::new("a", "g", |_| async { Ok(()) })));
+        assert!(!Module::enabled(&SimpleModule::new("m", "g", |_: &Hive| Ok(())).enabled(false)));
+    }
+
+    #[test]
+    fn debug_output_names_the_module_and_its_policy() {
+        let policy = RestartPolicy::new(RestartType::OnFailure).retries(3);
+        let text = format!("{policy:?}");
+        assert!(text.starts_with("RestartPolicy {") && text.contains("retries: 3"), "{text}");
+        let m = SimpleModule::new("edged", "grp", |_: &Hive| Ok(())).restart_policy(policy.clone());
+        let text = format!("{m:?}");
+        assert!(text.contains("\"edged\"") && text.contains("\"grp\"") && text.contains("OnFailure"), "{text}");
+        let a = SimpleAsyncModule::new("meta", "grp2", |_| async { Ok(()) }).enabled(false);
+        let text = format!("{a:?}");
+        assert!(text.contains("\"meta\"") && text.contains("enabled: false"), "{text}");
+    }
 }

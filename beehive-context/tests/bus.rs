@@ -366,6 +366,38 @@ fn a_broadcast_names_the_message_and_every_member_it_missed() {
 }
 
 #[test]
+fn the_broadcast_helper_tries_every_member_and_names_the_ones_it_missed() {
+    let members: Vec<(String, u32)> = ["a", "b", "c"].iter().zip(1..).map(|(m, i)| ((*m).to_owned(), i)).collect();
+    let mut tried = Vec::new();
+    let ok = beehive_context::broadcast("g", "id-1", &members, |m, n| {
+        tried.push((m.to_owned(), *n));
+        Ok::<(), String>(())
+    });
+    assert!(ok.is_ok());
+    assert_eq!(tried, members);
+    let failed =
+        beehive_context::broadcast(
+            "g",
+            "id-2",
+            &members,
+            |m, _| {
+                if m == "b" {
+                    Err(format!("{m} is full"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+    match failed {
+        Err(ContextError::GroupDelivery { group, msg_id, failed }) => {
+            assert_eq!((group.as_str(), msg_id.as_str()), ("g", "id-2"));
+            assert_eq!(failed, [("b".to_owned(), "b is full".to_owned())]);
+        }
+        other => panic!("expected a group delivery error, got {other:?}"),
+    }
+}
+
+#[test]
 fn group_members_added_and_removed_while_broadcasting() {
     const N: i64 = 2000;
     let hive = hive_with(&[("stay", "g"), ("leave", "g")]);

@@ -173,3 +173,15 @@ fn a_response_to_a_finished_request_has_no_waiter() {
     let late = req.set_sync(true).new_response("again");
     assert!(matches!(backend.send_resp(late), Err(ContextError::NoWaiter { .. })));
 }
+
+#[test]
+fn a_backend_without_its_own_offer_offers_through_try_send() {
+    let (hive, backend) = hive_with_instant_modules();
+    hive.offer("i1", request("plain")).unwrap();
+    assert_eq!(backend.delivered.load(Ordering::SeqCst), 1);
+    // The backend's try_send fails (a sync request nobody waits for is
+    // answered into the void): the offer reports that failure.
+    let refused = hive.offer("i1", request("orphan").set_sync(true));
+    assert!(matches!(refused, Err(beehive_context::Offer::Failed(ContextError::NoWaiter { .. }))), "{refused:?}");
+    assert_eq!(backend.delivered.load(Ordering::SeqCst), 2);
+}
