@@ -36,7 +36,7 @@ pub const UNIXPACKET: &str = "unixpacket";
 pub const UNIX: &str = "unix";
 /// Go's socket type for TCP.
 pub const TCP: &str = "tcp";
-/// Default largest frame when the configuration gives no `buffersize`.
+/// Default largest frame, 64 KiB, when the configuration gives no `buffersize`.
 pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
 /// Default time a partial frame on a stream socket may wait for its rest.
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -296,6 +296,7 @@ mod tests {
         assert!(!registers(cfg.server_session(server, StreamFraming::Raw), "stranger"));
         let edge = cfg.client("edge").unwrap().client_session(StreamFraming::Raw);
         assert_eq!(edge.get_max_frame_len(), crate::DEFAULT_BUFFER_SIZE);
+        assert_eq!(crate::DEFAULT_BUFFER_SIZE, 65_536, "the documented default");
         let tcp = cfg.client("tcpclient").unwrap();
         assert_eq!(tcp.transport(StreamFraming::Package), TransportKind::Stream(StreamFraming::Package));
         // Without client entries nobody registers, as with Go.
