@@ -194,6 +194,7 @@ mod tests {
         }
         assert_eq!(m.pop_until(None), Some(1));
         assert!(sender.join().unwrap());
+        assert_eq!(m.lock().senders, 0, "the sender no longer counts as waiting");
         assert_eq!(m.pop_until(None), Some(2));
     }
 
@@ -209,6 +210,7 @@ mod tests {
         }
         m.close();
         assert_eq!(receiver.join().unwrap(), None);
+        assert_eq!(m.lock().receivers, 0, "the receiver no longer counts as waiting");
     }
 
     #[test]
@@ -218,5 +220,12 @@ mod tests {
         assert_eq!(m.pop_until(Some(t0 + Duration::from_millis(20))), None);
         let took = t0.elapsed();
         assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(m.lock().receivers, 0);
+        m.try_push(1).unwrap();
+        let t0 = Instant::now();
+        assert!(matches!(m.push_until(2, Some(t0 + Duration::from_millis(20))), Err(Refused::Full(2))));
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(20) && took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(m.lock().senders, 0);
     }
 }
