@@ -28,8 +28,8 @@ fn load_reads_the_file_the_variable_names_else_the_default_path() {
     std::env::set_var(CONFIG_ENV, &missing);
     assert_eq!(tried(SocketModuleConfig::load()), Some(missing));
 
-    // Empty or unset: Go's default path (absent on a test machine; if it
-    // exists, it is what was read).
+    // Empty or unset: Go's default path. Checked where that path does not
+    // exist, so that the error names the path tried.
     if !Path::new(DEFAULT_CONFIG_PATH).exists() {
         std::env::set_var(CONFIG_ENV, "");
         assert_eq!(tried(SocketModuleConfig::load()).as_deref(), Some(Path::new(DEFAULT_CONFIG_PATH)));

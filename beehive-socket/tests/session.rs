@@ -71,6 +71,11 @@ fn connected(transport: TransportKind, now: Instant) -> (Session, Session) {
     (server, client)
 }
 
+/// Go's answer, made the answer to `registration` (its parent id).
+fn go_answer_to(registration: &Message) -> String {
+    GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", registration.id())
+}
+
 /// A packet client that has sent its registration, and that registration.
 fn awaiting_answer(now: Instant) -> (Session, Message) {
     let mut client = Session::new(client_config(TransportKind::Packet), now);
@@ -167,7 +172,7 @@ fn client_registers_like_go_and_learns_modules_and_groups() {
     assert!(matches!(ours.content(), Content::String(s) if s.is_empty()));
     assert!(!client.is_connected());
     // Go's answer, with the parent id of our registration.
-    let answer = GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", ours.id());
+    let answer = go_answer_to(&ours);
     client.handle_packet(answer.as_bytes(), now);
     assert!(client.is_connected());
     assert_eq!(client.modules().collect::<Vec<_>>(), [CLIENT, SERVER]);
@@ -924,7 +929,7 @@ fn frames_held_until_the_handshake_start_the_write_clock_when_it_completes() {
     // Nothing held: connecting starts no clock.
     let mut client = Session::new(config.clone(), t0);
     let req = decode(&frames(&mut client, t0)[0]);
-    let answer = GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", req.id());
+    let answer = go_answer_to(&req);
     client.handle_packet(answer.as_bytes(), secs(t0, 5));
     assert!(client.is_connected());
     assert_eq!(client.poll_timeout(), None);
@@ -932,7 +937,7 @@ fn frames_held_until_the_handshake_start_the_write_clock_when_it_completes() {
     let mut client = Session::new(config, t0);
     let req = decode(&frames(&mut client, t0)[0]);
     client.send_message(from_client("m1"), t0).unwrap();
-    let answer = GO_ANSWER.replace("00000000-0000-4000-8000-000000000001", req.id());
+    let answer = go_answer_to(&req);
     client.handle_packet(answer.as_bytes(), secs(t0, 5));
     assert!(client.is_connected());
     assert_eq!(client.poll_timeout(), Some(secs(t0, 35)));
