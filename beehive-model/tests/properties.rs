@@ -155,6 +155,43 @@ fn decoding_into_keeps_fields_on_type_errors_and_nothing_on_syntax_errors() {
 }
 
 #[test]
+fn a_key_names_a_field_only_when_it_spells_the_name() {
+    // Same length and first byte as a field, yet other keys: ignored.
+    let m = beehive_model::from_slice(
+        br#"{"route":{"source":"s","sorcer":"x","rasource":"y"},"header":{"type":"t","tipe":"x","msg_id":"m","mxg_id":"z"}}"#,
+    )
+    .unwrap();
+    assert_eq!((m.source(), m.resource(), m.message_type(), m.id()), ("s", "", "t", "m"));
+    // Escapes are decoded before matching: `msg\u005fid` is msg_id, while a
+    // field's name followed by an escape is another key.
+    let m = beehive_model::from_slice(br#"{"header":{"msg\u005fid":"m","msg_id\u0041":"x"},"route":{"source\n":"x"}}"#)
+        .unwrap();
+    assert_eq!((m.id(), m.source()), ("m", ""));
+}
+
+#[test]
+fn lazy_decoding_keeps_canonical_content_as_the_input_bytes() {
+    let input = beehive_model::Bytes::from_static(br#"{"header":{"msg_id":"m"},"content":{"a":[1,"x"]}}"#);
+    let msg = beehive_model::json::from_bytes_lazy(&input).unwrap();
+    match msg.content() {
+        Content::Raw(raw) => {
+            assert_eq!(raw.as_bytes(), br#"{"a":[1,"x"]}"#);
+            assert!(raw.is_canonical());
+        }
+        other => panic!("content decoded to {other:?}"),
+    }
+    assert_eq!(msg.id(), "m");
+}
+
+#[test]
+fn null_leaves_a_string_field_as_it_was() {
+    let mut msg = Message::raw().build_header("keep", "parent", 1).build_router("src", "grp", "res", "op");
+    beehive_model::decode_into(&mut msg, br#"{"header":{"msg_id":null,"parent_msg_id":"p"},"route":{"source":null}}"#)
+        .unwrap();
+    assert_eq!((msg.id(), msg.parent_id(), msg.source(), msg.group()), ("keep", "p", "src", "grp"));
+}
+
+#[test]
 fn syntax_errors_say_what_and_where() {
     let err = beehive_model::from_slice(br#"{"header":{"msg_id":"a"}}x"#).unwrap_err();
     assert_eq!(err.to_string(), "invalid character 'x' after top-level value at byte 25");

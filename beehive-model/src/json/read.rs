@@ -322,6 +322,28 @@ impl<'a> Parser<'a> {
         self.colon()
     }
 
+    /// Reads an object key at `pos` and the `:` after it; the index of the
+    /// field of `fields` the key names, Go's way ([`fold::match_field`]).
+    fn field_key(&mut self, fields: &[&str]) -> Result<Option<usize>, DecodeError> {
+        // A key without escapes that is exactly a field's name (what Go and
+        // we write) is matched in place, without copying it out.
+        if self.peek() == Some(b'"') {
+            let start = self.pos + 1;
+            let rest = &self.src[start..];
+            let run = scan::string_stop(rest);
+            if rest.get(run) == Some(&b'"') {
+                let key = &rest[..run];
+                if let Some(i) = fields.iter().position(|f| fold::is_exactly(key, f)) {
+                    self.pos = start + run + 1;
+                    self.colon()?;
+                    return Ok(Some(i));
+                }
+            }
+        }
+        self.key_and_colon()?;
+        Ok(fold::match_field(self.key.as_bytes(), fields))
+    }
+
     /// Reads an object key into a new `String`, then the `:` after it.
     fn owned_key_and_colon(&mut self) -> Result<String, DecodeError> {
         if self.peek() != Some(b'"') {
@@ -527,6 +549,22 @@ impl<'a> Parser<'a> {
     fn string_field(&mut self, dst: &mut String, field: &'static str) -> Result<(), DecodeError> {
         match self.peek() {
             Some(b'"') => {
+                // Without escapes: one copy, allocated once at its length.
+                let start = self.pos + 1;
+                let rest = &self.src[start..];
+                let run = scan::string_stop(rest);
+                if rest.get(run) == Some(&b'"') {
+                    if let Some(text) = self.run_text(start, start + run) {
+                        if dst.capacity() >= text.len() {
+                            dst.clear();
+                            dst.push_str(text);
+                        } else {
+                            *dst = text.to_owned();
+                        }
+                        self.pos = start + run + 1;
+                        return Ok(());
+                    }
+                }
                 dst.clear();
                 self.string(Some(dst))
             }
@@ -598,8 +636,7 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         loop {
-            self.key_and_colon()?;
-            let field = fold::match_field(self.key.as_bytes(), fields);
+            let field = self.field_key(fields)?;
             match field {
                 Some(i) => member(self, target, i)?,
                 None => {
