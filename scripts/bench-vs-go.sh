@@ -20,7 +20,7 @@
 # Before every pass and at the end, the script measures the core-to-core
 # round trip (beehive-bench's `core_rtt` example) and prints the figures
 # with the table: W1-W3 follow it, and on a VM it can change between runs.
-# Rust-only lines (W1-async, W8-async, W8-hive) are compared with Go's W1/W8.
+# Rust-only lines (W1-async, W7-floor, W8-async, W8-hive) are compared with Go's W1/W7/W8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-5}
@@ -49,7 +49,7 @@ if [ "${CONTEND:-0}" = 1 ]; then
   taskset -c 0 sh -c 'while :; do :; done' &
   busy=$!
 fi
-go_name() { case "$1" in *-async) echo "${1%-async}" ;; *-hive) echo "${1%-hive}" ;; *) echo "$1" ;; esac; }
+go_name() { case "$1" in *-async) echo "${1%-async}" ;; *-hive) echo "${1%-hive}" ;; *-floor) echo "${1%-floor}" ;; *) echo "$1" ;; esac; }
 for pass in $(seq "$PASSES"); do
   # The core-to-core round trip before each pass: the in-process workloads
   # follow it, and on a VM it can change between runs.

@@ -95,6 +95,9 @@ pub enum Workload {
     /// Extra, not in `all`: W2 with the echo module and the requester as
     /// tasks on one current-thread tokio runtime.
     W2Async,
+    /// Extra, not in `all`: W7's system calls alone (a packet encoded once,
+    /// a reader that compares bytes instead of decoding).
+    W7Floor,
     /// Extra, not in `all`: W8 through the tokio driver of beehive-socket.
     W8Async,
     /// Extra, not in `all`: W8 between thread modules of two hives through
@@ -129,6 +132,7 @@ impl Workload {
             "W5-LAZY" => Some(Workload::W5Lazy),
             "W1-ASYNC" => Some(Workload::W1Async),
             "W2-ASYNC" => Some(Workload::W2Async),
+            "W7-FLOOR" => Some(Workload::W7Floor),
             "W8-ASYNC" => Some(Workload::W8Async),
             "W8-HIVE" => Some(Workload::W8Hive),
             _ => None,
@@ -149,6 +153,7 @@ impl Workload {
             Workload::W5Lazy => "W5-lazy",
             Workload::W1Async => "W1-async",
             Workload::W2Async => "W2-async",
+            Workload::W7Floor => "W7-floor",
             Workload::W8Async => "W8-async",
             Workload::W8Hive => "W8-hive",
         }
@@ -167,6 +172,7 @@ pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
         Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),
         Workload::W6 => socket::w6(opts.n.unwrap_or(200_000)),
         Workload::W7 => socket::w7(opts.n.unwrap_or(200_000)),
+        Workload::W7Floor => socket::w7_floor(opts.n.unwrap_or(200_000)),
         Workload::W4 => json::w4(opts.n.unwrap_or(100_000), false),
         Workload::W4Raw => json::w4(opts.n.unwrap_or(100_000), true),
         Workload::W5 => json::w5(opts.n.unwrap_or(100_000), false),

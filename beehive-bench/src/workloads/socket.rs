@@ -135,6 +135,42 @@ pub fn w7(n: u64) -> Result<RunResult, String> {
     Ok(RunResult { workload: "W7".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
 }
 
+/// W7-floor (extra, not W7): W7's system calls with none of its
+/// encoding or decoding. The small message is encoded once; the writer
+/// sends those 269 bytes N times, one packet per `send`, and the reader
+/// takes packets with W7's `recvmmsg` reader and compares each with the
+/// bytes sent. This is what W7 costs when only the kernel works: a bound
+/// on any W7 that writes one packet per message.
+pub fn w7_floor(n: u64) -> Result<RunResult, String> {
+    let dir = TempDir::new()?;
+    let (client, server) = seqpacket_pair(&dir.0.join("w7-floor.sock"))?;
+    let mut packet = beehive_model::json::to_vec(&small_message()).map_err(|e| e.to_string())?;
+    packet.push(b'\n');
+    let expected = packet.clone();
+    let reader = move |done: mpsc::Sender<u64>| {
+        let mut r = SeqpacketReader::new(server, 10_240);
+        let mut ok = 0;
+        for _ in 0..n {
+            match r.read_packet() {
+                Ok(Some(p)) if p == expected.as_slice() => ok += 1,
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let _ = done.send(ok);
+    };
+    let (secs, errors) = run_pair(n, reader, || {
+        for _ in 0..n {
+            let sent = client.send(&packet).map_err(|e| e.to_string())?;
+            if sent != packet.len() {
+                return Err(format!("short send: {sent} of {} bytes", packet.len()));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(RunResult { workload: "W7-floor".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+}
+
 /// W8: send_sync round trips between two brokers over SOCK_SEQPACKET, raw
 /// framing, frames limited to W8's 10,240-byte read buffers on both ends,
 /// through beehive-socket's blocking driver. The server actor answers every
@@ -271,6 +307,12 @@ pub fn w8_hive(n: u64, timeout: Duration) -> Result<RunResult, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn w7_floor_delivers_every_packet_intact() {
+        let r = w7_floor(500).unwrap();
+        assert_eq!((r.workload.as_str(), r.n, r.ops, r.errors), ("W7-floor", 500, 500, 0));
+    }
 
     #[test]
     fn w8_hive_answers_every_request() {
