@@ -367,3 +367,66 @@ pub enum ServerEvent {
         backoff: Duration,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(socket_type: &str, ca: &str, cert: &str, key: &str) -> SocketConfig {
+        SocketConfig {
+            address: "/run/x.sock".into(),
+            socket_type: socket_type.into(),
+            ca: ca.into(),
+            cert: cert.into(),
+            key: key.into(),
+            ..SocketConfig::default()
+        }
+    }
+
+    #[test]
+    fn any_tls_file_on_a_unix_entry_is_refused() {
+        for ty in ["", "unixpacket", "unix"] {
+            for (ca, cert, key) in [("ca.pem", "", ""), ("", "cert.pem", ""), ("", "", "key.pem")] {
+                let r = Endpoint::from_config(&entry(ty, ca, cert, key));
+                assert!(matches!(r, Err(DriverError::Unsupported(_))), "{ty:?} {ca:?} {cert:?} {key:?}: {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn entries_map_to_their_endpoints() {
+        let at = |ty| Endpoint::from_config(&entry(ty, "", "", "")).unwrap();
+        assert_eq!(at(""), Endpoint::unix_packet("/run/x.sock"));
+        assert_eq!(at("unixpacket"), Endpoint::unix_packet("/run/x.sock"));
+        assert_eq!(at("unix"), Endpoint::unix("/run/x.sock"));
+        assert_eq!(at("tcp"), Endpoint::tcp("/run/x.sock"));
+        let tls = Endpoint::from_config(&entry("tcp", "ca.pem", "cert.pem", "key.pem")).unwrap();
+        assert_eq!(tls, Endpoint::tcp("/run/x.sock"));
+        assert!(matches!(Endpoint::from_config(&entry("udp", "", "", "")), Err(DriverError::Unsupported(_))));
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn without_the_tls_feature_any_tls_file_is_unsupported() {
+        assert!(Tls::from_config(&entry("tcp", "", "", "")).unwrap().is_none());
+        for (ca, cert, key) in [("ca.pem", "", ""), ("", "cert.pem", ""), ("", "", "key.pem")] {
+            let r = Tls::from_config(&entry("tcp", ca, cert, key));
+            assert!(matches!(r, Err(DriverError::Unsupported(_))), "{ca:?} {cert:?} {key:?}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_removed_is_an_error_of_its_own() {
+        // A directory is not a stale socket: removing it fails, and that
+        // failure is what comes back (not the bind's "address in use").
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("taken")).unwrap();
+        let err = unix_listener(&dir.path().join("taken"), socket2::Type::SEQPACKET, 1).unwrap_err();
+        assert_ne!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        // A stale socket file is replaced.
+        let path = dir.path().join("stale.sock");
+        drop(unix_listener(&path, socket2::Type::SEQPACKET, 1).unwrap());
+        assert!(path.exists());
+        unix_listener(&path, socket2::Type::SEQPACKET, 1).unwrap();
+    }
+}
