@@ -2,7 +2,7 @@
 //! both ways and frames larger than a TLS record, the tokio driver as the
 //! peer, refused clients (wrong CA, plain TCP) seen within a bound, and
 //! settings that do not fit refused with typed errors.
-#![cfg(feature = "tokio")]
+#![cfg(all(feature = "tokio", feature = "tls", feature = "yaml"))]
 
 mod common;
 

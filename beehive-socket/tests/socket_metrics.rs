@@ -113,6 +113,45 @@ fn both_sides_are_counted(endpoint: Endpoint, transport: TransportKind) {
     });
 }
 
+/// Connections whose tasks are dropped with their runtime, never closed:
+/// each is counted closed once, for reason `aborted`, and no longer open.
+#[test]
+fn connections_dropped_with_their_runtime_are_counted_aborted() {
+    let dir = temp_dir("aborted");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let r = TestRecorder::default();
+    metrics::with_local_recorder(&r, || {
+        let handles = on_this_thread(async {
+            let server =
+                Server::bind(&endpoint, server_config(TransportKind::Packet), ServerOptions::default()).await.unwrap();
+            let (sh, incoming, mut sev) = server.into_parts();
+            let client = within(
+                "connect",
+                T,
+                Client::connect(&endpoint, SessionConfig::client("edgeclient", TransportKind::Packet)),
+            )
+            .await
+            .unwrap();
+            server_event(&mut sev, "registration", |e| matches!(e, ServerEvent::Connected { .. })).await;
+            assert_connected(&r);
+            // Kept past the runtime, so that nothing closes the connections
+            // before their tasks are dropped.
+            (sh, incoming, sev, client)
+        });
+        assert_eq!(
+            r.counters("beehive_socket_connections_closed_total"),
+            vec![
+                ("beehive_socket_connections_closed_total{reason=aborted,role=client}".to_owned(), 1),
+                ("beehive_socket_connections_closed_total{reason=aborted,role=server}".to_owned(), 1),
+            ]
+        );
+        for role in ["server", "client"] {
+            assert_eq!(r.gauge(&format!("beehive_socket_connections_open{{role={role}}}")), 0.0, "{role}");
+        }
+        drop(handles);
+    });
+}
+
 #[test]
 fn both_sides_of_a_packet_connection_are_counted() {
     let dir = temp_dir("packet");

@@ -336,11 +336,16 @@ async fn each_connection_cuts_packets_at_its_own_limit_on_a_shared_thread() {
 // ---- interop with the blocking driver -------------------------------------
 
 fn blocking_config(path: &Path) -> SocketModuleConfig {
-    SocketModuleConfig::from_yaml(&format!(
-        "- module: socketserver\n  server: true\n  address: {p}\n  sockettype: unixpacket\n  connmax: 4\n  buffersize: 65536\n- module: edgeclient\n  server: false\n  address: {p}\n  sockettype: unixpacket\n  buffersize: 65536\n",
-        p = path.display()
-    ))
-    .unwrap()
+    let entry = |module: &str, server: bool| beehive_socket::SocketConfig {
+        module: module.into(),
+        server,
+        address: path.display().to_string(),
+        socket_type: "unixpacket".into(),
+        conn_max: if server { 4 } else { 0 },
+        buffer_size: 65536,
+        ..Default::default()
+    };
+    SocketModuleConfig { entries: vec![entry("socketserver", true), entry("edgeclient", false)] }
 }
 
 /// A hive of thread modules served by the blocking driver, whose module

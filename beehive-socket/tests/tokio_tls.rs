@@ -2,7 +2,7 @@
 //! both ways and frames larger than a TLS record, refused clients (wrong
 //! CA, plain TCP) seen within a bound, and a hive served by the blocking
 //! driver with TLS as the peer.
-#![cfg(feature = "tokio")]
+#![cfg(all(feature = "tokio", feature = "tls", feature = "yaml"))]
 
 mod common;
 
@@ -180,4 +180,27 @@ async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
     let options = ServerOptions::default().driver(DriverOptions::default().tls(tls_of(&cfg, false)));
     let r = Server::bind(&endpoint, SessionConfig::server("socketserver", RAW), options).await;
     assert!(matches!(r, Err(DriverError::Config(_))), "{r:?}");
+}
+
+/// A burst larger than the server's inbox, read only after the client has
+/// written all of it: the server connection stops reading while the inbox
+/// is full and resumes as the application reads; every message arrives, in
+/// order. (Whether plaintext is left decrypted in rustls when it stops is
+/// up to timing; `asyncio::io`'s unit tests check that case directly.)
+#[tokio::test]
+async fn a_burst_over_tls_read_late_arrives_whole_and_in_order() {
+    let pki = Pki::new("tokio-burst");
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let (mut server, endpoint) = tls_server(&cfg).await;
+    let client = within("TLS connect", tls_client(&cfg, &endpoint)).await.unwrap();
+    const N: usize = 2000;
+    for i in 0..N {
+        within("send", client.send("hub", msg(&format!("burst {i}")))).await.unwrap();
+    }
+    within("flush", client.handle().flush(T)).await.unwrap();
+    for i in 0..N {
+        let got = within("burst message", server.recv()).await.expect("server stopped");
+        assert_eq!(got.message.content().as_str(), Some(format!("burst {i}").as_str()));
+    }
 }

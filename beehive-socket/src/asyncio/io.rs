@@ -327,3 +327,111 @@ impl Listener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(feature = "tls")]
+    use std::{
+        future::Future,
+        pin::pin,
+        sync::Arc,
+        task::{Context, Poll, Waker},
+    };
+
+    use super::*;
+
+    #[test]
+    fn a_vectored_write_starts_the_first_frame_at_the_offset_only() {
+        let frames = [Bytes::from_static(b"abc"), Bytes::from_static(b"def"), Bytes::from_static(b"gh")];
+        let mut seen = Vec::new();
+        let n = with_slices(&frames, 1, |slices| {
+            seen = slices.iter().map(|s| s.to_vec()).collect();
+            Ok(7)
+        })
+        .unwrap();
+        assert_eq!(n, 7);
+        assert_eq!(seen, [b"bc".to_vec(), b"def".to_vec(), b"gh".to_vec()]);
+        // At most MAX_IOVECS frames per write.
+        let many = vec![Bytes::from_static(b"x"); MAX_IOVECS + 5];
+        let mut count = 0;
+        with_slices(&many, 0, |slices| {
+            count = slices.len();
+            Ok(0)
+        })
+        .unwrap();
+        assert_eq!(count, MAX_IOVECS);
+    }
+
+    #[test]
+    fn a_stream_read_buffer_doubles_while_reads_fill_it_up_to_its_limit() {
+        let mut buf = Vec::new();
+        let mut sizes = Vec::new();
+        loop {
+            let (read, bytes) = stream_read(&mut buf, |b| Ok(b.len())).unwrap();
+            let Read::Bytes(n) = read else { unreachable!() };
+            assert_eq!(bytes.len(), n);
+            sizes.push(n);
+            if n == STREAM_READ_MAX {
+                break;
+            }
+        }
+        assert_eq!(sizes[0], STREAM_READ_START);
+        assert!(sizes.windows(2).all(|w| w[1] == (w[0] * 2).min(STREAM_READ_MAX)), "{sizes:?}");
+        assert_eq!(buf.len(), STREAM_READ_MAX, "never beyond the limit");
+        // A read that does not fill the buffer leaves it as it is.
+        let mut buf = Vec::new();
+        stream_read(&mut buf, |_| Ok(10)).unwrap();
+        assert_eq!(buf.len(), STREAM_READ_START);
+    }
+
+    /// Polls `f` once.
+    #[cfg(feature = "tls")]
+    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
+        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// A TLS client over a connected TCP stream whose peer sends nothing.
+    #[cfg(feature = "tls")]
+    async fn quiet_tls() -> (Io, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        (Io::Tls(Box::new(TlsIo::new(stream, tls.into()))), peer)
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn tls_with_decrypted_bytes_or_the_end_is_readable_without_the_socket() {
+        let (mut io, _peer) = quiet_tls().await;
+        // Nothing decrypted and no end: only the socket can make progress,
+        // and it has nothing.
+        assert!(poll_once(io.readable()).is_pending());
+        let Io::Tls(t) = &mut io else { unreachable!() };
+        t.plaintext = 1;
+        assert!(matches!(poll_once(io.readable()), Poll::Ready(Ok(()))));
+        let Io::Tls(t) = &mut io else { unreachable!() };
+        (t.plaintext, t.eof) = (0, true);
+        assert!(matches!(poll_once(io.readable()), Poll::Ready(Ok(()))));
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn only_tls_has_bytes_of_its_own_to_write() {
+        let (mut io, _peer) = quiet_tls().await;
+        // A new client's first flight (its hello) waits in rustls.
+        assert!(io.wants_write());
+        io.flush().unwrap();
+        assert!(!io.wants_write(), "the hello is written to the socket");
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let unix = Io::Unix(UnixStream::from_std(a).unwrap());
+        assert!(!unix.wants_write());
+    }
+}
