@@ -330,15 +330,65 @@ impl Listener {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
     #[cfg(feature = "tls")]
-    use std::{
-        future::Future,
-        pin::pin,
-        sync::Arc,
-        task::{Context, Poll, Waker},
-    };
+    use std::{sync::Arc, task::Poll};
 
     use super::*;
+
+    /// A SOCK_SEQPACKET listener at `path` that accepts nobody, its
+    /// backlog filled by plain connections (kept in the returned vector).
+    fn full_listener(path: &std::path::Path) -> (Socket, Vec<Socket>) {
+        let addr = SockAddr::unix(path).unwrap();
+        let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        listener.bind(&addr).unwrap();
+        listener.listen(0).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..64 {
+            let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            match s.connect(&addr) {
+                Ok(()) => queued.push(s),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (listener, queued),
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+        }
+        panic!("the backlog never filled");
+    }
+
+    #[tokio::test]
+    async fn a_packet_connect_to_a_full_backlog_waits_for_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.sock");
+        let (listener, _queued) = full_listener(&path);
+        let endpoint = Endpoint::unix_packet(&path);
+        let options = DriverOptions::default();
+        let mut connecting = pin!(connect(&endpoint, &options));
+        // Full: the connect keeps trying instead of failing.
+        assert!(futures_poll(connecting.as_mut()).is_pending());
+        tokio::task::yield_now().await;
+        assert!(futures_poll(connecting.as_mut()).is_pending());
+        // Room: accepting one queued connection lets it through.
+        let (first, _) = listener.accept().unwrap();
+        let io = tokio::time::timeout(std::time::Duration::from_secs(10), connecting).await.expect("connected in time");
+        assert!(matches!(io, Ok(Io::Packet(_))), "{io:?}");
+        drop(first);
+    }
+
+    #[tokio::test]
+    async fn a_packet_connect_without_a_listener_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::unix_packet(dir.path().join("nobody.sock"));
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), connect(&endpoint, &DriverOptions::default()))
+            .await
+            .expect("an answer in time");
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Polls `f` once, with a waker that does nothing.
+    fn futures_poll<F: std::future::Future + ?Sized>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
 
     #[test]
     fn a_vectored_write_starts_the_first_frame_at_the_offset_only() {
@@ -384,12 +434,6 @@ mod tests {
         assert_eq!(buf.len(), STREAM_READ_START);
     }
 
-    /// Polls `f` once.
-    #[cfg(feature = "tls")]
-    fn poll_once<F: Future>(f: F) -> Poll<F::Output> {
-        pin!(f).poll(&mut Context::from_waker(Waker::noop()))
-    }
-
     /// A TLS client over a connected TCP stream whose peer sends nothing.
     #[cfg(feature = "tls")]
     async fn quiet_tls() -> (Io, TcpStream) {
@@ -412,13 +456,13 @@ mod tests {
         let (mut io, _peer) = quiet_tls().await;
         // Nothing decrypted and no end: only the socket can make progress,
         // and it has nothing.
-        assert!(poll_once(io.readable()).is_pending());
+        assert!(futures_poll(pin!(io.readable())).is_pending());
         let Io::Tls(t) = &mut io else { unreachable!() };
         t.plaintext = 1;
-        assert!(matches!(poll_once(io.readable()), Poll::Ready(Ok(()))));
+        assert!(matches!(futures_poll(pin!(io.readable())), Poll::Ready(Ok(()))));
         let Io::Tls(t) = &mut io else { unreachable!() };
         (t.plaintext, t.eof) = (0, true);
-        assert!(matches!(poll_once(io.readable()), Poll::Ready(Ok(()))));
+        assert!(matches!(futures_poll(pin!(io.readable())), Poll::Ready(Ok(()))));
     }
 
     #[cfg(feature = "tls")]
