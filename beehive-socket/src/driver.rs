@@ -394,6 +394,13 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_display_as_type_and_address() {
+        assert_eq!(Endpoint::unix_packet("/run/a.sock").to_string(), "unixpacket:/run/a.sock");
+        assert_eq!(Endpoint::unix("/run/b.sock").to_string(), "unix:/run/b.sock");
+        assert_eq!(Endpoint::tcp("127.0.0.1:10350").to_string(), "tcp:127.0.0.1:10350");
+    }
+
+    #[test]
     fn entries_map_to_their_endpoints() {
         let at = |ty| Endpoint::from_config(&entry(ty, "", "", "")).unwrap();
         assert_eq!(at(""), Endpoint::unix_packet("/run/x.sock"));
