@@ -46,6 +46,16 @@ pub(crate) const STREAM_READ_START: usize = 4 * 1024;
 /// Largest stream read buffer.
 pub(crate) const STREAM_READ_MAX: usize = 64 * 1024;
 
+/// After a stream read of `n` bytes into `buf`: a read that filled the
+/// buffer doubles it, up to [`STREAM_READ_MAX`], so the next one may take
+/// more.
+#[inline]
+pub(crate) fn grow_after_read(buf: &mut Vec<u8>, n: usize) {
+    if n == buf.len() && buf.len() < STREAM_READ_MAX {
+        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
+    }
+}
+
 /// A stream socket read and written without waiting (`WouldBlock` when it
 /// cannot make progress).
 #[cfg_attr(not(feature = "tls"), allow(dead_code))]
@@ -130,9 +140,7 @@ mod real {
                     };
                     self.plaintext = self.plaintext.saturating_sub(n);
                     if n > 0 || self.eof {
-                        if n == buf.len() && buf.len() < STREAM_READ_MAX {
-                            buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
-                        }
+                        grow_after_read(buf, n);
                         return Ok(n);
                     }
                 }

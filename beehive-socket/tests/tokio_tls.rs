@@ -204,3 +204,41 @@ async fn a_burst_over_tls_read_late_arrives_whole_and_in_order() {
         assert_eq!(got.message.content().as_str(), Some(format!("burst {i}").as_str()));
     }
 }
+
+/// A TLS peer whose TCP connection ends without a `close_notify` (killed,
+/// or a middlebox cut it) has closed, like a plain peer: the connection
+/// ends as `PeerClosed`, not as an I/O error.
+#[tokio::test]
+async fn a_tls_peer_that_ends_without_close_notify_has_closed() {
+    let pki = Pki::new("tokio-abrupt");
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let (mut server, endpoint) = tls_server(&cfg).await;
+    let Some(blocking::Tls::Client { config, server_name }) = tls_of(&cfg, false) else { panic!("no client TLS") };
+    let Endpoint::Tcp(address) = endpoint else { panic!("not TCP: {endpoint}") };
+    within(
+        "handshake and abrupt end",
+        tokio::task::spawn_blocking(move || {
+            let mut tcp = std::net::TcpStream::connect(address).unwrap();
+            tcp.set_read_timeout(Some(T)).unwrap();
+            let mut tls = rustls::ClientConnection::new(config, server_name).unwrap();
+            while tls.is_handshaking() {
+                tls.complete_io(&mut tcp).unwrap();
+            }
+            tcp.shutdown(std::net::Shutdown::Both).unwrap();
+        }),
+    )
+    .await
+    .unwrap();
+    let reason = within("disconnection", async {
+        loop {
+            match server.events().recv().await {
+                Some(ServerEvent::Disconnected { module: None, reason, .. }) => return reason,
+                Some(_) => {}
+                None => panic!("server stopped"),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(*reason, beehive_socket::session::CloseReason::PeerClosed), "{reason:?}");
+}

@@ -11,7 +11,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use super::{DriverOptions, Endpoint};
-use crate::tlsio::{self, Nonblocking, TlsIo, STREAM_READ_MAX, STREAM_READ_START};
+use crate::tlsio::{self, Nonblocking, TlsIo, STREAM_READ_START};
 
 impl Nonblocking for TcpStream {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -177,10 +177,7 @@ fn stream_read(buf: &mut Vec<u8>, read: impl FnOnce(&mut [u8]) -> io::Result<usi
         buf.resize(STREAM_READ_START, 0);
     }
     let n = read(buf)?;
-    if n == buf.len() && buf.len() < STREAM_READ_MAX {
-        // Reads fill the buffer: the next one may take more.
-        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
-    }
+    tlsio::grow_after_read(buf, n);
     Ok((Read::Bytes(n), &buf[..n]))
 }
 
@@ -335,6 +332,7 @@ mod tests {
     use std::{sync::Arc, task::Poll};
 
     use super::*;
+    use crate::tlsio::STREAM_READ_MAX;
 
     /// A SOCK_SEQPACKET listener at `path` that accepts nobody, its
     /// backlog filled by plain connections (kept in the returned vector).

@@ -10,7 +10,7 @@ use nix::sys::socket::MsgFlags;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::Endpoint;
-use crate::tlsio::{Nonblocking, STREAM_READ_MAX, STREAM_READ_START};
+use crate::tlsio::{self, Nonblocking, STREAM_READ_START};
 
 impl Nonblocking for std::sync::Arc<Socket> {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -131,9 +131,7 @@ pub(crate) fn read(socket: &Socket, packet: bool, buf: &mut Vec<u8>, max_frame: 
         buf.resize(STREAM_READ_START, 0);
     }
     let n = nix::sys::socket::recv(socket.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?;
-    if n == buf.len() && buf.len() < STREAM_READ_MAX {
-        buf.resize((buf.len() * 2).min(STREAM_READ_MAX), 0);
-    }
+    tlsio::grow_after_read(buf, n);
     Ok(Read::Bytes(n))
 }
 
