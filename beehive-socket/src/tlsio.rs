@@ -173,9 +173,12 @@ mod real {
                 let bytes = if i == 0 { &frame[offset.min(frame.len())..] } else { &frame[..] };
                 let room = TLS_WRITE_CHUNK - taken;
                 let part = &bytes[..bytes.len().min(room)];
-                io::Write::write_all(&mut self.tls.writer(), part)?;
-                taken += part.len();
-                if taken == TLS_WRITE_CHUNK {
+                // rustls takes less than offered once the records it holds
+                // reach its buffer limit (counted with their overhead); the
+                // rest waits for the next call, after those records are out.
+                let n = io::Write::write(&mut self.tls.writer(), part)?;
+                taken += n;
+                if n < part.len() || taken == TLS_WRITE_CHUNK {
                     break;
                 }
             }

@@ -242,3 +242,50 @@ async fn a_tls_peer_that_ends_without_close_notify_has_closed() {
     .await;
     assert!(matches!(*reason, beehive_socket::session::CloseReason::PeerClosed), "{reason:?}");
 }
+
+/// The server writes more than the socket holds to a client that has
+/// stopped reading (its inbox is full): TLS records wait until the socket
+/// has room, and once the client reads again every message arrives, in
+/// order. A full socket is not an error. (Several frames per write used to
+/// offer rustls more than its buffer limit takes, and the connection failed
+/// with `WriteZero`.)
+#[tokio::test]
+async fn tls_records_wait_for_a_full_socket_to_drain() {
+    let pki = Pki::new("tokio-full");
+    let cfg =
+        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let (server, endpoint) = tls_server(&cfg).await;
+    let mut options = DriverOptions::default().tls(tls_of(&cfg, false));
+    options.inbox_capacity = 1;
+    let config = SessionConfig::client("edgeclient", RAW).max_frame_len(1 << 20);
+    let mut client = within("TLS connect", Client::connect_with(&endpoint, config, options)).await.unwrap();
+    let (sh, _incoming, mut events) = server.into_parts();
+    within("registration", async {
+        while !matches!(events.recv().await, Some(ServerEvent::Registered { .. }) | None) {}
+    })
+    .await;
+    // 400 messages of 32 KB: 13 MB, far more than the client buffers while
+    // nobody reads it plus what the sockets hold.
+    const N: usize = 400;
+    let body = |i: usize| format!("{i:06}{}", "x".repeat(32 * 1024));
+    let sending = tokio::spawn(async move {
+        for i in 0..N {
+            sh.send("edgeclient", msg(&body(i))).await.unwrap();
+        }
+        sh
+    });
+    for i in 0..N {
+        let Some(got) = within("message", client.recv()).await else {
+            let mut seen = Vec::new();
+            while let Some(e) = client.events().try_recv() {
+                seen.push(format!("client: {e:?}"));
+            }
+            while let Some(e) = events.try_recv() {
+                seen.push(format!("server: {e:?}"));
+            }
+            panic!("the connection closed at message {i}: {seen:?}");
+        };
+        assert_eq!(got.content().as_str().map(|s| &s[..6]), Some(format!("{i:06}").as_str()));
+    }
+    within("sender", sending).await.unwrap();
+}
