@@ -42,10 +42,16 @@ pub(crate) fn is_exactly(key: &[u8], field: &str) -> bool {
     key.len() == f.len() && key.first() == f.first() && key == f
 }
 
+/// The index of the field in `fields` whose name `key` is exactly.
+#[inline]
+pub(crate) fn exact_field(key: &[u8], fields: &[&str]) -> Option<usize> {
+    fields.iter().position(|f| is_exactly(key, f))
+}
+
 /// The index of the field in `fields` that `key` matches, Go's way.
 pub(crate) fn match_field(key: &[u8], fields: &[&str]) -> Option<usize> {
     // Exact names first (what Go and we write); folding only otherwise.
-    if let Some(i) = fields.iter().position(|f| is_exactly(key, f)) {
+    if let Some(i) = exact_field(key, fields) {
         return Some(i);
     }
     let key = std::str::from_utf8(key).ok()?;

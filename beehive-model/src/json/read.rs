@@ -267,18 +267,32 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The string whose opening quote is at `pos`, when it has no escape
+    /// or control byte: the range of its bytes (its closing quote is at the
+    /// range's end). Otherwise the length of its leading plain run.
+    #[inline]
+    fn unescaped(&self) -> Result<std::ops::Range<usize>, usize> {
+        let start = self.pos + 1;
+        let run = scan::string_stop(&self.src[start..]);
+        match self.src.get(start + run) {
+            Some(b'"') => Ok(start..start + run),
+            _ => Err(run),
+        }
+    }
+
     /// Reads a string whose opening quote is at `pos` into a new `String`,
     /// allocated once with the exact length when the string has no escapes.
     fn string_owned(&mut self) -> Result<String, DecodeError> {
-        let start = self.pos + 1;
-        let rest = &self.src[start..];
-        let run = scan::string_stop(rest);
-        if rest.get(run) == Some(&b'"') {
-            if let Some(text) = self.run_text(start, start + run) {
-                self.pos = start + run + 1;
-                return Ok(text.to_owned());
+        let run = match self.unescaped() {
+            Ok(r) => {
+                if let Some(text) = self.run_text(r.start, r.end) {
+                    self.pos = r.end + 1;
+                    return Ok(text.to_owned());
+                }
+                r.len()
             }
-        }
+            Err(run) => run,
+        };
         let mut out = String::with_capacity(run + 8);
         self.string(Some(&mut out))?;
         Ok(out)
@@ -328,13 +342,9 @@ impl<'a> Parser<'a> {
         // A key without escapes that is exactly a field's name (what Go and
         // we write) is matched in place, without copying it out.
         if self.peek() == Some(b'"') {
-            let start = self.pos + 1;
-            let rest = &self.src[start..];
-            let run = scan::string_stop(rest);
-            if rest.get(run) == Some(&b'"') {
-                let key = &rest[..run];
-                if let Some(i) = fields.iter().position(|f| fold::is_exactly(key, f)) {
-                    self.pos = start + run + 1;
+            if let Ok(r) = self.unescaped() {
+                if let Some(i) = fold::exact_field(&self.src[r.start..r.end], fields) {
+                    self.pos = r.end + 1;
                     self.colon()?;
                     return Ok(Some(i));
                 }
@@ -550,18 +560,15 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Some(b'"') => {
                 // Without escapes: one copy, allocated once at its length.
-                let start = self.pos + 1;
-                let rest = &self.src[start..];
-                let run = scan::string_stop(rest);
-                if rest.get(run) == Some(&b'"') {
-                    if let Some(text) = self.run_text(start, start + run) {
+                if let Ok(r) = self.unescaped() {
+                    if let Some(text) = self.run_text(r.start, r.end) {
                         if dst.capacity() >= text.len() {
                             dst.clear();
                             dst.push_str(text);
                         } else {
                             *dst = text.to_owned();
                         }
-                        self.pos = start + run + 1;
+                        self.pos = r.end + 1;
                         return Ok(());
                     }
                 }
