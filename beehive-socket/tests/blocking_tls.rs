@@ -12,7 +12,7 @@ use beehive_model::Message;
 use beehive_socket::blocking::{Client, DriverError, Endpoint, Options, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{SocketModuleConfig, StreamFraming};
-use common::{free_address, tls_entries, tls_lines, tls_of, Pki};
+use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
@@ -77,8 +77,7 @@ fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
 #[test]
 fn server_only_tls_with_the_tokio_driver_on_the_other_end() {
     let pki = Pki::new("blocking-server-only");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     // Our blocking server, the tokio client.
     let (_server, endpoint) = tls_server(&cfg);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -93,8 +92,7 @@ fn server_only_tls_with_the_tokio_driver_on_the_other_end() {
         assert_eq!(answer.content().as_str().map(str::len), Some(big.len() + 4));
     });
     // The tokio server, our blocking client.
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let endpoint = Endpoint::from_config(cfg.servers().next().unwrap()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let mut server = rt.block_on(async {
@@ -147,8 +145,7 @@ fn a_client_trusting_another_ca_and_a_plain_client_are_refused_within_a_bound() 
 #[test]
 fn tls_settings_that_do_not_fit_are_typed_errors() {
     let pki = Pki::new("blocking-misfit");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let server_tls = Options::default().tls(tls_of(&cfg, true));
     let client_tls = Options::default().tls(tls_of(&cfg, false));
     let dir = common::temp_dir("blocking-misfit");

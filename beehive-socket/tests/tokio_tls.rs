@@ -14,7 +14,7 @@ use beehive_model::Message;
 use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{blocking, SocketBackend, SocketModuleConfig, StreamFraming};
-use common::{free_address, tls_entries, tls_lines, tls_of, Pki};
+use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
@@ -90,8 +90,7 @@ async fn mutual_tls_round_trips_both_ways_with_frames_larger_than_a_record() {
 #[tokio::test]
 async fn server_only_tls_and_the_blocking_tls_server_as_peer() {
     let pki = Pki::new("tokio-server-only");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     // The blocking implementation's TLS server, module `srvmod` answering.
     let hive = Hive::new();
     let backend = SocketBackend::new();
@@ -168,8 +167,7 @@ async fn a_plain_tcp_client_gets_no_registration_from_a_tls_server() {
 #[tokio::test]
 async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
     let pki = Pki::new("tokio-misuse");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let dir = common::temp_dir("tokio-tls-misuse");
     let unix = Endpoint::unix(dir.join("s.sock"));
     let options = DriverOptions::default().tls(tls_of(&cfg, false));
@@ -190,8 +188,7 @@ async fn tls_settings_on_a_unix_socket_or_of_the_wrong_side_are_refused() {
 #[tokio::test]
 async fn a_burst_over_tls_read_late_arrives_whole_and_in_order() {
     let pki = Pki::new("tokio-burst");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let (mut server, endpoint) = tls_server(&cfg).await;
     let client = within("TLS connect", tls_client(&cfg, &endpoint)).await.unwrap();
     const N: usize = 2000;
@@ -211,8 +208,7 @@ async fn a_burst_over_tls_read_late_arrives_whole_and_in_order() {
 #[tokio::test]
 async fn a_tls_peer_that_ends_without_close_notify_has_closed() {
     let pki = Pki::new("tokio-abrupt");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let (mut server, endpoint) = tls_server(&cfg).await;
     let Some(blocking::Tls::Client { config, server_name }) = tls_of(&cfg, false) else { panic!("no client TLS") };
     let Endpoint::Tcp(address) = endpoint else { panic!("not TCP: {endpoint}") };
@@ -252,8 +248,7 @@ async fn a_tls_peer_that_ends_without_close_notify_has_closed() {
 #[tokio::test]
 async fn tls_records_wait_for_a_full_socket_to_drain() {
     let pki = Pki::new("tokio-full");
-    let cfg =
-        tls_entries(&free_address(), &tls_lines(&pki, None, Some("server")), &tls_lines(&pki, Some("ca.pem"), None));
+    let cfg = server_only_tls(&pki);
     let (server, endpoint) = tls_server(&cfg).await;
     let mut options = DriverOptions::default().tls(tls_of(&cfg, false));
     options.inbox_capacity = 1;

@@ -196,6 +196,14 @@ pub fn tls_entries(address: &str, server_tls: &str, client_tls: &str) -> beehive
     .unwrap()
 }
 
+/// A TCP configuration where the server presents `pki`'s `server`
+/// certificate and the client verifies it with `pki`'s CA (no client
+/// certificate), on a free port.
+#[cfg(feature = "yaml")]
+pub fn server_only_tls(pki: &Pki) -> beehive_socket::SocketModuleConfig {
+    tls_entries(&free_address(), &tls_lines(pki, None, Some("server")), &tls_lines(pki, Some("ca.pem"), None))
+}
+
 /// The TLS lines of an entry: `ca` (a file of `pki`) and the certificate
 /// and key named `cert` (`<cert>.pem`, `<cert>.key`).
 pub fn tls_lines(pki: &Pki, ca: Option<&str>, cert: Option<&str>) -> String {
