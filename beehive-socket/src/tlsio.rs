@@ -124,6 +124,18 @@ mod real {
             Ok(())
         }
 
+        /// The connection is over: a `close_notify` joins whatever rustls
+        /// still holds (the fatal alert of a failed handshake, say), and one
+        /// nonblocking attempt is made to put it on the socket, so that the
+        /// peer learns why instead of seeing a bare end of stream. Errors are
+        /// ignored: the socket closes next either way.
+        pub(crate) fn finish(&mut self) {
+            self.tls.send_close_notify();
+            if let Err(e) = self.flush() {
+                tracing::trace!(error = %e, "the last TLS records were not written");
+            }
+        }
+
         /// Plaintext into `buf` (grown on demand); 0 is the end of the stream,
         /// `WouldBlock` when there is nothing to read.
         pub(crate) fn read(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -218,6 +230,10 @@ mod stand_in {
         }
 
         pub(crate) fn flush(&mut self) -> io::Result<()> {
+            match self.tls {}
+        }
+
+        pub(crate) fn finish(&mut self) {
             match self.tls {}
         }
 

@@ -12,7 +12,7 @@ use beehive_model::Message;
 use beehive_socket::blocking::{Client, DriverError, Endpoint, Options, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{SocketModuleConfig, StreamFraming};
-use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, Pki};
+use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, tls_read_error, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
@@ -131,15 +131,19 @@ fn a_client_trusting_another_ca_and_a_plain_client_are_refused_within_a_bound() 
     let e = Client::connect_with(&endpoint, config, Options::default()).unwrap_err();
     assert!(matches!(e, DriverError::Handshake { .. } | DriverError::ConnectTimeout { .. }), "{e}");
     assert!(start.elapsed() < Duration::from_secs(5), "refused after {:?}", start.elapsed());
+    // The server learns why each connection failed: the first client's
+    // alert, the second's bytes that are not TLS.
     let deadline = Instant::now() + T;
-    let mut cut = 0;
-    while cut < 2 {
+    let mut errors = Vec::new();
+    while errors.len() < 2 {
         match server.next_event(Some(deadline.saturating_duration_since(Instant::now()))) {
-            Some(ServerEvent::Disconnected { .. }) => cut += 1,
+            Some(ServerEvent::Disconnected { reason, .. }) => errors.push(tls_read_error(&reason)),
             Some(_) => {}
-            None => panic!("the server reported {cut} of 2 refused connections"),
+            None => panic!("the server reported {} of 2 refused connections", errors.len()),
         }
     }
+    assert!(errors.iter().any(|e| e.contains("alert")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("corrupt message")), "{errors:?}");
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use beehive_codec::CodecError;
 use beehive_model::{Content, Message};
 use beehive_socket::session::{
-    CloseReason, Event, ModuleDirectory, ModuleRegistry, Refusal, Session, SessionConfig, SessionError, TransportKind,
+    CloseReason, Event, IoDirection, ModuleDirectory, ModuleRegistry, Refusal, Session, SessionConfig, SessionError,
+    TransportKind,
 };
 use beehive_socket::StreamFraming;
 
@@ -617,6 +618,47 @@ fn end_of_stream_delivers_a_last_raw_line_then_closes() {
     let evs = events(&mut server);
     assert!(matches!(evs.first(), Some(Event::Registered { .. })));
     assert!(matches!(evs.last(), Some(Event::Closed { reason: CloseReason::PeerClosed })));
+}
+
+#[test]
+fn an_io_error_that_means_the_peer_is_gone_is_a_peer_close_and_any_other_is_kept() {
+    use std::io::{Error, ErrorKind};
+    let now = Instant::now();
+    // A reset, a broken pipe or an aborted connection: the peer closed.
+    for kind in [ErrorKind::ConnectionReset, ErrorKind::BrokenPipe, ErrorKind::ConnectionAborted] {
+        let (mut server, _client) = connected(TransportKind::Stream(StreamFraming::Raw), now);
+        server.handle_io_error(IoDirection::Write, Error::from(kind), now);
+        let reason = closed_reason(events(&mut server));
+        assert!(matches!(reason, Some(CloseReason::PeerClosed)), "{kind:?}: {reason:?}");
+    }
+    // A client whose server reset the connection before answering was refused.
+    let (mut client, _) = awaiting_answer(now);
+    client.handle_io_error(IoDirection::Read, Error::from(ErrorKind::ConnectionReset), now);
+    let reason = closed_reason(events(&mut client));
+    assert!(matches!(reason, Some(CloseReason::HandshakeRefused(Refusal::PeerClosed))), "{reason:?}");
+    // Anything else closes with the error and its direction, and drops
+    // what is queued.
+    let (mut server, _client) = connected(TransportKind::Packet, now);
+    server.send(CLIENT, msg("queued", "x"), now).unwrap();
+    server.handle_io_error(IoDirection::Read, Error::new(ErrorKind::InvalidData, "bad record mac"), now);
+    let Some(reason) = closed_reason(events(&mut server)) else { panic!("not closed") };
+    assert_eq!(reason.kind(), "io_error");
+    assert_eq!(reason.to_string(), "reading failed: bad record mac");
+    match &reason {
+        CloseReason::Io { direction: IoDirection::Read, error } => assert_eq!(error.kind(), ErrorKind::InvalidData),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.poll_transmit().is_none());
+    assert!(matches!(server.send(CLIENT, msg("n", ""), now), Err(SessionError::Closed)));
+    // Once closed, a later error changes nothing.
+    server.handle_io_error(IoDirection::Write, Error::from(ErrorKind::WriteZero), now);
+    assert!(events(&mut server).is_empty());
+    let (mut server, _client) = connected(TransportKind::Packet, now);
+    server.handle_io_error(IoDirection::Write, Error::from(ErrorKind::WriteZero), now);
+    assert_eq!(
+        closed_reason(events(&mut server)).map(|r| r.to_string()).as_deref(),
+        Some("writing failed: write zero")
+    );
 }
 
 #[test]

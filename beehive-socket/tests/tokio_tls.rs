@@ -14,7 +14,7 @@ use beehive_model::Message;
 use beehive_socket::asyncio::{Client, DriverError, DriverOptions, Endpoint, Server, ServerEvent, ServerOptions};
 use beehive_socket::session::{SessionConfig, TransportKind};
 use beehive_socket::{blocking, SocketBackend, SocketModuleConfig, StreamFraming};
-use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, Pki};
+use common::{free_address, server_only_tls, tls_entries, tls_lines, tls_of, tls_read_error, Pki};
 
 const T: Duration = Duration::from_secs(10);
 const RAW: TransportKind = TransportKind::Stream(StreamFraming::Raw);
@@ -134,7 +134,12 @@ async fn a_client_trusting_another_ca_is_refused_within_the_handshake_timeout() 
     within("server event", async {
         loop {
             match server.events().recv().await {
-                Some(ServerEvent::Disconnected { module: None, .. }) => return,
+                Some(ServerEvent::Disconnected { module: None, reason, .. }) => {
+                    // The client said why before it closed: a TLS alert.
+                    let error = tls_read_error(&reason);
+                    assert!(error.contains("alert"), "{error}");
+                    return;
+                }
                 Some(_) => {}
                 None => panic!("server stopped"),
             }
@@ -154,7 +159,11 @@ async fn a_plain_tcp_client_gets_no_registration_from_a_tls_server() {
     within("server event", async {
         loop {
             match server.events().recv().await {
-                Some(ServerEvent::Disconnected { module: None, .. }) => return,
+                Some(ServerEvent::Disconnected { module: None, reason, .. }) => {
+                    let error = tls_read_error(&reason);
+                    assert!(error.contains("corrupt message"), "{error}");
+                    return;
+                }
                 Some(ServerEvent::Registered { .. }) => panic!("a plain client registered"),
                 Some(_) => {}
                 None => panic!("server stopped"),

@@ -18,7 +18,7 @@ use super::block::block_on_deadline;
 use super::io::{Io, Read};
 use super::DriverError;
 use crate::metrics::{ConnMetrics, ConnRole, Queued};
-use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
+use crate::session::{CloseReason, Event, IoDirection, Session, SessionError, SessionId, TransportKind};
 
 /// Packets (or stream reads) taken per wake-up before the task looks at its
 /// other inputs again.
@@ -453,11 +453,11 @@ impl<S: Sink> Conn<S> {
             tokio::select! {
                 r = self.io.writable(), if want_write => match r {
                     Ok(()) => self.write(),
-                    Err(e) => self.io_failed("waiting to write", &e),
+                    Err(e) => self.io_failed(IoDirection::Write, e),
                 },
                 r = self.io.readable(), if want_read => match r {
                     Ok(()) => self.read(),
-                    Err(e) => self.io_failed("waiting to read", &e),
+                    Err(e) => self.io_failed(IoDirection::Read, e),
                 },
                 cmd = self.commands.recv(), if self.commands_open => match cmd {
                     Some(cmd) => self.command(cmd),
@@ -477,6 +477,7 @@ impl<S: Sink> Conn<S> {
                 }
             }
         }
+        self.io.finish();
         for (_, (waiter, _)) in self.waiters.drain() {
             let _ = waiter.send(Err(self.shared.closed_error()));
         }
@@ -514,9 +515,9 @@ impl<S: Sink> Conn<S> {
         }
     }
 
-    fn io_failed(&mut self, what: &str, e: &io::Error) {
-        tracing::info!(session = %self.session.id(), error = %e, "{what}: the connection failed");
-        self.session.handle_eof(now());
+    fn io_failed(&mut self, direction: IoDirection, e: io::Error) {
+        tracing::info!(session = %self.session.id(), error = %e, "{direction}: the connection failed");
+        self.session.handle_io_error(direction, e, now());
     }
 
     /// Hands the session's events to waiters, the sink and the handles.
@@ -602,7 +603,7 @@ impl<S: Sink> Conn<S> {
 
     fn write(&mut self) {
         if let Err(e) = self.io.flush() {
-            self.io_failed("writing", &e);
+            self.io_failed(IoDirection::Write, e);
             return;
         }
         let packet = matches!(self.session.config().get_transport(), TransportKind::Packet);
@@ -610,7 +611,7 @@ impl<S: Sink> Conn<S> {
             let (front, _) = self.out.as_slices();
             match self.io.try_write(front, self.out_offset) {
                 Ok(0) if !packet => {
-                    self.io_failed("writing", &io::Error::from(io::ErrorKind::WriteZero));
+                    self.io_failed(IoDirection::Write, io::Error::from(io::ErrorKind::WriteZero));
                     return;
                 }
                 Ok(mut n) => {
@@ -645,7 +646,7 @@ impl<S: Sink> Conn<S> {
                     self.session.handle_written(len, now());
                 }
                 Err(e) => {
-                    self.io_failed("writing", &e);
+                    self.io_failed(IoDirection::Write, e);
                     return;
                 }
             }
@@ -673,7 +674,7 @@ impl<S: Sink> Conn<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.io_failed("reading", &e);
+                    self.io_failed(IoDirection::Read, e);
                     return;
                 }
             }

@@ -85,6 +85,14 @@ impl Io {
         }
     }
 
+    /// The connection is over: TLS says so to the peer (with the alert of
+    /// a failure, if any), in one nonblocking attempt.
+    pub(crate) fn finish(&mut self) {
+        if let Io::Tls(t) = self {
+            t.finish();
+        }
+    }
+
     /// One nonblocking read; `WouldBlock` when there is nothing. `take`
     /// gets what was read: a packet's real length and its first
     /// `min(len, max_frame + 1)` bytes (a longer one is cut), or stream

@@ -27,7 +27,7 @@ use socket2::Socket;
 use super::io::{self as sock, Read};
 use super::{DriverError, Options};
 use crate::metrics::{ConnMetrics, ConnRole, Queued};
-use crate::session::{CloseReason, Event, Session, SessionError, SessionId, TransportKind};
+use crate::session::{CloseReason, Event, IoDirection, Session, SessionError, SessionId, TransportKind};
 use crate::tlsio::TlsIo;
 
 /// Messages read but not yet taken by the application, beyond which the
@@ -576,8 +576,9 @@ impl Conn {
             let Some((frame, offset)) = inner.partial.as_mut() else { break };
             match sock::write(&self.socket, &frame[*offset..]) {
                 Ok(0) if !self.packet => {
+                    tracing::info!(session = %self.id, "writing: the socket took no bytes");
                     inner.partial = None;
-                    inner.session.handle_eof(now);
+                    inner.session.handle_io_error(IoDirection::Write, io::ErrorKind::WriteZero.into(), now);
                     break;
                 }
                 Ok(n) => {
@@ -607,7 +608,7 @@ impl Conn {
                 Err(e) => {
                     tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
                     inner.partial = None;
-                    inner.session.handle_eof(now);
+                    inner.session.handle_io_error(IoDirection::Write, e, now);
                     break;
                 }
             }
@@ -636,7 +637,7 @@ impl Conn {
                             Ok(()) => out.blocked = tls.tls.wants_write(),
                             Err(e) => {
                                 tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
-                                session.handle_eof(now);
+                                session.handle_io_error(IoDirection::Write, e, now);
                             }
                         }
                         break;
@@ -663,7 +664,7 @@ impl Conn {
                 Err(e) => {
                     tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
                     *partial = None;
-                    session.handle_eof(now);
+                    session.handle_io_error(IoDirection::Write, e, now);
                     break;
                 }
             }
@@ -733,6 +734,9 @@ impl Conn {
                         actions.push(Action::Complete(w, Err(DriverError::Closed(Arc::clone(&reason)))));
                     }
                     inner.partial = None;
+                    if let Some(tls) = inner.tls.as_mut() {
+                        tls.finish();
+                    }
                     closed = Some(reason);
                 }
             }
@@ -902,7 +906,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::info!(session = %self.id, error = %e, "reading: the connection failed");
-                    inner.session.handle_eof(now);
+                    inner.session.handle_io_error(IoDirection::Read, e, now);
                 }
             }
             got = true;

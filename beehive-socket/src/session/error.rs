@@ -1,5 +1,7 @@
 //! Why a session call failed, and why a session closed.
 
+use std::fmt;
+use std::io;
 use std::time::Duration;
 
 use beehive_codec::CodecError;
@@ -99,9 +101,22 @@ pub enum CloseReason {
     /// [`Session::close`](super::Session::close) was called.
     #[error("closed locally")]
     Local,
-    /// The peer closed the connection.
+    /// The peer closed the connection: a read found the end of the stream,
+    /// or the socket reported that the peer is gone (`ECONNRESET`, `EPIPE`,
+    /// `ECONNABORTED`).
     #[error("the peer closed the connection")]
     PeerClosed,
+    /// Reading from or writing to the connection failed for a reason other
+    /// than the peer closing it (a TLS record that does not authenticate,
+    /// a socket error, a write the transport would not take).
+    #[error("{direction} failed: {error}")]
+    Io {
+        /// Whether a read or a write failed.
+        direction: IoDirection,
+        /// The error the transport returned.
+        #[source]
+        error: io::Error,
+    },
     /// The handshake was refused (by us as a server, or by the server).
     #[error("handshake refused: {0}")]
     HandshakeRefused(Refusal),
@@ -167,6 +182,7 @@ impl CloseReason {
         match self {
             CloseReason::Local => "local",
             CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Io { .. } => "io_error",
             CloseReason::HandshakeRefused(_) => "handshake_refused",
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
             CloseReason::IdleTimeout(_) => "idle_timeout",
@@ -177,6 +193,24 @@ impl CloseReason {
             CloseReason::NotRegistered { .. } => "not_registered",
             CloseReason::SourceNotAllowed { .. } => "source_not_allowed",
         }
+    }
+}
+
+/// Which way the bytes were going when a connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IoDirection {
+    /// Reading from the connection.
+    Read,
+    /// Writing to the connection.
+    Write,
+}
+
+impl fmt::Display for IoDirection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoDirection::Read => "reading",
+            IoDirection::Write => "writing",
+        })
     }
 }
 

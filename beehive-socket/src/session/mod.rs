@@ -10,6 +10,7 @@
 //! * **inputs**: [`handle_packet`](Session::handle_packet) (SOCK_SEQPACKET)
 //!   or [`handle_bytes`](Session::handle_bytes) (streams, Raw or Package
 //!   framing), [`handle_eof`](Session::handle_eof),
+//!   [`handle_io_error`](Session::handle_io_error),
 //!   [`handle_written`](Session::handle_written) (write progress),
 //!   [`handle_timeout`](Session::handle_timeout), the sends
 //!   ([`send`](Session::send), [`send_sync`](Session::send_sync),
@@ -57,7 +58,7 @@ pub use config::{
     ModuleDirectory, Role, SessionConfig, StreamFraming, TransportKind, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_FRAMES, DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{CloseReason, Refusal, SessionError};
+pub use error::{CloseReason, IoDirection, Refusal, SessionError};
 pub use registry::{ModuleRegistry, NameTaken, SessionId};
 
 /// Input is taken in slices of this size, so that the receive buffer never
@@ -401,6 +402,19 @@ impl Session {
             _ => CloseReason::PeerClosed,
         };
         self.close_with(reason);
+    }
+
+    /// Reading from or writing to the connection failed. An error that
+    /// means the peer is gone (`ECONNRESET`, `EPIPE`, `ECONNABORTED`) is
+    /// the peer closing, as [`handle_eof`](Self::handle_eof); any other
+    /// closes the session with [`CloseReason::Io`], which keeps the error.
+    pub fn handle_io_error(&mut self, direction: IoDirection, error: std::io::Error, now: Instant) {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        if matches!(error.kind(), BrokenPipe | ConnectionAborted | ConnectionReset) {
+            self.handle_eof(now);
+        } else {
+            self.close_with(CloseReason::Io { direction, error });
+        }
     }
 
     /// The driver wrote `n` more bytes of the transmitted frames (a whole

@@ -245,3 +245,17 @@ pub fn assert_backoffs(seen: &[(Instant, Duration)], first: Duration, max: Durat
         last.duration_since(since)
     );
 }
+
+/// The message of a TLS failure found while reading; a panic unless
+/// `reason` is one.
+pub fn tls_read_error(reason: &beehive_socket::session::CloseReason) -> String {
+    match reason {
+        beehive_socket::session::CloseReason::Io { direction: beehive_socket::session::IoDirection::Read, error }
+            if error.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            assert_eq!(reason.kind(), "io_error");
+            error.to_string()
+        }
+        other => panic!("not a TLS read error: {other:?}"),
+    }
+}
