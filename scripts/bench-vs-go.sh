@@ -20,7 +20,7 @@
 # Before every pass and at the end, the script measures the core-to-core
 # round trip (beehive-bench's `core_rtt` example) and prints the figures
 # with the table: W1-W3 follow it, and on a VM it can change between runs.
-# Rust-only lines (W1-async, W7-floor, W8-async, W8-hive) are compared with Go's W1/W7/W8.
+# Rust-only lines (W1-async, W1-floor, W7-floor, W8-async, W8-hive) are compared with Go's W1/W7/W8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PASSES=${PASSES:-5}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::workloads::Workload;
 
-pub const USAGE: &str = "usage: beehive-bench [--repeat R] [--sync-timeout DURATION] [--n N] W1|W2|W3|W4|W5|W6|W7|W8|all [more...]\n       extra labelled workloads (not in `all`): W4-raw, W5-lazy, W1-async, W2-async, W7-floor, W8-async, W8-hive";
+pub const USAGE: &str = "usage: beehive-bench [--repeat R] [--sync-timeout DURATION] [--n N] W1|W2|W3|W4|W5|W6|W7|W8|all [more...]\n       extra labelled workloads (not in `all`): W4-raw, W5-lazy, W1-async, W1-floor, W2-async, W7-floor, W8-async, W8-hive";
 
 /// Parsed options.
 #[derive(Debug, Clone)]
@@ -94,6 +94,7 @@ mod tests {
         assert_eq!(parse(&args("w8")).unwrap().workloads, vec![Workload::W8]);
         assert_eq!(parse(&args("w8-async")).unwrap().workloads, vec![Workload::W8Async]);
         assert_eq!(parse(&args("W7-Floor")).unwrap().workloads, vec![Workload::W7Floor]);
+        assert_eq!(parse(&args("w1-floor")).unwrap().workloads, vec![Workload::W1Floor]);
         assert_eq!(parse(&args("w1 W3")).unwrap().workloads, vec![Workload::W1, Workload::W3]);
         assert!(parse(&args("--repeat x W4")).is_err());
         assert!(parse(&args("--sync-timeout 5parsecs W4")).is_err());

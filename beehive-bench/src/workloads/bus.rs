@@ -49,6 +49,57 @@ pub fn w1_async(n: u64) -> Result<RunResult, String> {
     })
 }
 
+/// W1-floor: W1's message hand-over alone. The same clone of the small
+/// message per send goes through a bare lock-free queue of W1's capacity
+/// (crossbeam's `ArrayQueue`), with no hive, no lookup and no inbox
+/// bookkeeping; both sides spin (then yield, crossbeam's `Backoff`) instead
+/// of parking. It bounds any W1 whose
+/// messages share one reference count: the sender's clone and the
+/// receiver's drop write the same count for every message.
+pub fn w1_floor(n: u64) -> Result<RunResult, String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let queue = Arc::new(crossbeam_queue::ArrayQueue::new(1024));
+    let started = Arc::new(AtomicBool::new(false));
+    let msg = small_message();
+    let receiver = {
+        let (queue, started) = (Arc::clone(&queue), Arc::clone(&started));
+        std::thread::spawn(move || {
+            started.store(true, Ordering::Release);
+            let mut errors = 0u64;
+            for _ in 0..n {
+                let backoff = crossbeam_utils::Backoff::new();
+                let m = loop {
+                    match queue.pop() {
+                        Some(m) => break m,
+                        None => backoff.snooze(),
+                    }
+                };
+                if !is_small(&m) {
+                    errors += 1;
+                }
+            }
+            errors
+        })
+    };
+    // As W1's receiver, this one is running before the clock starts.
+    while !started.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let mut m = msg.clone();
+        let backoff = crossbeam_utils::Backoff::new();
+        while let Err(back) = queue.push(m) {
+            m = back;
+            backoff.snooze();
+        }
+    }
+    let errors = receiver.join().map_err(|_| "receiver panicked")?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(RunResult { workload: "W1-floor".into(), n, ops: n, secs, bytes: None, lat: None, errors, err_secs: 0.0 })
+}
+
 /// The timed part of W1 and W1-async: N sends of the same message to
 /// `dst` while the receiver `spawn` started takes them (it returns how many
 /// were not the message sent).

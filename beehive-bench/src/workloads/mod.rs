@@ -95,13 +95,16 @@ pub enum Workload {
     /// Extra, not in `all`: W2 with the echo module and the requester as
     /// tasks on one current-thread tokio runtime.
     W2Async,
+    /// Extra, not in `all`: W1's message hand-over alone (the same clones
+    /// through a bare lock-free queue, both sides spinning).
+    W1Floor,
     /// Extra, not in `all`: W7's system calls alone (a packet encoded once,
     /// a reader that compares bytes instead of decoding).
     W7Floor,
     /// Extra, not in `all`: W8 through the tokio driver of beehive-socket.
     W8Async,
     /// Extra, not in `all`: W8 between thread modules of two hives through
-    /// the tokio driver's hive backend on a runtime of its own.
+    /// the hive's socket backend on the blocking driver.
     W8Hive,
 }
 
@@ -132,6 +135,7 @@ impl Workload {
             "W5-LAZY" => Some(Workload::W5Lazy),
             "W1-ASYNC" => Some(Workload::W1Async),
             "W2-ASYNC" => Some(Workload::W2Async),
+            "W1-FLOOR" => Some(Workload::W1Floor),
             "W7-FLOOR" => Some(Workload::W7Floor),
             "W8-ASYNC" => Some(Workload::W8Async),
             "W8-HIVE" => Some(Workload::W8Hive),
@@ -153,6 +157,7 @@ impl Workload {
             Workload::W5Lazy => "W5-lazy",
             Workload::W1Async => "W1-async",
             Workload::W2Async => "W2-async",
+            Workload::W1Floor => "W1-floor",
             Workload::W7Floor => "W7-floor",
             Workload::W8Async => "W8-async",
             Workload::W8Hive => "W8-hive",
@@ -167,6 +172,7 @@ pub fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
         Workload::W8Hive => socket::w8_hive(opts.n.unwrap_or(50_000), opts.sync_timeout),
         Workload::W1 => bus::w1(opts.n.unwrap_or(1_000_000)),
         Workload::W1Async => bus::w1_async(opts.n.unwrap_or(1_000_000)),
+        Workload::W1Floor => bus::w1_floor(opts.n.unwrap_or(1_000_000)),
         Workload::W2Async => bus::w2_async(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W2 => bus::w2(opts.n.unwrap_or(200_000), opts.sync_timeout),
         Workload::W3 => bus::w3(opts.n.unwrap_or(250_000)),
