@@ -667,8 +667,17 @@ async fn server_with_silent_peers(
     path: &std::path::Path,
     n: usize,
 ) -> (ServerHandle, mpsc::UnboundedReceiver<(Option<String>, Message)>, Vec<socket2::Socket>) {
+    server_with_silent_peers_and(path, n, ServerOptions::default()).await
+}
+
+/// [`server_with_silent_peers`] with `options`.
+async fn server_with_silent_peers_and(
+    path: &std::path::Path,
+    n: usize,
+    options: ServerOptions,
+) -> (ServerHandle, mpsc::UnboundedReceiver<(Option<String>, Message)>, Vec<socket2::Socket>) {
     let config = server_config(TransportKind::Packet).handshake_timeout(T * 3);
-    let server = Server::bind(&Endpoint::unix_packet(path), config, ServerOptions::default()).await.unwrap();
+    let server = Server::bind(&Endpoint::unix_packet(path), config, options).await.unwrap();
     let (sh, incoming, _sev) = server.into_parts();
     let others = responder(sh.clone(), incoming);
     let p = path.to_owned();
@@ -726,6 +735,35 @@ async fn memory_is_given_back_when_the_connections_ebb() {
 }
 
 #[tokio::test]
+async fn a_server_told_not_to_release_memory_does_not() {
+    let dir = temp_dir("no-release");
+    let options = ServerOptions::default().release_memory(false);
+    assert!(!options.release_memory);
+    let (quiet, _q, quiet_peers) = server_with_silent_peers_and(&dir.join("q.sock"), 20, options).await;
+    let (releasing, _r, peers) = server_with_silent_peers(&dir.join("r.sock"), 20).await;
+    // Both lose every connection; once the releasing server has released
+    // (twice, as above), the other, whose connections closed first, has
+    // not.
+    drop(quiet_peers);
+    within("every connection closed", T, async {
+        while quiet.connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    drop(peers);
+    within("two releases", T, async {
+        while releasing.memory_releases() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(quiet.memory_releases(), 0);
+    quiet.shutdown();
+    releasing.shutdown();
+}
+
+#[tokio::test]
 async fn conn_max_refuses_extra_connections_and_serves_the_others() {
     let dir = temp_dir("connmax");
     let path = dir.join("s.sock");
@@ -737,6 +775,7 @@ async fn conn_max_refuses_extra_connections_and_serves_the_others() {
     let first = within("connect", T, Client::connect(&endpoint, client_config("edgeclient", TransportKind::Packet)))
         .await
         .unwrap();
+    assert_eq!(server.handle().refused(), 0);
     let second =
         within("second connect", T, Client::connect(&endpoint, client_config("other", TransportKind::Packet))).await;
     match second {
@@ -863,4 +902,102 @@ async fn flush_waits_until_everything_queued_is_written() {
         assert_eq!(m.resource(), format!("{i}"));
     }
     sh.shutdown();
+}
+
+/// `f`'s first `Some`, polled every millisecond (for the `try_recv`s,
+/// which do not wait); a panic naming `what` after [`T`].
+async fn first_some<V>(what: &str, mut f: impl FnMut() -> Option<V>) -> V {
+    within(what, T, async {
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_client_and_its_parts_send_answer_and_report_state() {
+    let dir = temp_dir("client-parts");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let server = Server::bind(&endpoint, server_config(TransportKind::Packet), ServerOptions::default()).await.unwrap();
+    let (sh, incoming, _sev) = server.into_parts();
+    let mut others = responder(sh.clone(), incoming);
+    // A packet limit set in the configuration is kept, not replaced by the
+    // socket's (larger) one.
+    let config = client_config("edgeclient", TransportKind::Packet).packet_send_limit(Some(1000));
+    let mut client = within("connect", T, Client::connect(&endpoint, config)).await.unwrap();
+    match client.send("srvmod", msg("edgeclient", &"a".repeat(2000))).await {
+        Err(DriverError::Session(SessionError::MessageTooLarge { max: 1000, .. })) => {}
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    // The client's own send_to_group and send_resp.
+    assert_eq!(client.send_to_group("srvgroup", msg("edgeclient", "to the group")).await.unwrap(), 1);
+    let (_, got) = within("group send", T, others.recv()).await.unwrap();
+    assert_eq!((got.destination(), got.content().as_str()), ("srvmod", Some("to the group")));
+    let question = {
+        let sh = sh.clone();
+        tokio::spawn(async move { sh.send_sync("edgeclient", msg("srvmod", "question"), T).await })
+    };
+    let request = within("request", T, client.recv()).await.unwrap();
+    client.send_resp(request.new_response("answer")).await.unwrap();
+    let answer = within("answer", T, question).await.unwrap().unwrap();
+    assert_eq!(answer.content().as_str(), Some("answer"));
+    // The parts: events and messages can be taken without waiting.
+    let (handle, mut messages, mut events) = client.into_parts();
+    let first = first_some("an event", || events.try_recv()).await;
+    assert!(matches!(first, ClientEvent::Registered { .. } | ClientEvent::Connected { .. }), "{first:?}");
+    sh.send("edgeclient", msg("srvmod", "waiting")).await.unwrap();
+    let got = first_some("a message", || messages.try_recv()).await;
+    assert_eq!(got.content().as_str(), Some("waiting"));
+    assert!(messages.try_recv().is_none());
+    // The handle's state before and after closing.
+    assert!(handle.is_connected());
+    assert!(handle.close_reason().is_none());
+    handle.close();
+    within("close", T, handle.closed()).await;
+    assert!(!handle.is_connected());
+    assert!(matches!(handle.close_reason().as_deref(), Some(CloseReason::Local)));
+    sh.shutdown();
+}
+
+#[tokio::test]
+async fn the_servers_parts_give_what_is_waiting_without_waiting() {
+    let dir = temp_dir("server-parts");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let server = Server::bind(&endpoint, server_config(TransportKind::Packet), ServerOptions::default()).await.unwrap();
+    let (sh, mut incoming, mut events) = server.into_parts();
+    assert!(events.try_recv().is_none());
+    assert!(incoming.try_recv().is_none());
+    let client = within("connect", T, Client::connect(&endpoint, client_config("edgeclient", TransportKind::Packet)))
+        .await
+        .unwrap();
+    let event = first_some("a server event", || events.try_recv()).await;
+    assert!(matches!(event, ServerEvent::Accepted { .. }), "{event:?}");
+    client.send("srvmod", msg("edgeclient", "waiting")).await.unwrap();
+    let got = first_some("a message", || incoming.try_recv()).await;
+    assert_eq!((got.module.as_deref(), got.message.content().as_str()), (Some("edgeclient"), Some("waiting")));
+    sh.shutdown();
+}
+
+#[tokio::test]
+async fn a_server_keeps_its_configured_packet_limit_and_its_shutdown_closes_connections() {
+    let dir = temp_dir("server-limit");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let config = server_config(TransportKind::Packet).packet_send_limit(Some(1000));
+    let mut server = Server::bind(&endpoint, config, ServerOptions::default()).await.unwrap();
+    let client = within("connect", T, Client::connect(&endpoint, client_config("edgeclient", TransportKind::Packet)))
+        .await
+        .unwrap();
+    server_event(server.events(), "registration", |e| matches!(e, ServerEvent::Connected { .. })).await;
+    // The configured limit, not the socket's larger one, refuses the send.
+    match server.handle().send("edgeclient", msg("srvmod", &"a".repeat(2000))).await {
+        Err(DriverError::Session(SessionError::MessageTooLarge { max: 1000, .. })) => {}
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    server.shutdown();
+    let reason = within("closed by the shutdown", T, client.handle().closed()).await;
+    assert!(matches!(*reason, CloseReason::PeerClosed), "{reason}");
 }
