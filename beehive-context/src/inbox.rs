@@ -8,8 +8,11 @@
 //! waking it (one atomic load per operation otherwise).
 //!
 //! - An empty inbox: a receiving thread polls for the spin budget, yielding
-//!   its core between polls (see [`SpinBudget`]), then parks; an async receiver registers its waker at
-//!   once. Each send wakes the waiting receivers.
+//!   its core between polls (see [`SpinBudget`]), then parks. An async
+//!   receiver polls too, for at most 20 µs, but only when the last message
+//!   came from another thread (a sender on this thread cannot run while its
+//!   receiver polls); then it registers its waker. Each send wakes the
+//!   waiting receivers.
 //! - A full inbox: a sender polls for the spin budget, then parks, and is
 //!   woken only once receivers have taken the inbox down to half its
 //!   capacity. Waking a sender for every freed slot would make sender and
@@ -38,6 +41,23 @@ use crate::keeper::Slot;
 use crate::metrics::InboxMetrics;
 use crate::spin::{Spin, SpinBudget};
 use crate::ContextError;
+
+/// The most an async receiver polls an empty inbox before it registers
+/// its waker (less when the spin budget is smaller). The poll holds the
+/// executor's thread, so it is kept short: a wake-up through the waker
+/// costs the sender a system call and the receiver's thread 20–25 µs to
+/// come back on an idle vCPU, and W1-async, whose receiver found the inbox
+/// empty every few dozen messages, ran at half the rate without it.
+const ASYNC_SPIN: Duration = Duration::from_micros(20);
+
+/// A number that tells the calling thread from every other live thread
+/// (the address of a thread-local), cheaper than a `ThreadId`.
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| std::ptr::from_ref(t) as usize)
+}
 
 /// A thread or a task waiting on one side of the inbox.
 enum Waiting {
@@ -167,6 +187,11 @@ pub(crate) struct Inbox {
     // Each on its own cache line: senders write `in_flight` on every send,
     // and neither side must pay a cache miss on the fields it only reads.
     in_flight: CachePadded<AtomicUsize>,
+    /// The thread that sent last (see [`thread_token`]): an async receiver
+    /// that finds the inbox empty polls for a moment only when messages
+    /// come from another thread. Written only when the sending thread
+    /// changes.
+    last_sender: CachePadded<AtomicUsize>,
     receivers: CachePadded<Waiters>,
     senders: CachePadded<Waiters>,
     metrics: InboxMetrics,
@@ -190,6 +215,7 @@ impl Inbox {
             spin,
             closed: AtomicBool::new(false),
             in_flight: CachePadded::new(AtomicUsize::new(0)),
+            last_sender: CachePadded::new(AtomicUsize::new(0)),
             receivers: CachePadded::new(Waiters::default()),
             senders: CachePadded::new(Waiters::default()),
             metrics: InboxMetrics::new(module),
@@ -203,6 +229,10 @@ impl Inbox {
     fn enter(&self) -> Result<Entered<'_>, ContextError> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = Entered(&self.in_flight);
+        let me = thread_token();
+        if self.last_sender.load(Ordering::Relaxed) != me {
+            self.last_sender.store(me, Ordering::Relaxed);
+        }
         if self.closed.load(Ordering::SeqCst) {
             return Err(self.closed_error());
         }
@@ -410,14 +440,28 @@ impl Inbox {
         self.pop().map(|step| self.received(step))
     }
 
-    /// The next message, for async receivers. An empty inbox registers the
-    /// task at once: polling by waking itself would keep the executor busy
-    /// and, on a current-thread runtime, delay the very task that is about
-    /// to send (W2-async ran at a third of the rate with it).
+    /// The next message, for async receivers. When the last message came
+    /// from another thread, an empty inbox is polled for up to
+    /// [`ASYNC_SPIN`] on the spot: that sender is likely about to send
+    /// again. Otherwise the task registers at once: its sender may be a task
+    /// of the same executor, which cannot run until this one returns, and
+    /// polling by waking itself would keep the executor busy and delay the
+    /// very task that is about to send (W2-async ran at a third of the rate
+    /// with it).
     pub(crate) async fn recv_async(&self) -> Result<Message, ContextError> {
         poll_fn(|cx| {
             if let Some(step) = self.pop() {
                 return Poll::Ready(self.received(step));
+            }
+            if self.last_sender.load(Ordering::Relaxed) != thread_token() {
+                let mut spin = Spin::new(SpinBudget::new(self.spin.duration().min(ASYNC_SPIN)));
+                while spin.wait() {
+                    #[cfg(test)]
+                    race::at(race::Point::AsyncPoll, self);
+                    if let Some(step) = self.pop() {
+                        return Poll::Ready(self.received(step));
+                    }
+                }
             }
             self.receivers.register(Waiting::Task(cx.waker().clone()));
             match self.pop() {
@@ -484,6 +528,9 @@ mod race {
         /// A sender on the senders' list found the inbox full and is about
         /// to park.
         BeforePark,
+        /// An async receiver polling an empty inbox on the spot is about to
+        /// look again.
+        AsyncPoll,
     }
 
     type Hook = Box<dyn FnMut(Point, &super::Inbox)>;
@@ -800,6 +847,61 @@ mod tests {
             Poll::Ready(Ok(m)) => assert_eq!(parse(&m), (0, 0)),
             other => panic!("expected the message, got {:?}", other.map(|r| r.map(|m| parse(&m)))),
         }
+    }
+
+    #[test]
+    fn thread_tokens_tell_threads_apart() {
+        let here = thread_token();
+        assert_eq!(thread_token(), here);
+        let there = std::thread::spawn(thread_token).join().unwrap();
+        assert_ne!(there, here);
+    }
+
+    /// Polls `inbox.recv_async()` once on this thread, with a hook at its
+    /// on-the-spot polls that sends `(9, 9)` from another thread the first
+    /// time; whether it was ready, and how many on-the-spot polls it made.
+    fn poll_once_with_a_late_sender(inbox: &Arc<Inbox>) -> (bool, usize) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (seen, other) = (Arc::clone(&polls), Arc::clone(inbox));
+        race::install(move |point, _| {
+            if point == race::Point::AsyncPoll && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                let other = Arc::clone(&other);
+                std::thread::spawn(move || other.try_send(msg(9, 9)).unwrap()).join().unwrap();
+            }
+        });
+        let waker = Waker::from(Arc::new(CountingWaker::default()));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let ready = match std::future::Future::poll(std::pin::pin!(inbox.recv_async()), &mut cx) {
+            Poll::Ready(m) => {
+                assert_eq!(parse(&m.unwrap()), (9, 9));
+                true
+            }
+            Poll::Pending => false,
+        };
+        race::install(|_, _| {});
+        (ready, polls.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn an_async_receiver_polls_on_the_spot_only_for_a_sender_on_another_thread() {
+        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::DEFAULT));
+        // The last message came from another thread: the receiver keeps
+        // looking, and takes the message sent meanwhile in the same poll.
+        let other = Arc::clone(&inbox);
+        std::thread::spawn(move || other.try_send(msg(1, 0)).unwrap()).join().unwrap();
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (1, 0));
+        assert_eq!(poll_once_with_a_late_sender(&inbox), (true, 1));
+        // The last message came from this thread (a task of this executor,
+        // say): it registers at once.
+        inbox.try_send(msg(0, 0)).unwrap();
+        assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 0));
+        assert_eq!(poll_once_with_a_late_sender(&inbox), (false, 0));
+        // No budget, no polling on the spot.
+        let off = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
+        let other = Arc::clone(&off);
+        std::thread::spawn(move || other.try_send(msg(1, 0)).unwrap()).join().unwrap();
+        assert_eq!(parse(&off.try_recv().unwrap().unwrap()), (1, 0));
+        assert_eq!(poll_once_with_a_late_sender(&off), (false, 0));
     }
 
     #[test]

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 /// starts only when an operation has to wait and ends after the budget, so
 /// an idle hive uses no CPU. [`SpinBudget::OFF`] parks at once.
 ///
+/// An async receiver (`receive_async`) polls an empty inbox on the spot
+/// for at most 20 µs of the budget, and only when the inbox's last message
+/// came from another thread; the poll holds its executor's thread, and a
+/// sender that is a task on that thread could not run meanwhile.
+///
 /// # Why poll, and why yield
 ///
 /// Measured on a 2-core VM (Linux 6.18), with a sender and a receiver
