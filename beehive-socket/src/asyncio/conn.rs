@@ -516,7 +516,6 @@ impl<S: Sink> Conn<S> {
     }
 
     fn io_failed(&mut self, direction: IoDirection, e: io::Error) {
-        tracing::info!(session = %self.session.id(), error = %e, "{direction}: the connection failed");
         self.session.handle_io_error(direction, e, now());
     }
 

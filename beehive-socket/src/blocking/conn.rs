@@ -576,7 +576,6 @@ impl Conn {
             let Some((frame, offset)) = inner.partial.as_mut() else { break };
             match sock::write(&self.socket, &frame[*offset..]) {
                 Ok(0) if !self.packet => {
-                    tracing::info!(session = %self.id, "writing: the socket took no bytes");
                     inner.partial = None;
                     inner.session.handle_io_error(IoDirection::Write, io::ErrorKind::WriteZero.into(), now);
                     break;
@@ -606,7 +605,6 @@ impl Conn {
                     out.rejected.get_or_insert(e);
                 }
                 Err(e) => {
-                    tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
                     inner.partial = None;
                     inner.session.handle_io_error(IoDirection::Write, e, now);
                     break;
@@ -635,10 +633,7 @@ impl Conn {
                         // Handshake records and alerts.
                         match tls.flush() {
                             Ok(()) => out.blocked = tls.tls.wants_write(),
-                            Err(e) => {
-                                tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
-                                session.handle_io_error(IoDirection::Write, e, now);
-                            }
+                            Err(e) => session.handle_io_error(IoDirection::Write, e, now),
                         }
                         break;
                     }
@@ -662,7 +657,6 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    tracing::info!(session = %self.id, error = %e, "writing: the connection failed");
                     *partial = None;
                     session.handle_io_error(IoDirection::Write, e, now);
                     break;
@@ -904,10 +898,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::info!(session = %self.id, error = %e, "reading: the connection failed");
-                    inner.session.handle_io_error(IoDirection::Read, e, now);
-                }
+                Err(e) => inner.session.handle_io_error(IoDirection::Read, e, now),
             }
             got = true;
             self.settle(inner);

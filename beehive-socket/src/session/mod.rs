@@ -410,6 +410,7 @@ impl Session {
     /// closes the session with [`CloseReason::Io`], which keeps the error.
     pub fn handle_io_error(&mut self, direction: IoDirection, error: std::io::Error, now: Instant) {
         use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        tracing::info!(session = %self.id, error = %error, "{direction}: the connection failed");
         if matches!(error.kind(), BrokenPipe | ConnectionAborted | ConnectionReset) {
             self.handle_eof(now);
         } else {
