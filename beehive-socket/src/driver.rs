@@ -11,6 +11,12 @@ use beehive_model::Message;
 
 use crate::session::{CloseReason, SessionConfig, SessionError, SessionId, StreamFraming, TransportKind};
 
+/// How much longer than the handshake timeout a connecting client waits for
+/// the session's verdict before it gives up with
+/// [`DriverError::ConnectTimeout`]: the session cuts a handshake at its
+/// timeout, so only a driver that has stopped reaches this bound.
+pub(crate) const HANDSHAKE_GUARD: Duration = Duration::from_secs(1);
+
 /// Listens on a unix socket of type `ty` at `path` (a stale socket file is
 /// replaced, as Go does; the file gets mode 0600); the socket comes back
 /// nonblocking.
@@ -229,7 +235,12 @@ pub enum DriverError {
     /// No response to a `send_sync` within its timeout.
     #[error("no response within {0:?}")]
     Timeout(Duration),
-    /// Connecting (or the handshake) did not finish in time.
+    /// The socket did not connect within the handshake timeout. A server
+    /// that accepts but never answers the handshake gives
+    /// [`Handshake`](Self::Handshake) with
+    /// [`CloseReason::HandshakeTimeout`] instead: the session cuts the
+    /// handshake at its timeout, and the driver waits for that verdict (a
+    /// second longer at most, a guard that only a stalled driver reaches).
     #[error("could not connect to {endpoint} within {timeout:?}")]
     ConnectTimeout {
         /// Where.

@@ -4,7 +4,7 @@
 //! Every wait is bounded; running out of time is a failure.
 
 mod common;
-use common::{exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, temp_dir};
+use common::{exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, silent_listener, temp_dir};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -309,6 +309,25 @@ fn a_peer_that_never_registers_is_cut_at_the_handshake_timeout() {
     assert!(matches!(*reason, CloseReason::HandshakeTimeout(t) if t == limit), "{reason}");
     assert!(elapsed >= limit && elapsed < limit * 2, "cut after {elapsed:?}");
     assert_eq!(raw_read(&peer), None);
+}
+
+#[test]
+fn a_server_that_never_answers_fails_the_connect_with_the_handshake_timeout() {
+    let dir = temp_dir("bl-silentserver");
+    let path = dir.join("s.sock");
+    let _listener = silent_listener(&path);
+    let limit = Duration::from_millis(300);
+    let config = SessionConfig::client("edgeclient", TransportKind::Packet).handshake_timeout(limit);
+    let start = Instant::now();
+    let result = bounded("connect", T, move || Client::connect(&Endpoint::unix_packet(&path), config).map(drop));
+    let elapsed = start.elapsed();
+    match result {
+        Err(DriverError::Handshake { reason, .. }) => {
+            assert!(matches!(*reason, CloseReason::HandshakeTimeout(t) if t == limit), "{reason}")
+        }
+        other => panic!("expected the handshake timeout, got {other:?}"),
+    }
+    assert!(elapsed >= limit && elapsed < limit * 2, "failed after {elapsed:?}");
 }
 
 #[test]

@@ -6,7 +6,9 @@
 #![cfg(feature = "tokio")]
 
 mod common;
-use common::{exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, temp_dir, within};
+use common::{
+    exhaust_descriptors, raw_handshake, raw_packet, raw_read, run_in_child, silent_listener, temp_dir, within,
+};
 
 use std::io::Write;
 use std::path::Path;
@@ -546,6 +548,25 @@ async fn a_peer_that_never_registers_is_cut_at_the_handshake_timeout() {
     assert!(elapsed >= limit && elapsed < limit * 2, "cut after {elapsed:?}");
     // The peer sees the end of the connection.
     assert_eq!(blocking("peer read", move || raw_read(&peer)).await, None);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_the_connect_with_the_handshake_timeout() {
+    let dir = temp_dir("silentserver");
+    let path = dir.join("s.sock");
+    let _listener = silent_listener(&path);
+    let limit = Duration::from_millis(300);
+    let config = client_config("edgeclient", TransportKind::Packet).handshake_timeout(limit);
+    let start = Instant::now();
+    let result = within("connect", T, Client::connect(&Endpoint::unix_packet(&path), config)).await;
+    let elapsed = start.elapsed();
+    match result.map(drop) {
+        Err(DriverError::Handshake { reason, .. }) => {
+            assert!(matches!(*reason, CloseReason::HandshakeTimeout(t) if t == limit), "{reason}")
+        }
+        other => panic!("expected the handshake timeout, got {other:?}"),
+    }
+    assert!(elapsed >= limit && elapsed < limit * 2, "failed after {elapsed:?}");
 }
 
 #[tokio::test]

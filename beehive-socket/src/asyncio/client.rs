@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::conn::{self, Conn, ConnEvent, Link, Shared, Sink, State};
 use super::{io, ClientEvent, DriverError, DriverOptions, Endpoint};
+use crate::driver::HANDSHAKE_GUARD;
 use crate::session::{CloseReason, Role, Session, SessionConfig, SessionId};
 
 struct ClientSink {
@@ -274,7 +275,7 @@ pub(crate) async fn open<S: Sink>(
             }
         }
     };
-    match tokio::time::timeout_at(deadline + Duration::from_secs(1), wait).await {
+    match tokio::time::timeout_at(deadline + HANDSHAKE_GUARD, wait).await {
         Ok(Ok(())) => {}
         Ok(Err(reason)) => return Err(DriverError::Handshake { endpoint: endpoint.clone(), reason }),
         Err(_) => {

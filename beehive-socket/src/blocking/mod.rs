@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 use beehive_model::Message;
 use socket2::Socket;
 
+use crate::driver::HANDSHAKE_GUARD;
 use crate::metrics::Queued;
 
 pub use crate::driver::{ClientEvent, DriverError, Endpoint, Incoming, ServerEvent, Tls};
@@ -399,7 +400,8 @@ impl Client {
         let events = Arc::new(Mailbox::new(options.event_capacity, SpinBudget::OFF));
         let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
         let conn = Conn::start(socket, session, options, Box::new(sink), tls)?;
-        if !conn.wait_connected(deadline) {
+        // The session cuts the handshake at its timeout; the bound is a guard.
+        if !conn.wait_connected(deadline + HANDSHAKE_GUARD) {
             return Err(match conn.close_reason() {
                 Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
                 None => {
@@ -509,7 +511,8 @@ pub(crate) fn connect_with_hooks(
     let session = open_session(&socket, config, options)?;
     let tls = tls_state(options, false)?;
     let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }), tls)?;
-    if !conn.wait_connected(deadline) {
+    // The session cuts the handshake at its timeout; the bound is a guard.
+    if !conn.wait_connected(deadline + HANDSHAKE_GUARD) {
         return Err(match conn.close_reason() {
             Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
             None => {

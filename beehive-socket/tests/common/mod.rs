@@ -165,6 +165,16 @@ pub fn raw_packet(path: &std::path::Path) -> socket2::Socket {
     s
 }
 
+/// A SOCK_SEQPACKET listener at `path` that never accepts: a client's
+/// connect completes in its backlog, and nothing ever answers it.
+pub fn silent_listener(path: &std::path::Path) -> socket2::Socket {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    s.bind(&SockAddr::unix(path).unwrap()).unwrap();
+    s.listen(8).unwrap();
+    s
+}
+
 /// The next packet; `None` at the end of the connection or after the read
 /// timeout.
 pub fn raw_read(s: &socket2::Socket) -> Option<Vec<u8>> {
