@@ -115,6 +115,7 @@ async fn both_ways(endpoint: Endpoint, transport: TransportKind) {
     assert_eq!(registered, expected);
     assert_eq!(ch.modules().into_iter().collect::<Vec<_>>(), expected);
     assert!(ch.is_connected());
+    assert_eq!(ch.peer_module().as_deref(), Some("edgeclient"));
     let e = server_event(&mut sev, "server registration", |e| matches!(e, ServerEvent::Connected { .. })).await;
     assert!(matches!(e, ServerEvent::Connected { module, .. } if module == "edgeclient"));
     assert_eq!(sh.modules(), vec!["edgeclient".to_owned()]);

@@ -112,6 +112,13 @@ impl ClientHandle {
     pub fn session_id(&self) -> SessionId {
         self.link.shared.session
     }
+
+    /// The module registered through the connection, once it is up: a
+    /// client's own module (the server's answer names it), as the
+    /// blocking driver's `Connection::peer_module`.
+    pub fn peer_module(&self) -> Option<String> {
+        self.link.shared.peer()
+    }
 }
 
 /// The messages addressed to a client's module.
