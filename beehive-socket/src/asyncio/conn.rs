@@ -764,3 +764,50 @@ async fn wait_stalled(stalled: &mut Option<Stalled>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link whose command channel (of one) is full, and the channel's
+    /// receiving end, read by the test instead of a connection task.
+    fn full_link() -> (Link, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(1);
+        let link = Link { tx, shared: Shared::new(SessionId::next()), send_wait: Duration::ZERO };
+        let (reply, _) = oneshot::channel();
+        assert!(link.tx.try_send(Command::Flush { reply }).is_ok());
+        (link, rx)
+    }
+
+    fn msg() -> Message {
+        Message::new("").build_router("src", "grp", "res", "update")
+    }
+
+    #[test]
+    fn a_blocking_send_waits_for_room_as_long_as_it_is_told() {
+        let (link, _rx) = full_link();
+        let wait = Duration::from_millis(200);
+        let start = Instant::now();
+        let r = link.send_blocking("m", msg(), wait);
+        assert!(matches!(r, Err(DriverError::Busy(w)) if w == wait), "{r:?}");
+        assert!(start.elapsed() >= wait, "gave up after {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_blocking_send_goes_through_once_the_channel_has_room() {
+        let (link, mut rx) = full_link();
+        let sender = std::thread::spawn(move || link.send_blocking("m", msg(), Duration::from_secs(10)));
+        // The command that filled the channel, then the send, answered as
+        // the connection task would.
+        assert!(matches!(rx.blocking_recv(), Some(Command::Flush { .. })));
+        match rx.blocking_recv() {
+            Some(Command::Send { module, reply, .. }) => {
+                assert_eq!(module, "m");
+                assert!(reply.send(Ok(())).is_ok());
+            }
+            _ => panic!("not the send"),
+        }
+        let r = sender.join().expect("sender panicked");
+        assert!(r.is_ok(), "{r:?}");
+    }
+}
