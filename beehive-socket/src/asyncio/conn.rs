@@ -779,6 +779,37 @@ mod tests {
         (link, rx)
     }
 
+    #[test]
+    fn a_blocking_request_that_finds_no_room_before_its_deadline_times_out() {
+        let (link, _rx) = full_link();
+        let timeout = Duration::from_millis(200);
+        let start = Instant::now();
+        let r = link.send_sync_blocking("m", msg(), timeout);
+        assert!(matches!(r, Err(DriverError::Timeout(t)) if t == timeout), "{r:?}");
+        assert!(start.elapsed() >= timeout, "gave up after {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn a_blocking_request_gets_the_answer_the_task_gives_it() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let link = Link { tx, shared: Shared::new(SessionId::next()), send_wait: Duration::ZERO };
+        let request = msg();
+        let response = request.new_response("ok");
+        // Shorter than the one-second guard, so that an answer wait
+        // ending before the request's deadline would give up at once.
+        let timeout = Duration::from_millis(500);
+        let requester = std::thread::spawn(move || link.send_sync_blocking("m", request, timeout));
+        match rx.blocking_recv() {
+            Some(Command::SendSync { module, reply, .. }) => {
+                assert_eq!(module, "m");
+                assert!(reply.send(Ok(response.clone())).is_ok());
+            }
+            _ => panic!("not the request"),
+        }
+        let r = requester.join().expect("requester panicked");
+        assert_eq!(r.expect("no answer").id(), response.id());
+    }
+
     fn msg() -> Message {
         Message::new("").build_router("src", "grp", "res", "update")
     }
