@@ -810,6 +810,65 @@ mod tests {
         assert_eq!(r.expect("no answer").id(), response.id());
     }
 
+    /// A link with room in its command channel, whose blocking calls the
+    /// test answers as the connection task would.
+    fn answered_link(send_wait: Duration) -> (Link, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(1);
+        (Link { tx, shared: Shared::new(SessionId::next()), send_wait }, rx)
+    }
+
+    /// Answers the next command with `Ok(())`; its kind, for the test.
+    fn answer_ok(rx: &mut mpsc::Receiver<Command>) -> &'static str {
+        match rx.blocking_recv() {
+            Some(Command::Send { reply, .. }) => reply.send(Ok(())).map(|_| "send"),
+            Some(Command::SendResp { reply, .. }) => reply.send(Ok(())).map(|_| "send_resp"),
+            Some(Command::SendMessage { reply, .. }) => reply.send(Ok(())).map(|_| "send_message"),
+            _ => panic!("not a command answered with ()"),
+        }
+        .unwrap_or("caller gone")
+    }
+
+    #[test]
+    fn blocking_calls_without_a_wait_for_room_still_wait_for_their_answer() {
+        // No wait for room: the answer is awaited for the link's send wait
+        // (twice that for a response).
+        let (link, mut rx) = answered_link(Duration::from_millis(500));
+        let l = link.clone();
+        let caller = std::thread::spawn(move || l.send_message_blocking(msg().set_destination("m"), Duration::ZERO));
+        assert_eq!(answer_ok(&mut rx), "send_message");
+        assert!(caller.join().expect("caller panicked").is_ok());
+        let caller = std::thread::spawn(move || link.send_resp_blocking(msg().new_response("ok")));
+        assert_eq!(answer_ok(&mut rx), "send_resp");
+        assert!(caller.join().expect("caller panicked").is_ok());
+    }
+
+    #[test]
+    fn an_unanswered_blocking_call_gives_up_only_after_its_answer_wait() {
+        let send_wait = Duration::from_millis(150);
+        let (link, _rx) = answered_link(send_wait);
+        let start = Instant::now();
+        let r = link.send_message_blocking(msg().set_destination("m"), Duration::ZERO);
+        assert!(matches!(r, Err(DriverError::Busy(_))), "{r:?}");
+        assert!(start.elapsed() >= send_wait, "gave up after {:?}", start.elapsed());
+        let (link, _rx) = answered_link(send_wait);
+        let start = Instant::now();
+        let r = link.send_resp_blocking(msg().new_response("ok"));
+        assert!(matches!(r, Err(DriverError::Busy(_))), "{r:?}");
+        assert!(start.elapsed() >= 2 * send_wait, "gave up after {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn an_unanswered_blocking_request_times_out_after_the_guard() {
+        // The session answers a request at its deadline; a task that does
+        // not is waited for one second more, then the request times out.
+        let (link, _rx) = answered_link(Duration::ZERO);
+        let timeout = Duration::from_millis(200);
+        let start = Instant::now();
+        let r = link.send_sync_blocking("m", msg(), timeout);
+        assert!(matches!(r, Err(DriverError::Timeout(t)) if t == timeout), "{r:?}");
+        assert!(start.elapsed() >= timeout + Duration::from_secs(1), "gave up after {:?}", start.elapsed());
+    }
+
     fn msg() -> Message {
         Message::new("").build_router("src", "grp", "res", "update")
     }
