@@ -47,6 +47,17 @@ pub(crate) fn packet_send_limit(socket: &socket2::Socket) -> Option<usize> {
     socket.send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD))
 }
 
+/// The packet limit a session on a SOCK_SEQPACKET socket works with: the
+/// configured one, lowered to what the kernel takes (`socket`), so that a
+/// message too large for the socket is refused when it is sent rather than
+/// dropped by the kernel after it was accepted.
+pub(crate) fn session_packet_limit(configured: Option<usize>, socket: Option<usize>) -> Option<usize> {
+    match (configured, socket) {
+        (Some(c), Some(s)) => Some(c.min(s)),
+        (c, s) => c.or(s),
+    }
+}
+
 /// What a connection reports besides messages (the sinks of both drivers
 /// turn it into client or server events).
 #[derive(Debug)]

@@ -995,6 +995,32 @@ async fn the_servers_parts_give_what_is_waiting_without_waiting() {
 }
 
 #[tokio::test]
+async fn a_configured_packet_limit_above_the_sockets_is_lowered_to_it() {
+    // The kernel would refuse the packet (EMSGSIZE) after the send was
+    // accepted, and the message would be lost with a log line only; the
+    // driver lowers the limit to the socket's, so the send itself fails.
+    let dir = temp_dir("limit-above-socket");
+    let endpoint = Endpoint::unix_packet(dir.join("s.sock"));
+    let config = server_config(TransportKind::Packet).max_frame_len(8 << 20);
+    let server = Server::bind(&endpoint, config, ServerOptions::default()).await.unwrap();
+    let (sh, incoming, _events) = server.into_parts();
+    let _others = responder(sh, incoming);
+    let config =
+        client_config("edgeclient", TransportKind::Packet).max_frame_len(8 << 20).packet_send_limit(Some(8 << 20));
+    let mut options = DriverOptions::default();
+    options.packet_send_buffer = Some(64 * 1024);
+    let client = within("connect", T, Client::connect_with(&endpoint, config, options)).await.unwrap();
+    match client.send("srvmod", msg("edgeclient", &"x".repeat(1 << 20))).await {
+        Err(DriverError::Session(SessionError::MessageTooLarge { len, max })) => {
+            assert!(len > 1 << 20 && max <= 2 * 64 * 1024, "{len} {max}")
+        }
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    let resp = within("send_sync", T, client.send_sync("srvmod", msg("edgeclient", "after"), T)).await.unwrap();
+    assert_eq!(resp.content().as_str(), Some("re: after"));
+}
+
+#[tokio::test]
 async fn a_server_keeps_its_configured_packet_limit_and_its_shutdown_closes_connections() {
     let dir = temp_dir("server-limit");
     let endpoint = Endpoint::unix_packet(dir.join("s.sock"));

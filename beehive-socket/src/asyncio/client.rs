@@ -258,10 +258,8 @@ pub(crate) async fn open<S: Sink>(
         Ok(r) => r?,
         Err(_) => return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }),
     };
-    let config = match io.packet_send_limit() {
-        Some(limit) if config.get_packet_send_limit().is_none() => config.packet_send_limit(Some(limit)),
-        _ => config,
-    };
+    let limit = crate::driver::session_packet_limit(config.get_packet_send_limit(), io.packet_send_limit());
+    let config = config.packet_send_limit(limit);
     let session = Session::new(config, conn::now());
     let shared = Shared::new(session.id());
     let (tx, commands) = mpsc::channel(options.command_capacity.max(1));

@@ -638,8 +638,10 @@ impl<S: Sink> Conn<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if packet && e.raw_os_error() == Some(nix::errno::Errno::EMSGSIZE as i32) => {
-                    // The kernel's packet limit is below the session's; the
-                    // frame cannot go out, the connection stays up.
+                    // The session's limit is the socket's, so sends larger
+                    // than it already failed; a kernel that still refuses a
+                    // packet leaves it nothing to do but drop the frame
+                    // (logged); the connection stays up.
                     let len = self.out.pop_front().map_or(0, |f| f.len());
                     tracing::warn!(session = %self.session.id(), len, "packet too large for the socket, dropped");
                     self.session.handle_written(len, now());

@@ -493,12 +493,8 @@ impl Accept {
     }
 
     fn serve(&self, io: super::io::Io) {
-        let config = match io.packet_send_limit() {
-            Some(limit) if self.config.get_packet_send_limit().is_none() => {
-                self.config.clone().packet_send_limit(Some(limit))
-            }
-            _ => self.config.clone(),
-        };
+        let limit = crate::driver::session_packet_limit(self.config.get_packet_send_limit(), io.packet_send_limit());
+        let config = self.config.clone().packet_send_limit(limit);
         let session = Session::new(config, conn::now());
         let id = session.id();
         let shared = Shared::new(id);

@@ -181,9 +181,11 @@ fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> s
         if let Some(size) = options.packet_send_buffer {
             socket.set_send_buffer_size(size)?;
         }
-        if config.get_packet_send_limit().is_none() {
-            config = config.packet_send_limit(crate::driver::packet_send_limit(socket));
-        }
+        let limit = crate::driver::session_packet_limit(
+            config.get_packet_send_limit(),
+            crate::driver::packet_send_limit(socket),
+        );
+        config = config.packet_send_limit(limit);
     }
     Ok(Session::new(config, Instant::now()))
 }

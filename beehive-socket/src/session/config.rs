@@ -244,7 +244,9 @@ impl SessionConfig {
     /// refused with [`SessionError::MessageTooLarge`](super::SessionError::MessageTooLarge)
     /// at once; received packets are still checked against
     /// [`max_frame_len`](Self::max_frame_len) only. `None` (the default):
-    /// the frame limit alone.
+    /// the frame limit alone. Both socket drivers set it to the socket's
+    /// own limit, or lower a configured one to it: a packet the kernel
+    /// would refuse is refused to its sender instead.
     pub fn packet_send_limit(mut self, limit: Option<usize>) -> Self {
         self.packet_send_limit = limit;
         self
