@@ -793,8 +793,7 @@ mod tests {
 
     #[test]
     fn a_blocking_request_gets_the_answer_the_task_gives_it() {
-        let (tx, mut rx) = mpsc::channel(1);
-        let link = Link { tx, shared: Shared::new(SessionId::next()), send_wait: Duration::ZERO };
+        let (link, mut rx) = answered_link(Duration::ZERO);
         let request = msg();
         let response = request.new_response("ok");
         // Shorter than the one-second guard, so that an answer wait
