@@ -47,15 +47,16 @@ pub(crate) fn packet_send_limit(socket: &socket2::Socket) -> Option<usize> {
     socket.send_buffer_size().ok().map(|b| b.saturating_sub(PACKET_SEND_OVERHEAD))
 }
 
-/// The packet limit a session on a SOCK_SEQPACKET socket works with: the
-/// configured one, lowered to what the kernel takes (`socket`), so that a
-/// message too large for the socket is refused when it is sent rather than
-/// dropped by the kernel after it was accepted.
-pub(crate) fn session_packet_limit(configured: Option<usize>, socket: Option<usize>) -> Option<usize> {
-    match (configured, socket) {
+/// `config` with the packet limit a session on a SOCK_SEQPACKET socket
+/// works with: the configured one, lowered to what the kernel takes
+/// (`socket`), so that a message too large for the socket is refused when
+/// it is sent rather than dropped by the kernel after it was accepted.
+pub(crate) fn with_socket_packet_limit(config: SessionConfig, socket: Option<usize>) -> SessionConfig {
+    let limit = match (config.get_packet_send_limit(), socket) {
         (Some(c), Some(s)) => Some(c.min(s)),
         (c, s) => c.or(s),
-    }
+    };
+    config.packet_send_limit(limit)
 }
 
 /// What a connection reports besides messages (the sinks of both drivers

@@ -258,8 +258,7 @@ pub(crate) async fn open<S: Sink>(
         Ok(r) => r?,
         Err(_) => return Err(DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }),
     };
-    let limit = crate::driver::session_packet_limit(config.get_packet_send_limit(), io.packet_send_limit());
-    let config = config.packet_send_limit(limit);
+    let config = crate::driver::with_socket_packet_limit(config, io.packet_send_limit());
     let session = Session::new(config, conn::now());
     let shared = Shared::new(session.id());
     let (tx, commands) = mpsc::channel(options.command_capacity.max(1));

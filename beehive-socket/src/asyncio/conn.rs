@@ -774,8 +774,7 @@ mod tests {
     /// A link whose command channel (of one) is full, and the channel's
     /// receiving end, read by the test instead of a connection task.
     fn full_link() -> (Link, mpsc::Receiver<Command>) {
-        let (tx, rx) = mpsc::channel(1);
-        let link = Link { tx, shared: Shared::new(SessionId::next()), send_wait: Duration::ZERO };
+        let (link, rx) = answered_link(Duration::ZERO);
         let (reply, _) = oneshot::channel();
         assert!(link.tx.try_send(Command::Flush { reply }).is_ok());
         (link, rx)

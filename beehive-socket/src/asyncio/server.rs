@@ -493,8 +493,7 @@ impl Accept {
     }
 
     fn serve(&self, io: super::io::Io) {
-        let limit = crate::driver::session_packet_limit(self.config.get_packet_send_limit(), io.packet_send_limit());
-        let config = self.config.clone().packet_send_limit(limit);
+        let config = crate::driver::with_socket_packet_limit(self.config.clone(), io.packet_send_limit());
         let session = Session::new(config, conn::now());
         let id = session.id();
         let shared = Shared::new(id);

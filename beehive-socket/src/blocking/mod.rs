@@ -181,11 +181,7 @@ fn open_session(socket: &Socket, config: &SessionConfig, options: &Options) -> s
         if let Some(size) = options.packet_send_buffer {
             socket.set_send_buffer_size(size)?;
         }
-        let limit = crate::driver::session_packet_limit(
-            config.get_packet_send_limit(),
-            crate::driver::packet_send_limit(socket),
-        );
-        config = config.packet_send_limit(limit);
+        config = crate::driver::with_socket_packet_limit(config, crate::driver::packet_send_limit(socket));
     }
     Ok(Session::new(config, Instant::now()))
 }
@@ -402,16 +398,7 @@ impl Client {
         let events = Arc::new(Mailbox::new(options.event_capacity, SpinBudget::OFF));
         let sink = ClientSink { inbox: Arc::clone(&inbox), events: Arc::clone(&events) };
         let conn = Conn::start(socket, session, options, Box::new(sink), tls)?;
-        // The session cuts the handshake at its timeout; the bound is a guard.
-        if !conn.wait_connected(deadline + HANDSHAKE_GUARD) {
-            return Err(match conn.close_reason() {
-                Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
-                None => {
-                    conn.close();
-                    DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }
-                }
-            });
-        }
+        handshake_verdict(&conn, endpoint, deadline, timeout)?;
         Ok(Client { connection: Connection { conn }, inbox, events })
     }
 
@@ -513,17 +500,29 @@ pub(crate) fn connect_with_hooks(
     let session = open_session(&socket, config, options)?;
     let tls = tls_state(options, false)?;
     let conn = Conn::start(socket, session, options.clone(), Box::new(HookSink { hooks, events }), tls)?;
-    // The session cuts the handshake at its timeout; the bound is a guard.
-    if !conn.wait_connected(deadline + HANDSHAKE_GUARD) {
-        return Err(match conn.close_reason() {
-            Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
-            None => {
-                conn.close();
-                DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }
-            }
-        });
-    }
+    handshake_verdict(&conn, endpoint, deadline, timeout)?;
     Ok(Connection { conn })
+}
+
+/// Waits for a client connection's handshake, started for `timeout` at
+/// `deadline`: the session's verdict (it cuts the handshake at its
+/// timeout), or `ConnectTimeout` once the guard beyond it has passed too.
+fn handshake_verdict(
+    conn: &Conn,
+    endpoint: &Endpoint,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), DriverError> {
+    if conn.wait_connected(deadline + HANDSHAKE_GUARD) {
+        return Ok(());
+    }
+    Err(match conn.close_reason() {
+        Some(reason) => DriverError::Handshake { endpoint: endpoint.clone(), reason },
+        None => {
+            conn.close();
+            DriverError::ConnectTimeout { endpoint: endpoint.clone(), timeout }
+        }
+    })
 }
 
 // ---- server -------------------------------------------------------------------
