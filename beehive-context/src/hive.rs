@@ -2,6 +2,7 @@
 //! lifecycle (Go's `core` package), as a value instead of a singleton.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,11 +17,18 @@ use crate::backend::{Backend, Offer};
 use crate::channel::{ChannelContext, DEFAULT_INBOX_CAPACITY};
 use crate::inbox::Inbox;
 use crate::module::{AsyncModule, Module, ModuleError, Next, Restarts};
+use crate::route_cache;
 use crate::spin::SpinBudget;
 use crate::ContextError;
 
 type BackendMap = HashMap<String, Arc<dyn Backend>>;
 type ModuleMap = HashMap<String, Route>;
+
+/// Where one module's messages go, as [`Hive::with_route`] finds it.
+enum Target<'a> {
+    Inbox(&'a Arc<Inbox>),
+    Backend(&'a Arc<dyn Backend>),
+}
 
 /// Where a module's messages go. For modules of the built-in channel
 /// backend the inbox itself is kept, so the hot path is one table lookup.
@@ -87,6 +95,11 @@ struct Inner {
     channel: Arc<ChannelContext>,
     /// Module name to its route.
     module_backend: ArcSwap<ModuleMap>,
+    /// This hive's id in the per-thread route cache.
+    id: u64,
+    /// Bumped after every change of `module_backend`: a thread's cached
+    /// route is good while this is what it was when the route was read.
+    generation: AtomicU64,
     /// Group name to its backend.
     group_backend: ArcSwap<BackendMap>,
     write: Mutex<()>,
@@ -253,6 +266,8 @@ impl Hive {
                 channel: Arc::clone(&channel),
                 backends: ArcSwap::from_pointee(HashMap::default()),
                 module_backend: ArcSwap::from_pointee(HashMap::default()),
+                id: route_cache::new_hive_id(),
+                generation: AtomicU64::new(0),
                 group_backend: ArcSwap::from_pointee(HashMap::default()),
                 write: Mutex::new(()),
                 cancel: CancellationToken::new(),
@@ -301,10 +316,34 @@ impl Hive {
         inbox: impl FnOnce(&Inbox, T) -> Result<R, ContextError>,
         other: impl FnOnce(&dyn Backend, T) -> Result<R, ContextError>,
     ) -> Result<R, ContextError> {
-        match self.inner.module_backend.load().get(module) {
-            Some(Route { inbox: Some(i), .. }) => inbox(i, arg),
-            Some(r) => other(&*r.backend, arg),
+        self.with_route(module, |route| match route {
+            Some(Target::Inbox(i)) => inbox(i, arg),
+            Some(Target::Backend(b)) => other(&**b, arg),
             None => Err(ContextError::UnknownModule { module: module.to_owned() }),
+        })
+    }
+
+    /// Runs `f` on where `module`'s messages go (`None`: an unknown module).
+    /// An in-process module's inbox comes from this thread's route cache
+    /// when it holds this hive's current route, else from the table, and is
+    /// then remembered.
+    fn with_route<R>(&self, module: &str, f: impl FnOnce(Option<Target<'_>>) -> R) -> R {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut f = Some(f);
+        let cached = route_cache::with(self.inner.id, generation, module, |i| {
+            (f.take().expect("called once"))(Some(Target::Inbox(i)))
+        });
+        if let Some(done) = cached {
+            return done;
+        }
+        let f = f.take().expect("not called on a miss");
+        match self.inner.module_backend.load().get(module) {
+            Some(Route { inbox: Some(i), .. }) => {
+                route_cache::remember(self.inner.id, generation, module, i);
+                f(Some(Target::Inbox(i)))
+            }
+            Some(r) => f(Some(Target::Backend(&r.backend))),
+            None => f(None),
         }
     }
 
@@ -341,6 +380,7 @@ impl Hive {
         let mut map = HashMap::clone(&self.inner.module_backend.load());
         map.insert(module.to_owned(), Route { backend, inbox });
         self.inner.module_backend.store(Arc::new(map));
+        self.inner.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -416,17 +456,23 @@ impl Hive {
     pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
         // An in-process module's queued message is taken at once, without
         // cloning a handle or boxing a future; only a wait holds the inbox.
-        let source = match self.inner.module_backend.load().get(module) {
-            Some(Route { inbox: Some(i), .. }) => match i.try_recv() {
-                Some(received) => return counted(received),
-                None => Ok(Arc::clone(i)),
+        enum Source {
+            Done(Result<Message, ContextError>),
+            Inbox(Arc<Inbox>),
+            Backend(Arc<dyn Backend>),
+        }
+        let source = self.with_route(module, |route| match route {
+            Some(Target::Inbox(i)) => match i.try_recv() {
+                Some(received) => Source::Done(received),
+                None => Source::Inbox(Arc::clone(i)),
             },
-            Some(r) => Err(Arc::clone(&r.backend)),
-            None => return counted(Err(ContextError::UnknownModule { module: module.to_owned() })),
-        };
+            Some(Target::Backend(b)) => Source::Backend(Arc::clone(b)),
+            None => Source::Done(Err(ContextError::UnknownModule { module: module.to_owned() })),
+        });
         counted(match source {
-            Ok(inbox) => inbox.recv_async().await,
-            Err(backend) => backend.receive_async(module).await,
+            Source::Done(done) => done,
+            Source::Inbox(inbox) => inbox.recv_async().await,
+            Source::Backend(backend) => backend.receive_async(module).await,
         })
     }
 

@@ -30,6 +30,7 @@ mod inbox;
 mod keeper;
 pub mod metrics;
 mod module;
+mod route_cache;
 mod spin;
 
 pub use backend::{

@@ -163,6 +163,75 @@ fn a_module_is_known_once_added_and_stays_known_closed_after_cleanup() {
     assert!(matches!(hive.send("m", msg("x")), Err(ContextError::Closed { .. })));
 }
 
+/// A thread remembers the inboxes it sent to and received from last, per
+/// hive and module: two hives with the same module names, and more modules
+/// than a thread remembers, used from one thread, never mix their messages.
+#[test]
+fn one_thread_using_two_hives_and_many_modules_reaches_each_inbox() {
+    let names: Vec<String> = (0..7).map(|i| format!("m{i}")).collect();
+    let hives = [Hive::new(), Hive::new()];
+    for hive in &hives {
+        for n in &names {
+            hive.add_module(n, "channel").unwrap();
+        }
+    }
+    let (done, result) = mpsc::channel();
+    let worker = {
+        let (hives, names) = (hives.clone(), names.clone());
+        std::thread::spawn(move || {
+            for round in 0..3 {
+                for (h, hive) in hives.iter().enumerate() {
+                    for n in &names {
+                        hive.send(n, msg(&format!("{h}/{n}/{round}"))).unwrap();
+                    }
+                }
+            }
+            // Each receive pops from the inbox the route leads to: a wrong
+            // route shows as a wrong body (or an empty inbox, which the
+            // bounded wait below reports).
+            for (h, hive) in hives.iter().enumerate() {
+                for n in &names {
+                    for round in 0..3 {
+                        let got = hive.receive(n).unwrap();
+                        assert_eq!(got.content().as_str(), Some(format!("{h}/{n}/{round}").as_str()));
+                    }
+                }
+            }
+            done.send(()).unwrap();
+        })
+    };
+    match result.recv_timeout(T) {
+        Ok(()) => worker.join().unwrap(),
+        Err(RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().unwrap_err()),
+        Err(RecvTimeoutError::Timeout) => panic!("a receive found its inbox empty: a message went elsewhere"),
+    }
+    for hive in &hives {
+        for n in &names {
+            assert_eq!(hive.cleanup(n).unwrap(), 0, "{n} has messages left");
+        }
+    }
+}
+
+/// A module added again gets a new inbox; a thread that used the old one
+/// reaches the new one, and the old one stays closed.
+#[test]
+fn a_thread_reaches_a_module_added_again_in_its_new_inbox() {
+    let hive = hive_with(&[("a", "g")]);
+    hive.send("a", msg("1")).unwrap();
+    assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("1"));
+    let other = hive.clone();
+    std::thread::spawn(move || {
+        other.cleanup("a").unwrap();
+        other.add_module("a", "channel").unwrap();
+    })
+    .join()
+    .unwrap();
+    hive.send("a", msg("2")).unwrap();
+    assert_eq!(hive.receive_timeout("a", T).unwrap().unwrap().content().as_str(), Some("2"));
+    hive.send("a", msg("3")).unwrap();
+    assert_eq!(hive.receive("a").unwrap().content().as_str(), Some("3"));
+}
+
 #[test]
 fn the_global_hive_is_one_hive() {
     let a = beehive_context::global();
