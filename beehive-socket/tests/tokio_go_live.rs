@@ -101,7 +101,14 @@ impl Peer {
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            out.insert(s("scenario"), (s("result"), s("detail")));
+            // A scenario reported more than once (`cli.recv_other`) keeps
+            // every detail.
+            out.entry(s("scenario"))
+                .and_modify(|(_, detail): &mut (String, String)| {
+                    detail.push_str(" || ");
+                    detail.push_str(&s("detail"));
+                })
+                .or_insert((s("result"), s("detail")));
         }
         out
     }
@@ -169,8 +176,12 @@ fn go_server_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
     let known = "srv.sendsync:srv-sync-0001";
     let r = report.get(known).map_or("missing", |(r, _)| r.as_str());
     rows.push((format!("go {known} (Go never matches it)"), format!("{r} (expected fail)")));
-    let fails: Vec<_> =
-        report.iter().filter(|(s, (r, _))| r == "fail" && s.as_str() != known).map(|(s, _)| s.clone()).collect();
+    let raced = lost_to_go_race(report);
+    let fails: Vec<_> = report
+        .iter()
+        .filter(|(s, (r, _))| r == "fail" && s.as_str() != known && !(raced && s.as_str() == GO_OWN_SYNC))
+        .map(|(s, _)| s.clone())
+        .collect();
     rows.push((
         "go: no failing scenario".into(),
         if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
@@ -216,6 +227,10 @@ fn go_client_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
         "cli.sendsync:cli-sync-0001",
         "cli.echo:cli-tail-0001",
     ] {
+        if scenario == GO_OWN_SYNC && lost_to_go_race(report) {
+            rows.push((format!("go {scenario}"), GO_RACE.into()));
+            continue;
+        }
         all &= expect_go(report, scenario, rows);
     }
     let big = report.contains_key("cli.echo:cli-big-2m");
@@ -226,8 +241,12 @@ fn go_client_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
     let known = "cli.answer:srv-sync-0001";
     let (r, detail) = report.get(known).cloned().unwrap_or_else(|| ("missing".into(), String::new()));
     rows.push((format!("go {known}"), format!("{r}: {detail} (expected)")));
-    let fails: Vec<_> =
-        report.iter().filter(|(s, (r, _))| r == "fail" && s.as_str() != known).map(|(s, _)| s.clone()).collect();
+    let raced = lost_to_go_race(report);
+    let fails: Vec<_> = report
+        .iter()
+        .filter(|(s, (r, _))| r == "fail" && s.as_str() != known && !(raced && s.as_str() == GO_OWN_SYNC))
+        .map(|(s, _)| s.clone())
+        .collect();
     rows.push((
         "go: no failing scenario".into(),
         if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
@@ -240,6 +259,43 @@ fn print_matrix(title: &str, rows: &[(String, String)]) {
     for (scenario, result) in rows {
         println!("  {scenario:<40} {result}");
     }
+}
+
+/// The Go client's own `SendSync` to the hub.
+const GO_OWN_SYNC: &str = "cli.sendsync:cli-sync-0001";
+
+const GO_RACE: &str = "lost to Go's race (expected when it happens): the response arrived before Go's \
+    SendSync registered its waiter, and Go handed it to the module as an ordinary message";
+
+/// True when the Go client's own `SendSync` failed because of Go's race,
+/// not ours: its broker writes the request and only then registers the
+/// waiter, so a response that comes back before the waiter exists is
+/// returned by `Receive` as an ordinary message (gopeer reports it as
+/// `cli.recv_other`, with the request's id as its parent) and the call
+/// times out. The likely cause of one failure of this test seen with every
+/// core busy, whose matrix was not kept; both pieces of evidence are
+/// required.
+fn lost_to_go_race(report: &BTreeMap<String, (String, String)>) -> bool {
+    let failed = report.get(GO_OWN_SYNC).is_some_and(|(r, _)| r == "fail");
+    let parent = "\"parent_msg_id\":\"cli-sync-0001\"";
+    let arrived_early = report.get("cli.recv_other").is_some_and(|(_, detail)| detail.contains(parent));
+    failed && arrived_early
+}
+
+/// The race is recognised only with both pieces of evidence (no Go needed).
+#[test]
+fn go_race_needs_both_the_failed_call_and_the_early_response() {
+    let fail = (GO_OWN_SYNC.to_owned(), ("fail".to_owned(), "after 5s: timeout".to_owned()));
+    let early = (
+        "cli.recv_other".to_owned(),
+        ("info".to_owned(), r#"header={"msg_id":"x","parent_msg_id":"cli-sync-0001"} route={}"#.to_owned()),
+    );
+    let other = ("cli.recv_other".to_owned(), ("info".to_owned(), r#"header={"parent_msg_id":"srv-1"}"#.to_owned()));
+    let report = |rows: &[&(String, (String, String))]| rows.iter().map(|r| (*r).clone()).collect();
+    assert!(lost_to_go_race(&report(&[&fail, &early])));
+    assert!(!lost_to_go_race(&report(&[&fail])));
+    assert!(!lost_to_go_race(&report(&[&fail, &other])));
+    assert!(!lost_to_go_race(&report(&[&early])));
 }
 
 fn expect_go(report: &BTreeMap<String, (String, String)>, scenario: &str, rows: &mut Vec<(String, String)>) -> bool {
