@@ -117,7 +117,8 @@ async fn send(args: &SendArgs, target: &client::Target) -> anyhow::Result<u8> {
     drop(client);
 
     if args.count.is_some() {
-        report(&mut out, args, sent, failed, elapsed, &mut rtts).context("cannot write the summary")?;
+        let summary = Summary { to: &args.to, json: args.json, sent, failed, elapsed };
+        report(&mut out, &summary, &mut rtts).context("cannot write the summary")?;
     } else if !args.sync {
         let s = if sent == 1 { "" } else { "s" };
         eprintln!("beehive: sent {sent} message{s} to {} on {endpoint}", args.to);
@@ -129,28 +130,31 @@ async fn send(args: &SendArgs, target: &client::Target) -> anyhow::Result<u8> {
     Ok(if failed > 0 { EXIT_FINDINGS } else { EXIT_OK })
 }
 
-/// The summary of `--count`: throughput, and round trips for `--sync`.
-fn report(
-    out: &mut impl Write,
-    args: &SendArgs,
+/// What the summary of `--count` reports.
+struct Summary<'a> {
+    to: &'a str,
+    json: bool,
     sent: u64,
     failed: u64,
     elapsed: Duration,
-    rtts: &mut [Duration],
-) -> io::Result<()> {
+}
+
+/// The summary of `--count`: throughput, and round trips for `--sync`.
+fn report(out: &mut impl Write, summary: &Summary<'_>, rtts: &mut [Duration]) -> io::Result<()> {
+    let Summary { to, json, sent, failed, elapsed } = *summary;
     rtts.sort_unstable();
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
     let p50 = percentile(rtts, 0.50).map(|d| d.as_secs_f64() * 1e3);
     let p99 = percentile(rtts, 0.99).map(|d| d.as_secs_f64() * 1e3);
-    if args.json {
+    if json {
         let line = json!({
             "sent": sent, "failed": failed, "seconds": secs, "per_second": rate,
             "rtt_p50_ms": p50, "rtt_p99_ms": p99,
         });
         writeln!(out, "{line}")
     } else {
-        write!(out, "{sent} messages to {} in {secs:.3}s: {rate:.0} msg/s", args.to)?;
+        write!(out, "{sent} messages to {to} in {secs:.3}s: {rate:.0} msg/s")?;
         if let (Some(p50), Some(p99)) = (p50, p99) {
             write!(out, "; round trip p50 {p50:.3}ms p99 {p99:.3}ms")?;
         }
@@ -181,5 +185,38 @@ mod tests {
         assert_eq!(percentile(&ms, 0.99), Some(Duration::from_millis(99)));
         assert_eq!(percentile(&ms[..1], 0.99), Some(Duration::from_millis(1)));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    fn summary_of(json: bool, sent: u64, failed: u64, secs: u64, rtts_ms: &[u64]) -> String {
+        let summary = Summary { to: "hub", json, sent, failed, elapsed: Duration::from_secs(secs) };
+        let mut rtts: Vec<Duration> = rtts_ms.iter().rev().map(|&ms| Duration::from_millis(ms)).collect();
+        let mut out = Vec::new();
+        report(&mut out, &summary, &mut rtts).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_summary_gives_rate_round_trips_and_failures() {
+        let rtts: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            summary_of(false, 12, 0, 4, &rtts),
+            "12 messages to hub in 4.000s: 3 msg/s; round trip p50 50.000ms p99 99.000ms\n"
+        );
+        assert_eq!(summary_of(false, 10, 2, 2, &[]), "10 messages to hub in 2.000s: 5 msg/s; 2 failed\n");
+        assert_eq!(summary_of(false, 0, 0, 0, &[]), "0 messages to hub in 0.000s: 0 msg/s\n");
+    }
+
+    #[test]
+    fn the_json_summary_has_the_same_figures() {
+        let line = summary_of(true, 10, 1, 4, &[3, 1, 2]);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["sent"], 10);
+        assert_eq!(v["failed"], 1);
+        assert_eq!(v["seconds"], 4.0);
+        assert_eq!(v["per_second"], 2.5);
+        assert_eq!(v["rtt_p50_ms"], 2.0);
+        assert_eq!(v["rtt_p99_ms"], 3.0);
+        let none: serde_json::Value = serde_json::from_str(&summary_of(true, 0, 0, 0, &[])).unwrap();
+        assert_eq!((none["per_second"].as_f64(), none["rtt_p50_ms"].is_null()), (Some(0.0), true));
     }
 }

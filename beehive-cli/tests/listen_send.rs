@@ -27,7 +27,7 @@ fn listener(socket: &str, args: &[&str]) -> Running {
 fn send_sync_prints_the_servers_response() {
     let hive = Hive::start();
     let out = beehive()
-        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--sync"])
+        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--sync", "--timeout", "900ms"])
         .args(["--content", "ping", "--resource", "node/edge-1", "--operation", "query"])
         .timeout(T)
         .output()
@@ -36,7 +36,10 @@ fn send_sync_prints_the_servers_response() {
     assert!(out.status.success(), "{out:?}");
     let line = stdout.lines().next().unwrap_or_default();
     assert!(line.starts_with("response from "), "{line}");
-    assert!(line.contains("ms: "), "{line}");
+    // The round trip in milliseconds: answered within the 900 ms timeout,
+    // and a local round trip takes some microseconds at least.
+    let ms: f64 = line.split(" in ").nth(1).and_then(|r| r.split("ms: ").next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(ms > 0.0 && ms < 900.0, "{line}");
     assert!(line.contains("\"re: ping\""), "{line}");
     assert!(line.contains(" response node/edge-1 "), "{line}");
 }
