@@ -260,7 +260,25 @@ pub fn json(msg: &Message) -> anyhow::Result<String> {
 
 /// `12:34:56.789`: the time of day now, UTC.
 pub fn clock() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    clock_at(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+}
+
+/// [`clock`] at `d` after the Unix epoch.
+fn clock_at(d: Duration) -> String {
     let s = d.as_secs() % 86_400;
     format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_is_the_time_of_day_in_utc() {
+        // 2026-11-28 17:07:05.042 UTC.
+        let d = Duration::from_millis(1_795_885_625_042);
+        assert_eq!(clock_at(d), "17:07:05.042");
+        assert_eq!(clock_at(Duration::from_millis(86_399_999)), "23:59:59.999");
+        assert_eq!(clock_at(Duration::ZERO), "00:00:00.000");
+    }
 }

@@ -20,6 +20,9 @@ fn listener(socket: &str, args: &[&str]) -> Running {
     let first = l.line("the registered line");
     assert!(first.starts_with("registered as cli on unixpacket:"), "{first}");
     assert!(first.contains("srvmod [srvgroup]"), "{first}");
+    // A list separated by ", ", ours left out.
+    let (_, modules) = first.split_once("; server modules: ").unwrap_or_else(|| panic!("{first}"));
+    assert!(modules.split(", ").all(|m| !m.is_empty() && !m.starts_with("cli ")), "{first}");
     l
 }
 
