@@ -3,8 +3,8 @@
 //! loading the hive's module table.
 //!
 //! Loading the table (an `ArcSwap`) costs two locked instructions, and
-//! hashing the name; on a busy in-process module that was a third of the
-//! cost of a receive. A cached entry costs one load of the hive's
+//! hashing the name; in a profile of W1's receiver (one module receiving
+//! from another's thread) it was the largest single cost. A cached entry costs one load of the hive's
 //! `generation` (a counter that only changes when the table does, so its
 //! cache line stays shared between cores) and a comparison of the name.
 //!
