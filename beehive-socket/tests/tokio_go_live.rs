@@ -9,6 +9,7 @@
 
 mod common;
 use common::temp_dir;
+use gopeer_report::{gopeer, Report, GO_OWN_SYNC, GO_RACE};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,16 +29,6 @@ const TIMESTAMP: i64 = 1_700_000_000_000;
 const UNI_TEXT: &str = "h\u{e9}llo \u{2603} \u{1F600} <b>&amp;</b> \u{2028}\u{2029} \"q\" \\ \t\n \x01 end";
 /// gopeer's buffersize.
 const GO_BUFFER: usize = 4 << 20;
-
-fn gopeer() -> Option<PathBuf> {
-    match std::env::var_os("GOPEER") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipped: set GOPEER to the Go peer binary to run the live Go interop tests");
-            None
-        }
-    }
-}
 
 fn big(n: usize) -> String {
     "abcdefghijklmnopqrstuvwxyz012345".repeat(n / 32 + 1)[..n].to_owned()
@@ -81,9 +72,8 @@ impl Peer {
         Peer { child, report }
     }
 
-    /// Waits for the peer to exit (bounded); its report as scenario ->
-    /// (result, detail), the last line of each scenario winning.
-    async fn finish(mut self) -> BTreeMap<String, (String, String)> {
+    /// Waits for the peer to exit (bounded); its report.
+    async fn finish(mut self) -> Report {
         let deadline = tokio::time::Instant::now() + T;
         loop {
             if self.child.try_wait().unwrap().is_some() {
@@ -96,21 +86,7 @@ impl Peer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let text = std::fs::read_to_string(&self.report).unwrap_or_default();
-        let mut out = BTreeMap::new();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            // A scenario reported more than once (`cli.recv_other`) keeps
-            // every detail.
-            out.entry(s("scenario"))
-                .and_modify(|(_, detail): &mut (String, String)| {
-                    detail.push_str(" || ");
-                    detail.push_str(&s("detail"));
-                })
-                .or_insert((s("result"), s("detail")));
-        }
-        out
+        Report::read(&self.report)
     }
 }
 
@@ -162,7 +138,7 @@ fn go_server_messages(got: &BTreeMap<String, Message>, tail: bool) -> Vec<(Strin
 /// The Go server's own scenarios with a client `edgeclient`: each must
 /// pass, and nothing else fail but its server-side SendSync, which Go never
 /// matches (with a Go client as well). Returns whether all held.
-fn go_server_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<(String, String)>) -> bool {
+fn go_server_report(report: &Report, rows: &mut Vec<(String, String)>) -> bool {
     let mut all = true;
     for scenario in [
         "srv.registered:edgeclient",
@@ -174,9 +150,9 @@ fn go_server_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
         all &= expect_go(report, scenario, rows);
     }
     let known = "srv.sendsync:srv-sync-0001";
-    let r = report.get(known).map_or("missing", |(r, _)| r.as_str());
+    let r = report.last(known).map_or("missing", |row| row.result.as_str());
     rows.push((format!("go {known} (Go never matches it)"), format!("{r} (expected fail)")));
-    let fails = failing_besides(report, &[known]);
+    let fails = report.failing_besides(&[known]);
     rows.push((
         "go: no failing scenario".into(),
         if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
@@ -208,7 +184,7 @@ async fn go_client_joined(events: &mut ServerEvents, report: &Path) -> Vec<(Stri
 /// 2 MB message never arrives (Go's write fails), and nothing else fails
 /// but its answer to the server's SendSync, which panics inside Go's
 /// client (with a Go server as well). Returns whether all held.
-fn go_client_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<(String, String)>) -> bool {
+fn go_client_report(report: &Report, rows: &mut Vec<(String, String)>) -> bool {
     let mut all = true;
     for scenario in [
         "cli.handshake",
@@ -222,22 +198,22 @@ fn go_client_report(report: &BTreeMap<String, (String, String)>, rows: &mut Vec<
         "cli.sendsync:cli-sync-0001",
         "cli.echo:cli-tail-0001",
     ] {
-        if scenario == GO_OWN_SYNC && lost_to_go_race(report) {
+        if scenario == GO_OWN_SYNC && report.lost_to_go_race() {
             rows.push((format!("go {scenario}"), GO_RACE.into()));
             continue;
         }
         all &= expect_go(report, scenario, rows);
     }
-    let big = report.contains_key("cli.echo:cli-big-2m");
+    let big = report.has("cli.echo:cli-big-2m");
     rows.push((
         "go cli-big-2m never arrives (Go's write fails)".into(),
         if big { "fail: it arrived".into() } else { "pass".into() },
     ));
     let known = "cli.answer:srv-sync-0001";
-    let (r, detail) = report.get(known).cloned().unwrap_or_else(|| ("missing".into(), String::new()));
+    let (r, detail) = report.last(known).map_or(("missing", ""), |row| (&row.result, &row.detail));
     rows.push((format!("go {known}"), format!("{r}: {detail} (expected)")));
-    let expected: &[&str] = if lost_to_go_race(report) { &[known, GO_OWN_SYNC] } else { &[known] };
-    let fails = failing_besides(report, expected);
+    let expected: &[&str] = if report.lost_to_go_race() { &[known, GO_OWN_SYNC] } else { &[known] };
+    let fails = report.failing_besides(expected);
     rows.push((
         "go: no failing scenario".into(),
         if fails.is_empty() { "pass".into() } else { format!("fail: {fails:?}") },
@@ -252,50 +228,9 @@ fn print_matrix(title: &str, rows: &[(String, String)]) {
     }
 }
 
-/// The scenarios the Go peer reports as failed, but for `expected`.
-fn failing_besides(report: &BTreeMap<String, (String, String)>, expected: &[&str]) -> Vec<String> {
-    report.iter().filter(|(s, (r, _))| r == "fail" && !expected.contains(&s.as_str())).map(|(s, _)| s.clone()).collect()
-}
-
-/// The Go client's own `SendSync` to the hub.
-const GO_OWN_SYNC: &str = "cli.sendsync:cli-sync-0001";
-
-const GO_RACE: &str = "lost to Go's race (expected when it happens): the response arrived before Go's \
-    SendSync registered its waiter, and Go handed it to the module as an ordinary message";
-
-/// True when the Go client's own `SendSync` failed because of Go's race,
-/// not ours: its broker writes the request and only then registers the
-/// waiter, so a response that comes back before the waiter exists is
-/// returned by `Receive` as an ordinary message (gopeer reports it as
-/// `cli.recv_other`, with the request's id as its parent) and the call
-/// times out. The likely cause of one failure of this test seen with every
-/// core busy, whose matrix was not kept; both pieces of evidence are
-/// required.
-fn lost_to_go_race(report: &BTreeMap<String, (String, String)>) -> bool {
-    let failed = report.get(GO_OWN_SYNC).is_some_and(|(r, _)| r == "fail");
-    let parent = "\"parent_msg_id\":\"cli-sync-0001\"";
-    let arrived_early = report.get("cli.recv_other").is_some_and(|(_, detail)| detail.contains(parent));
-    failed && arrived_early
-}
-
-/// The race is recognised only with both pieces of evidence (no Go needed).
-#[test]
-fn go_race_needs_both_the_failed_call_and_the_early_response() {
-    let fail = (GO_OWN_SYNC.to_owned(), ("fail".to_owned(), "after 5s: timeout".to_owned()));
-    let early = (
-        "cli.recv_other".to_owned(),
-        ("info".to_owned(), r#"header={"msg_id":"x","parent_msg_id":"cli-sync-0001"} route={}"#.to_owned()),
-    );
-    let other = ("cli.recv_other".to_owned(), ("info".to_owned(), r#"header={"parent_msg_id":"srv-1"}"#.to_owned()));
-    let report = |rows: &[&(String, (String, String))]| rows.iter().map(|r| (*r).clone()).collect();
-    assert!(lost_to_go_race(&report(&[&fail, &early])));
-    assert!(!lost_to_go_race(&report(&[&fail])));
-    assert!(!lost_to_go_race(&report(&[&fail, &other])));
-    assert!(!lost_to_go_race(&report(&[&early])));
-}
-
-fn expect_go(report: &BTreeMap<String, (String, String)>, scenario: &str, rows: &mut Vec<(String, String)>) -> bool {
-    let (result, detail) = report.get(scenario).cloned().unwrap_or_else(|| ("missing".into(), String::new()));
+fn expect_go(report: &Report, scenario: &str, rows: &mut Vec<(String, String)>) -> bool {
+    let (result, detail) =
+        report.last(scenario).map_or(("missing".into(), String::new()), |r| (r.result.clone(), r.detail.clone()));
     let ok = result == "pass";
     rows.push((format!("go {scenario}"), if ok { result } else { format!("{result}: {detail}") }));
     ok
