@@ -161,6 +161,23 @@ mod tests {
         assert_eq!(Report::read(Path::new("/nonexistent/gopeer/report.jsonl")), Report::default());
     }
 
+    /// With `GOPEER` set the live tests must run, never skip.
+    #[test]
+    fn the_peer_is_the_binary_gopeer_names() {
+        assert_eq!(gopeer(), std::env::var_os("GOPEER").map(PathBuf::from));
+    }
+
+    #[test]
+    fn a_report_file_reads_as_its_text_parses() {
+        let path = std::env::temp_dir().join(format!("gopeer-report-test-{}.jsonl", std::process::id()));
+        let text = [FAIL, EARLY, OTHER].join("\n");
+        std::fs::write(&path, &text).unwrap();
+        let read = Report::read(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(read, Report::parse(&text));
+        assert!(read.lost_to_go_race());
+    }
+
     #[test]
     fn failing_scenarios_are_listed_but_for_the_expected_ones() {
         let pass = r#"{"scenario":"p","result":"pass","detail":""}"#;
