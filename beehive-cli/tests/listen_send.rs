@@ -84,6 +84,39 @@ fn send_count_sync_prints_throughput_and_latency() {
     assert!(stdout.contains(" p99 "), "{stdout}");
 }
 
+/// A server that stops reading cannot hold `send` up: what was queued
+/// gets the flush wait, the user is told, and the command ends.
+#[test]
+fn send_to_a_server_that_stops_reading_warns_and_ends() {
+    let hive = Hive::start_deaf();
+    let content = "x".repeat(60 * 1024);
+    let out = beehive()
+        .args(["send", "--socket", &hive.socket, "--module", "cli", "--to", "srvmod", "--count", "400"])
+        .args(["--content", &content])
+        .timeout(T)
+        .output()
+        .unwrap();
+    // 400 messages of 60 KiB are more than the socket and the outbound
+    // queue (16 MiB) hold: the rest fail at once, each said, and count as
+    // failed; the exit status says some failed.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (queued, failed) = stdout
+        .split_once(" messages to srvmod in ")
+        .and_then(|(n, rest)| Some((n.parse::<u32>().ok()?, rest.split("; ").nth(1)?.strip_suffix(" failed\n")?)))
+        .unwrap_or_else(|| panic!("the summary: {stdout}"));
+    let failed: u32 = failed.parse().unwrap();
+    assert!(queued > 0 && failed > 0 && queued + failed == 400, "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().collect();
+    let full = warnings.iter().filter(|l| l.contains("to srvmod: outbound queue full")).count();
+    assert_eq!(full, failed as usize, "{stderr}");
+    // What was queued got the flush wait, and the user is told it may not
+    // all have been written.
+    let last = warnings.last().copied().unwrap_or_default();
+    assert!(last.starts_with("beehive: warning: queued messages may not all be written"), "{last}");
+}
+
 #[test]
 fn listen_prints_the_messages_it_receives() {
     let mut hive = Hive::start();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use beehive_model::Message;
 use beehive_socket::asyncio::{
-    Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
+    DriverOptions, Endpoint, IncomingMessages, Server, ServerEvent, ServerEvents, ServerHandle, ServerOptions,
 };
 use beehive_socket::session::{SessionConfig, TransportKind};
 use tokio::runtime::Runtime;
@@ -229,25 +229,46 @@ pub struct Hive {
     /// The messages that are not sync requests.
     pub others: tokio::sync::mpsc::UnboundedReceiver<Message>,
     pub socket: String,
+    /// A deaf server's messages, never read.
+    _unread: Option<IncomingMessages>,
     _dir: tempfile::TempDir,
 }
 
 impl Hive {
     /// Starts the server; sync requests are answered with `re: BODY`.
     pub fn start() -> Hive {
+        Hive::start_with(true)
+    }
+
+    /// Starts a server that never takes a message: once its inbox and the
+    /// socket's buffer are full, a client cannot write to it.
+    pub fn start_deaf() -> Hive {
+        Hive::start_with(false)
+    }
+
+    fn start_with(reading: bool) -> Hive {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("beehive.sock");
         let config = SessionConfig::server("socketserver", TransportKind::Packet)
             .local_module("srvmod", "srvgroup")
             .allow_module("cli");
+        let mut driver = DriverOptions::default();
+        if !reading {
+            driver.inbox_capacity = 1;
+        }
         let server = rt
-            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default()))
+            .block_on(Server::bind(&Endpoint::unix_packet(&socket), config, ServerOptions::default().driver(driver)))
             .expect("the server binds");
         let (handle, incoming, events) = server.into_parts();
         let (tx, others) = tokio::sync::mpsc::unbounded_channel();
-        rt.spawn(respond(handle.clone(), incoming, tx));
-        Hive { rt, handle, events, others, socket: socket.to_str().unwrap().to_owned(), _dir: dir }
+        let unread = if reading {
+            rt.spawn(respond(handle.clone(), incoming, tx));
+            None
+        } else {
+            Some(incoming)
+        };
+        Hive { rt, handle, events, others, socket: socket.to_str().unwrap().to_owned(), _unread: unread, _dir: dir }
     }
 
     /// Waits until `cli` is registered with the server.
