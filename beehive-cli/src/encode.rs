@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 
 use anyhow::Context as _;
-use beehive_codec::{PackageCodec, RawCodec, HEADER_LEN};
+use beehive_codec::{PackageCodec, RawCodec};
 use beehive_model::{Content, Message};
 use bytes::BytesMut;
 
@@ -30,9 +30,9 @@ pub fn run(args: &EncodeArgs) -> anyhow::Result<u8> {
     match args.framing {
         EncodeFraming::Raw => RawCodec::new().encode_message(&msg, &mut buf),
         EncodeFraming::Package => {
-            // Any length the header can carry: the limit is the reader's business.
-            let max = HEADER_LEN + i32::MAX as usize;
-            PackageCodec::with_max_frame_len(max).and_then(|mut c| c.encode_message(&msg, &mut buf))
+            // Any length the header can carry (the encoder refuses a payload
+            // over its int32 field): the limit is the reader's business.
+            PackageCodec::with_max_frame_len(usize::MAX).and_then(|mut c| c.encode_message(&msg, &mut buf))
         }
     }
     .context("cannot encode the message")?;

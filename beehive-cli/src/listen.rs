@@ -165,7 +165,7 @@ async fn listen(args: &ListenArgs, target: &client::Target, answer: Option<Strin
                 Ok((_, c)) => break Ok(c),
                 Err(e) => {
                     tracing::info!(error = %format!("{e:#}"), ?wait, "cannot reconnect, retrying");
-                    wait = (wait * 2).min(RETRY_MAX);
+                    wait = next_retry(wait);
                 }
             }
         };
@@ -195,8 +195,26 @@ async fn listen(args: &ListenArgs, target: &client::Target, answer: Option<Strin
     Ok(code)
 }
 
+/// The wait before the next reconnection attempt: doubled, up to [`RETRY_MAX`].
+fn next_retry(wait: Duration) -> Duration {
+    (wait * 2).min(RETRY_MAX)
+}
+
 /// `beehive: warning: TEXT` on stderr.
 pub fn warn(text: &str) {
     let mut err = anstream::stderr().lock();
     let _ = writeln!(err, "beehive: {}warning:{:#} {text}", style::WARN, style::WARN);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnection_waits_double_up_to_their_bound() {
+        assert_eq!(next_retry(RETRY_FIRST), Duration::from_millis(200));
+        assert_eq!(next_retry(Duration::from_secs(2)), Duration::from_secs(4));
+        assert_eq!(next_retry(Duration::from_secs(3)), RETRY_MAX);
+        assert_eq!(next_retry(RETRY_MAX), RETRY_MAX);
+    }
 }

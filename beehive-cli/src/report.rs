@@ -201,12 +201,12 @@ impl<W: Write> Printer<W> {
         self.stats.frames += 1;
         if self.json {
             self.json_head(offset, Some(length));
+            let head = self.line.len();
             self.line.extend_from_slice(b",\"message\":");
-            let at = self.line.len();
             if let Err(e) = beehive_model::encode_into(msg, &mut self.line) {
                 // Cannot happen for a decoded message (every decoded value can
                 // be written), but say so rather than print half an object.
-                self.line.truncate(at - b",\"message\":".len());
+                self.line.truncate(head);
                 return self.finish_error(json!({"kind": "encode", "message": e.to_string()}));
             }
             self.stats.messages += 1;
@@ -461,5 +461,67 @@ mod tests {
         assert_eq!(e["length"], Value::Null);
         assert_eq!(lines[2], r#"{"offset":13,"length":5,"framing":"raw","skipped":5,"resumed_at":18}"#);
         assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 5 });
+    }
+
+    fn decode_error(json: &str) -> DecodeError {
+        beehive_model::from_slice(json.as_bytes()).expect_err("not a message")
+    }
+
+    #[test]
+    fn each_typed_error_keeps_its_kind_and_fields() {
+        let v = codec_error_json(&CodecError::UnsupportedVersion { offset: 24, found: b"v2".to_vec() });
+        assert_eq!(
+            (v["kind"].as_str(), &v["offset"], &v["found"]),
+            (Some("unsupported_version"), &json!(24), &json!([118, 50]))
+        );
+        let v = codec_error_json(&CodecError::Io(io::Error::other("disk gone")));
+        assert_eq!(
+            (v["kind"].as_str(), v["message"].as_str().is_some_and(|m| m.contains("disk gone"))),
+            (Some("io"), true)
+        );
+
+        let v = decode_error_json(&decode_error("{x"), 100);
+        assert_eq!(v["kind"], "invalid_character");
+        assert_eq!(
+            (&v["byte"], v["context"].as_str()),
+            (&json!(b'x'), Some("looking for beginning of object key string"))
+        );
+        assert_eq!((&v["offset"], &v["stream_offset"]), (&json!(1), &json!(101)));
+        let deep = "[".repeat(20_000);
+        let v = decode_error_json(&decode_error(&deep), 0);
+        assert_eq!(v["kind"], "depth_limit");
+        assert!(v["limit"].as_u64().is_some_and(|l| l > 0 && l < 20_000), "{v}");
+        let v = decode_error_json(&decode_error(r#"{"header":{"timestamp":99999999999999999999}}"#), 0);
+        assert_eq!(v["kind"], "number_out_of_range");
+        assert_eq!((v["literal"].as_str(), v["field"].as_str().is_some()), (Some("99999999999999999999"), true));
+    }
+
+    #[test]
+    fn text_records_count_what_they_say() {
+        let mut p = Printer::new(Vec::new(), false, false);
+        p.unrecognised(b"[1").unwrap();
+        p.skipped(7, 3, None, "header").unwrap();
+        let (out, stats) = p.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("0 - error: cannot recognise the framing: the input starts with \"[1\""),
+            "{text}"
+        );
+        assert_eq!(lines[1], "7 3 skipped 3 bytes to the end of the input (no header found)");
+        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 3 });
+    }
+
+    #[test]
+    fn a_skip_in_a_packet_log_ends_at_its_stream_not_the_input() {
+        let mut p = Printer::new(Vec::new(), false, false);
+        p.set_place(4, Some(1), Some(2), Some("up"), Some("package"));
+        p.skipped(7, 3, None, "header").unwrap();
+        p.skipped(10, 2, Some(12), "header").unwrap();
+        let (out, _) = p.finish().unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(" skipped 3 bytes to the end of the stream (header)"), "{text}");
+        assert!(lines[1].ends_with(" skipped 2 bytes, resumed at byte 12 (header)"), "{text}");
     }
 }

@@ -185,10 +185,32 @@ fn a_missing_socket_is_a_usage_error_naming_the_path() {
 }
 
 #[test]
+fn listen_exits_1_when_its_timeout_ends_before_its_count_and_0_without_a_count() {
+    let mut hive = Hive::start();
+    let short = listener(&hive.socket, &["--count", "5", "--timeout", "300ms"]);
+    hive.registered();
+    let (status, stderr) = short.wait_with_stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("warning: 0 of 5 messages within 300ms"), "{stderr}");
+    let open_ended = listener(&hive.socket, &["--timeout", "300ms"]);
+    hive.registered();
+    let (status, stderr) = open_ended.wait_with_stderr();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
 fn listen_once_exits_1_when_disconnected_before_its_count() {
     let mut hive = Hive::start();
-    let listener = listener(&hive.socket, &["--count", "5", "--once"]);
+    let listener = listener(&hive.socket, &["--count", "5", "--once", "--answer", "pong"]);
     hive.registered();
+    let answer = hive.rt.block_on(hive.handle.send_sync("cli", msg("ping"), T)).expect("the listener answers");
+    assert_eq!(answer.content().as_str(), Some("pong"));
     assert!(hive.handle.disconnect("cli"), "cli is connected");
-    assert_eq!(listener.wait().code(), Some(1));
+    let (status, stderr) = listener.wait_with_stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    // Said once, with the count; nothing is flushed to a lost connection.
+    assert_eq!(stderr.matches("disconnected from ").count(), 1, "{stderr}");
+    assert!(stderr.contains("the peer closed the connection (after 1 messages)"), "{stderr}");
+    assert!(!stderr.contains("may not all be written"), "{stderr}");
 }

@@ -196,6 +196,12 @@ fn conformance(out: &Path) -> (i32, String) {
 fn assert_passes(out: &Path, cases: usize) {
     let (code, stdout) = conformance(out);
     assert_eq!(code, 0, "{stdout}");
+    // The first line names what made the recording, from its manifest.
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("MANIFEST.json")).unwrap()).unwrap();
+    let started = manifest["started"].as_str().expect("the manifest's start time");
+    let origin = format!("(recorded by beehive record {} at {started})", env!("CARGO_PKG_VERSION"));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("captures: ") && first.ends_with(&origin), "{first}");
     let row = stdout.lines().find(|l| l.starts_with("recorded")).unwrap_or_else(|| panic!("{stdout}"));
     assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["recorded", &cases.to_string(), "0"], "{stdout}");
     for other in ["encode", "decode", "frames", "malformed", "sessions", "floats"] {

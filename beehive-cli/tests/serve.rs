@@ -82,7 +82,17 @@ fn one_remote_module_reaches_another_through_the_hive() {
     assert!(got.contains("cli → watcher "), "{got}");
     assert!(got.ends_with("\"hello\""), "{got}");
     assert!(listener.wait().success());
+    // Each registered module's end is an event with its name.
+    let gone: serde_json::Value = serde_json::from_str(&server.line_with("\"disconnected\"")).unwrap();
+    assert_eq!(
+        (gone["module"].as_str(), gone["endpoint"].as_str()),
+        (Some("watcher"), Some(&*format!("unixpacket:{socket}")))
+    );
+    assert!(gone["reason"].as_str().is_some_and(|r| !r.is_empty()), "{gone}");
     drop(client);
+    drop(rt);
+    let gone: serde_json::Value = serde_json::from_str(&server.line_with("\"disconnected\"")).unwrap();
+    assert_eq!(gone["module"], "cli", "{gone}");
     assert!(server.interrupt().success());
 }
 
@@ -90,7 +100,7 @@ fn one_remote_module_reaches_another_through_the_hive() {
 fn a_module_without_a_client_entry_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (config, socket) = config(dir.path(), &["cli"]);
-    let mut server = serve(&config, &["--echo"]);
+    let mut server = serve(&config, &["--echo", "--json"]);
     server.line("the listening line");
     let out = beehive()
         .args(["send", "--socket", &socket, "--module", "intruder", "--to", "echo", "--content", "x"])
@@ -100,6 +110,10 @@ fn a_module_without_a_client_entry_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("intruder"), "{stderr}");
+    // The server says the connection closed before registering, by session.
+    let gone: serde_json::Value = serde_json::from_str(&server.line_with("\"disconnected\"")).unwrap();
+    assert!(gone["session"].as_u64().is_some() && gone.get("module").is_none(), "{gone}");
+    assert!(gone["reason"].as_str().is_some_and(|r| r.contains("intruder")), "{gone}");
     assert!(server.interrupt().success());
 }
 

@@ -136,6 +136,9 @@ pub fn server_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 pub struct Running {
     child: Option<Child>,
     lines: Receiver<String>,
+    /// Its stderr, passed on to the test's as it comes.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
     what: &'static str,
 }
 
@@ -146,10 +149,22 @@ impl Running {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("beehive runs");
         let stdout = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = std::sync::Arc::clone(&stderr);
+        let stderr_reader = thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { return };
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -159,7 +174,7 @@ impl Running {
                 }
             }
         });
-        Running { child: Some(child), lines, what }
+        Running { child: Some(child), lines, stderr, stderr_reader: Some(stderr_reader), what }
     }
 
     pub fn line(&mut self, waiting_for: &str) -> String {
@@ -194,6 +209,19 @@ impl Running {
         let pid = self.child.as_ref().unwrap().id();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
         self.wait()
+    }
+
+    /// Waits for the process to end; its exit status and all it wrote to stderr.
+    pub fn wait_with_stderr(mut self) -> (ExitStatus, String) {
+        let reader = self.stderr_reader.take();
+        let stderr = std::sync::Arc::clone(&self.stderr);
+        let status = self.wait();
+        // The process has ended: its stderr is at its end.
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        let text = stderr.lock().unwrap().clone();
+        (status, text)
     }
 
     pub fn wait(mut self) -> ExitStatus {
