@@ -171,3 +171,26 @@ fn print_event(out: &mut impl Write, endpoint: &Endpoint, event: ServerEvent, js
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_of(event: ServerEvent) -> serde_json::Value {
+        let mut out = Vec::new();
+        print_event(&mut out, &Endpoint::unix_packet("/run/s.sock"), event, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn refusals_and_failed_accepts_are_json_events() {
+        let v = json_of(ServerEvent::Refused { conn_max: 3 });
+        assert_eq!((v["event"].as_str(), &v["conn_max"]), (Some("refused"), &json!(3)));
+        assert_eq!(v["endpoint"], "unixpacket:/run/s.sock");
+        let error = io::Error::other("too many open files");
+        let v = json_of(ServerEvent::AcceptFailed { error, backoff: Duration::from_millis(50) });
+        assert_eq!((v["event"].as_str(), v["error"].as_str()), (Some("accept_failed"), Some("too many open files")));
+    }
+}
