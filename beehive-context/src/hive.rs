@@ -310,6 +310,7 @@ impl Hive {
 
     /// Runs `inbox` on the module's inbox when it is an in-process module,
     /// `other` on its backend otherwise; no handle is cloned.
+    #[inline]
     fn dispatch<T, R>(
         &self,
         module: &str,
@@ -317,17 +318,28 @@ impl Hive {
         inbox: impl FnOnce(&Inbox, T) -> Result<R, ContextError>,
         other: impl FnOnce(&dyn Backend, T) -> Result<R, ContextError>,
     ) -> Result<R, ContextError> {
-        self.with_route(module, |route| match route {
-            Some(Target::Inbox(i)) => inbox(i, arg),
-            Some(Target::Backend(b)) => other(&**b, arg),
-            None => Err(ContextError::UnknownModule { module: module.to_owned() }),
-        })
+        // The error is boxed while it travels back through the route
+        // cache's closures: a result of a word or two is returned in
+        // registers, where a whole `ContextError` would be copied through
+        // the stack at every level (and in W1 those copies, 16-byte loads of
+        // 8-byte stores the CPU cannot forward, cost more than the queue).
+        self.with_route(
+            module,
+            #[inline(always)]
+            |route| match route {
+                Some(Target::Inbox(i)) => inbox(i, arg).map_err(Box::new),
+                Some(Target::Backend(b)) => other(&**b, arg).map_err(Box::new),
+                None => Err(Box::new(ContextError::UnknownModule { module: module.to_owned() })),
+            },
+        )
+        .map_err(|e| *e)
     }
 
     /// Runs `f` on where `module`'s messages go (`None`: an unknown module).
     /// An in-process module's inbox comes from this thread's route cache
     /// when it holds this hive's current route, else from the table, and is
     /// then remembered.
+    #[inline]
     fn with_route<R>(&self, module: &str, f: impl FnOnce(Option<Target<'_>>) -> R) -> R {
         let generation = self.inner.generation.load(Ordering::Acquire);
         let mut f = Some(f);
@@ -457,21 +469,26 @@ impl Hive {
     pub async fn receive_async(&self, module: &str) -> Result<Message, ContextError> {
         // An in-process module's queued message is taken at once, without
         // cloning a handle or boxing a future; only a wait holds the inbox.
+        // The error boxed, as in `dispatch`: the closure's result stays small.
         enum Source {
-            Done(Result<Message, ContextError>),
+            Done(Result<Message, Box<ContextError>>),
             Inbox(Arc<Inbox>),
             Backend(Arc<dyn Backend>),
         }
-        let source = self.with_route(module, |route| match route {
-            Some(Target::Inbox(i)) => match i.try_recv() {
-                Some(received) => Source::Done(received),
-                None => Source::Inbox(Arc::clone(i)),
+        let source = self.with_route(
+            module,
+            #[inline(always)]
+            |route| match route {
+                Some(Target::Inbox(i)) => match i.try_recv() {
+                    Some(received) => Source::Done(received.map_err(Box::new)),
+                    None => Source::Inbox(Arc::clone(i)),
+                },
+                Some(Target::Backend(b)) => Source::Backend(Arc::clone(b)),
+                None => Source::Done(Err(Box::new(ContextError::UnknownModule { module: module.to_owned() }))),
             },
-            Some(Target::Backend(b)) => Source::Backend(Arc::clone(b)),
-            None => Source::Done(Err(ContextError::UnknownModule { module: module.to_owned() })),
-        });
+        );
         counted(match source {
-            Source::Done(done) => done,
+            Source::Done(done) => done.map_err(|e| *e),
             Source::Inbox(inbox) => inbox.recv_async().await,
             Source::Backend(backend) => backend.receive_async(module).await,
         })

@@ -226,6 +226,7 @@ impl Inbox {
         ContextError::Closed { module: self.module.clone() }
     }
 
+    #[inline]
     fn enter(&self) -> Result<Entered<'_>, ContextError> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = Entered(&self.in_flight);
@@ -244,6 +245,7 @@ impl Inbox {
     }
 
     /// One push attempt; a message that was not queued comes back.
+    #[inline]
     fn push(&self, env: Envelope) -> Push {
         if self.is_closed() {
             return Push::Closed(env);
@@ -259,6 +261,7 @@ impl Inbox {
     }
 
     /// One pop attempt: a message, the closed state once drained, or `None`.
+    #[inline]
     fn pop(&self) -> Option<Step<Message>> {
         match self.queue.pop() {
             Some(Envelope { msg, reply }) => {
@@ -281,6 +284,7 @@ impl Inbox {
         }
     }
 
+    #[inline]
     fn received(&self, step: Step<Message>) -> Result<Message, ContextError> {
         match step {
             Step::Done(m) => Ok(m),
@@ -291,20 +295,33 @@ impl Inbox {
     /// Sends, waiting for room until `deadline` (forever when `None`). A
     /// message that was not queued comes back: as `Ok(Some(_))` when the
     /// deadline passed, with the error when the inbox is closed.
+    #[inline]
     fn send_until(
         &self,
         env: Envelope,
         deadline: Option<Instant>,
     ) -> Result<Option<Envelope>, (ContextError, Envelope)> {
-        let _entered = match self.enter() {
+        let entered = match self.enter() {
             Ok(entered) => entered,
             Err(e) => return Err((e, env)),
         };
-        let mut pending = match self.push(env) {
-            Push::Done => return Ok(None),
-            Push::Closed(env) => return Err((self.closed_error(), env)),
-            Push::Full(env) => env,
-        };
+        match self.push(env) {
+            Push::Done => Ok(None),
+            Push::Closed(env) => Err((self.closed_error(), env)),
+            Push::Full(env) => self.wait_for_room(entered, env, deadline),
+        }
+    }
+
+    /// [`send_until`](Self::send_until) once the inbox was full: polls for
+    /// room for the spin budget, then parks. Kept out of line so that the
+    /// first attempt stays small enough to inline.
+    #[inline(never)]
+    fn wait_for_room(
+        &self,
+        _entered: Entered<'_>,
+        mut pending: Envelope,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Envelope>, (ContextError, Envelope)> {
         let mut spin = Spin::new(self.spin).until(deadline);
         while spin.wait() {
             pending = match self.push(pending) {
@@ -332,12 +349,14 @@ impl Inbox {
     }
 
     /// Sends, waiting for room as long as it takes.
+    #[inline]
     pub(crate) fn send(&self, msg: Message) -> Result<(), ContextError> {
         self.send_or_return(msg).map_err(|(e, _)| e)
     }
 
     /// [`send`](Self::send), giving the message back with the error when
     /// it was not queued (the inbox is closed).
+    #[inline]
     pub(crate) fn send_or_return(&self, msg: Message) -> Result<(), (ContextError, Message)> {
         self.send_until(Envelope { msg, reply: None }, None).map(drop).map_err(|(e, env)| (e, env.msg))
     }
@@ -410,6 +429,7 @@ impl Inbox {
     /// microseconds on a small VM, far more than the gap between two
     /// messages of a busy sender. Once the inbox is sealed, the messages
     /// already in it are still returned, then [`ContextError::Closed`].
+    #[inline]
     pub(crate) fn recv(&self) -> Result<Message, ContextError> {
         self.recv_until(None).map(|m| m.expect("no deadline"))
     }
@@ -418,10 +438,18 @@ impl Inbox {
         self.recv_until(Some(deadline))
     }
 
+    #[inline]
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Option<Message>, ContextError> {
-        if let Some(step) = self.pop() {
-            return self.received(step).map(Some);
+        match self.pop() {
+            Some(step) => self.received(step).map(Some),
+            None => self.wait_for_message(deadline),
         }
+    }
+
+    /// [`recv_until`](Self::recv_until) once the inbox was empty: polls for
+    /// the spin budget, then parks.
+    #[inline(never)]
+    fn wait_for_message(&self, deadline: Option<Instant>) -> Result<Option<Message>, ContextError> {
         let mut spin = Spin::new(self.spin).until(deadline);
         while spin.wait() {
             if let Some(step) = self.pop() {

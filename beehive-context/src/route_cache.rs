@@ -53,6 +53,7 @@ pub(crate) fn new_hive_id() -> u64 {
 /// Runs `f` on the cached inbox of `module` of hive `hive` at table
 /// generation `generation`. `None` (and `f` not called) when there is no
 /// such entry, or when the cache is in use further up this thread's stack.
+#[inline]
 pub(crate) fn with<R>(hive: u64, generation: u64, module: &str, f: impl FnOnce(&Arc<Inbox>) -> R) -> Option<R> {
     CACHE
         .try_with(|cache| {
