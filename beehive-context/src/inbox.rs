@@ -705,8 +705,11 @@ mod tests {
             std::thread::spawn(move || (inbox.recv(), inbox.recv()))
         };
         // The receiver takes the queued message, then parks (or finds the
-        // seal): either way it must end with Closed, not hang.
-        while inbox.len() > 0 {
+        // seal): either way it must end with Closed, not hang. (Bounded: a
+        // receiver that failed would never take it.)
+        let bound = Instant::now() + Duration::from_secs(10);
+        while inbox.len() > 0 && !receiver.is_finished() {
+            assert!(Instant::now() < bound, "the receiver did not take the queued message within 10 s");
             std::thread::yield_now();
         }
         inbox.seal();
@@ -718,8 +721,9 @@ mod tests {
 
     #[test]
     fn async_receivers_and_senders_are_woken() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let inbox = Arc::new(Inbox::new("m", 2, SpinBudget::OFF));
+        let bound = Duration::from_secs(10);
         let producer = {
             let inbox = Arc::clone(&inbox);
             std::thread::spawn(move || {
@@ -728,22 +732,30 @@ mod tests {
                 }
             })
         };
-        rt.block_on(async {
-            for i in 0..1000 {
-                let m = inbox.recv_async().await.unwrap();
-                assert_eq!(parse(&m), (0, i));
-            }
+        let received = rt.block_on(async {
+            tokio::time::timeout(bound, async {
+                for i in 0..1000 {
+                    let m = inbox.recv_async().await.unwrap();
+                    assert_eq!(parse(&m), (0, i));
+                }
+            })
+            .await
         });
+        assert!(received.is_ok(), "1000 async receives did not end within {bound:?}");
         producer.join().unwrap();
         let consumer = {
             let inbox = Arc::clone(&inbox);
             std::thread::spawn(move || (0..1000).map(|_| parse(&inbox.recv().unwrap()).1).collect::<Vec<_>>())
         };
-        rt.block_on(async {
-            for i in 0..1000 {
-                inbox.send_async(msg(0, i), None).await.unwrap();
-            }
+        let sent = rt.block_on(async {
+            tokio::time::timeout(bound, async {
+                for i in 0..1000 {
+                    inbox.send_async(msg(0, i), None).await.unwrap();
+                }
+            })
+            .await
         });
+        assert!(sent.is_ok(), "1000 async sends did not end within {bound:?}");
         assert_eq!(consumer.join().unwrap(), (0..1000).collect::<Vec<_>>());
     }
 
