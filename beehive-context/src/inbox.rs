@@ -5,7 +5,10 @@
 //!
 //! The queue itself is lock-free (crossbeam's `ArrayQueue`); only a side
 //! that has to wait takes a lock, and only then does the other side pay for
-//! waking it (one atomic load per operation otherwise).
+//! waking it. Otherwise a sender learns that nobody waits from the one
+//! read-modify-write it makes anyway when it leaves (it counts itself in
+//! flight for the closing, see [`Inbox`]), and a receiver from one atomic
+//! load.
 //!
 //! - An empty inbox: a receiving thread polls for the spin budget, yielding
 //!   its core between polls (see [`SpinBudget`]), then parks. An async
@@ -65,14 +68,24 @@ enum Waiting {
     Task(Waker),
 }
 
+/// Set in a [`Waiters`]' word while its list is not empty.
+const LISTED: usize = 1;
+
+/// One sender in flight, as counted in the receivers' word (see
+/// [`Inbox::enter`]).
+const SENDER: usize = 2;
+
 /// Threads and tasks waiting on one side of the inbox (for a message, or
 /// for room). Waking takes every one of them off the list; a waiter whose
 /// condition still does not hold puts itself back.
 #[derive(Default)]
 struct Waiters {
-    /// How many are on the list: the only field the other side reads on its
-    /// fast path.
-    count: AtomicUsize,
+    /// [`LISTED`] while anyone is on the list: the only bit the other side
+    /// reads on its fast path. The bits above it belong to the inbox: on
+    /// the receivers' side they count the senders in flight, so that the
+    /// one read-modify-write a sender makes when it leaves also tells it
+    /// whether a receiver is waiting.
+    word: AtomicUsize,
     list: Mutex<Vec<Waiting>>,
 }
 
@@ -81,14 +94,26 @@ impl Waiters {
         self.list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether anyone is on the list, without ordering.
+    #[inline]
+    fn is_listed(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & LISTED != 0
+    }
+
     /// Wakes every waiter; one fence and one atomic load when there is none.
+    #[inline]
     fn wake(&self) {
         fence(Ordering::SeqCst);
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return;
+        if self.is_listed() {
+            self.wake_all();
         }
+    }
+
+    /// Takes every waiter off the list and wakes it.
+    #[inline(never)]
+    fn wake_all(&self) {
         let mut list = self.lock();
-        self.count.store(0, Ordering::SeqCst);
+        self.word.fetch_and(!LISTED, Ordering::SeqCst);
         for w in list.drain(..) {
             match w {
                 Waiting::Thread(t) => t.unpark(),
@@ -99,7 +124,9 @@ impl Waiters {
 
     /// Puts a waiter on the list (once). The caller re-checks its condition
     /// afterwards, so a wake between its last check and this call is not
-    /// lost.
+    /// lost: against a side that checks with [`wake`](Self::wake), the
+    /// fences order the two; against a sender leaving the receivers' side
+    /// (see [`Entered`]), the read-modify-writes of the word do.
     fn register(&self, waiting: Waiting) {
         let mut list = self.lock();
         let present = list.iter().any(|w| match (w, &waiting) {
@@ -109,21 +136,25 @@ impl Waiters {
         });
         if !present {
             list.push(waiting);
-            self.count.store(list.len(), Ordering::SeqCst);
         }
+        // Every time, not only when the waiter is new: this is what orders
+        // the caller's re-check after the senders that left before it.
+        self.word.fetch_or(LISTED, Ordering::SeqCst);
         drop(list);
         fence(Ordering::SeqCst);
     }
 
     /// Takes the calling thread off the list, if it is still on it.
     fn unregister_current(&self) {
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.word.load(Ordering::SeqCst) & LISTED == 0 {
             return;
         }
         let me = std::thread::current().id();
         let mut list = self.lock();
         list.retain(|w| !matches!(w, Waiting::Thread(t) if t.id() == me));
-        self.count.store(list.len(), Ordering::SeqCst);
+        if list.is_empty() {
+            self.word.fetch_and(!LISTED, Ordering::SeqCst);
+        }
     }
 
     /// Parks the calling thread until `ready` gives a value, or `None` once
@@ -173,10 +204,10 @@ struct Envelope {
 }
 
 /// A bounded inbox on a lock-free array queue, with poll-then-park waiting
-/// on both sides. Senders register themselves (`in_flight`) before they
-/// check the closed flag, so [`Inbox::close`] can wait for every send that
-/// got past the check and count everything that was accepted but never
-/// received: no accepted message disappears silently.
+/// on both sides. Senders count themselves in flight (in the receivers'
+/// word) before they check the closed flag, so [`Inbox::close`] can wait
+/// for every send that got past the check and count everything that was
+/// accepted but never received: no accepted message disappears silently.
 pub(crate) struct Inbox {
     module: String,
     queue: ArrayQueue<Envelope>,
@@ -184,9 +215,9 @@ pub(crate) struct Inbox {
     low_water: usize,
     spin: SpinBudget,
     closed: AtomicBool,
-    // Each on its own cache line: senders write `in_flight` on every send,
-    // and neither side must pay a cache miss on the fields it only reads.
-    in_flight: CachePadded<AtomicUsize>,
+    // Each on its own cache line: senders write the receivers' word on
+    // every send, and neither side must pay a cache miss on the fields it
+    // only reads.
     /// The thread that sent last (see [`thread_token`]): an async receiver
     /// that finds the inbox empty polls for a moment only when messages
     /// come from another thread. Written only when the sending thread
@@ -197,11 +228,25 @@ pub(crate) struct Inbox {
     metrics: InboxMetrics,
 }
 
-struct Entered<'a>(&'a AtomicUsize);
+/// A sender in flight (see [`Inbox::enter`]). Leaving is what wakes the
+/// receivers for whatever the sender queued.
+///
+/// A receiver about to wait puts itself on the list, sets [`LISTED`] with
+/// a read-modify-write of the same word, then looks at the queue again.
+/// The two read-modify-writes are ordered: if the sender's comes first,
+/// the receiver's reads from it, so the message queued before is visible
+/// to the receiver's second look; if the receiver's comes first, the
+/// sender reads [`LISTED`] and wakes it. Either way no wake-up is lost,
+/// and a send pays no fence of its own (one fewer draining of the store
+/// buffer per message than a fence after the push and a separate count).
+struct Entered<'a>(&'a Waiters);
 
 impl Drop for Entered<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.word.fetch_sub(SENDER, Ordering::SeqCst) & LISTED != 0 {
+            self.0.wake_all();
+        }
     }
 }
 
@@ -214,7 +259,6 @@ impl Inbox {
             low_water: capacity / 2,
             spin,
             closed: AtomicBool::new(false),
-            in_flight: CachePadded::new(AtomicUsize::new(0)),
             last_sender: CachePadded::new(AtomicUsize::new(0)),
             receivers: CachePadded::new(Waiters::default()),
             senders: CachePadded::new(Waiters::default()),
@@ -226,10 +270,12 @@ impl Inbox {
         ContextError::Closed { module: self.module.clone() }
     }
 
+    /// Counts the calling sender in flight until the guard is dropped, and
+    /// checks the closed flag. Every push happens under such a guard.
     #[inline]
     fn enter(&self) -> Result<Entered<'_>, ContextError> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let guard = Entered(&self.in_flight);
+        self.receivers.word.fetch_add(SENDER, Ordering::SeqCst);
+        let guard = Entered(&self.receivers);
         let me = thread_token();
         if self.last_sender.load(Ordering::Relaxed) != me {
             self.last_sender.store(me, Ordering::Relaxed);
@@ -244,7 +290,8 @@ impl Inbox {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// One push attempt; a message that was not queued comes back.
+    /// One push attempt; a message that was not queued comes back. Called
+    /// under an [`Entered`] guard, whose drop wakes the receivers.
     #[inline]
     fn push(&self, env: Envelope) -> Push {
         if self.is_closed() {
@@ -256,7 +303,6 @@ impl Inbox {
             return Push::Full(env);
         }
         self.metrics.sent.increment(1);
-        self.receivers.wake();
         Push::Done
     }
 
@@ -266,7 +312,7 @@ impl Inbox {
         match self.queue.pop() {
             Some(Envelope { msg, reply }) => {
                 self.metrics.received.increment(1);
-                if self.senders.count.load(Ordering::Relaxed) > 0 && self.queue.len() <= self.low_water {
+                if self.senders.is_listed() && self.queue.len() <= self.low_water {
                     self.senders.wake();
                 }
                 if let Some(slot) = reply {
@@ -520,7 +566,7 @@ impl Inbox {
             self.senders.wake();
             #[cfg(test)]
             race::at(race::Point::AfterDrain, self);
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
+            if self.in_flight() == 0 {
                 break;
             }
             // A sender is between its check and the queue (or waiting for the
@@ -537,6 +583,11 @@ impl Inbox {
 
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// How many senders are between [`enter`](Self::enter) and leaving.
+    fn in_flight(&self) -> usize {
+        self.receivers.word.load(Ordering::SeqCst) / SENDER
     }
 }
 
@@ -612,7 +663,7 @@ mod tests {
             })
             .collect();
         let mut next = [0usize; 2];
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(15);
         for _ in 0..2 * N {
             let m = inbox.recv_deadline(deadline).unwrap().expect("a message before the deadline");
             let (s, i) = parse(&m);
@@ -689,10 +740,13 @@ mod tests {
             })
         };
         started_rx.recv().unwrap();
+        let t0 = Instant::now();
         for i in 0..3 {
-            let m = inbox.recv_deadline(Instant::now() + Duration::from_secs(10)).unwrap().unwrap();
+            let m = inbox.recv_deadline(t0 + Duration::from_secs(10)).unwrap().unwrap();
             assert_eq!(parse(&m), (0, i));
         }
+        // Woken, not found by the receiver's last look at its deadline.
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         sender.join().unwrap().unwrap();
     }
 
@@ -713,6 +767,11 @@ mod tests {
             std::thread::yield_now();
         }
         inbox.seal();
+        let t0 = Instant::now();
+        while !receiver.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the seal did not wake the receiver");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let (first, second) = receiver.join().unwrap();
         assert_eq!(parse(&first.unwrap()), (0, 0));
         assert!(matches!(second, Err(ContextError::Closed { .. })));
@@ -785,6 +844,48 @@ mod tests {
         assert_eq!(crate::keeper::remembered().as_deref(), Some(req2.id()));
     }
 
+    /// A receiver that parks while a sender is between its checks and the
+    /// queue is woken by that sender's leaving, the only wake-up the send
+    /// makes.
+    #[test]
+    fn a_receiver_that_parks_during_a_send_is_woken_when_the_sender_leaves() {
+        use std::sync::mpsc;
+        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
+        let (at_window, sender_waits) = mpsc::channel();
+        let (go, sender_goes) = mpsc::channel::<()>();
+        let sender = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || {
+                race::install(move |point, _| {
+                    if point == race::Point::BeforeQueue {
+                        at_window.send(()).unwrap();
+                        sender_goes.recv().unwrap();
+                    }
+                });
+                inbox.send(msg(0, 0))
+            })
+        };
+        sender_waits.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(inbox.in_flight(), 1);
+        let receiver = {
+            let inbox = Arc::clone(&inbox);
+            std::thread::spawn(move || inbox.recv_deadline(Instant::now() + Duration::from_secs(10)))
+        };
+        // The receiver found the inbox empty and is on the list.
+        let t0 = Instant::now();
+        while listed(&inbox.receivers) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the receiver never waited");
+            std::thread::yield_now();
+        }
+        go.send(()).unwrap();
+        sender.join().unwrap().unwrap();
+        let t1 = Instant::now();
+        let got = receiver.join().unwrap().unwrap().expect("woken with the message, not at the deadline");
+        assert_eq!(parse(&got), (0, 0));
+        assert!(t1.elapsed() < Duration::from_secs(5), "{:?}", t1.elapsed());
+        assert_eq!((inbox.in_flight(), listed(&inbox.receivers)), (0, 0));
+    }
+
     #[test]
     fn a_message_queued_while_the_inbox_closes_is_counted_as_dropped() {
         use std::sync::mpsc;
@@ -817,7 +918,7 @@ mod tests {
                     if let (race::Point::AfterDrain, Some(go)) = (point, go.take()) {
                         go.send(()).unwrap();
                         let t0 = Instant::now();
-                        while inbox.in_flight.load(Ordering::SeqCst) != 0 {
+                        while inbox.in_flight() != 0 {
                             assert!(t0.elapsed() < Duration::from_secs(10), "the sender never left");
                             std::thread::yield_now();
                         }
@@ -843,8 +944,12 @@ mod tests {
         }
     }
 
+    /// How many are on the list; checks that the word says whether
+    /// anyone is.
     fn listed(w: &Waiters) -> usize {
-        w.count.load(Ordering::SeqCst)
+        let n = w.lock().len();
+        assert_eq!(w.word.load(Ordering::SeqCst) & LISTED != 0, n > 0, "LISTED disagrees with the list");
+        n
     }
 
     #[test]
@@ -866,6 +971,11 @@ mod tests {
         waiters.unregister_current();
         assert_eq!(listed(&waiters), 3);
         waiters.wake();
+        assert_eq!(listed(&waiters), 0);
+        // The last one to leave clears the flag.
+        waiters.register(Waiting::Thread(std::thread::current()));
+        assert_eq!(listed(&waiters), 1);
+        waiters.unregister_current();
         assert_eq!(listed(&waiters), 0);
         assert_eq!((a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)), (1, 1));
     }
@@ -982,6 +1092,11 @@ mod tests {
         assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 0));
         assert_eq!(listed(&inbox.senders), 1, "woken with the inbox above half");
         assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 1));
+        let t0 = Instant::now();
+        while !sender.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the sender was never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         sender.join().unwrap().unwrap();
         let rest: Vec<_> = (0..3).map(|_| parse(&inbox.try_recv().unwrap().unwrap())).collect();
         assert_eq!(rest, [(0, 2), (0, 3), (0, 4)]);

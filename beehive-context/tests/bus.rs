@@ -17,6 +17,18 @@ use beehive_model::Message;
 /// How long a test waits for an event that must happen.
 const T: Duration = Duration::from_secs(10);
 
+/// Joins `h`, failing the test when the thread has not finished within
+/// [`T`] (a thread left waiting by a lost wake-up must fail the test, not
+/// hang it).
+fn join_within<R>(h: std::thread::JoinHandle<R>, what: &str) -> R {
+    let t0 = Instant::now();
+    while !h.is_finished() {
+        assert!(t0.elapsed() < T, "{what} did not finish within {T:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.join().unwrap()
+}
+
 /// How much later than its nominal time a timed event may come: scheduling
 /// delays on a loaded machine, far below the errors the bounds catch (a
 /// timeout ignored, or replaced by the 30 s default).
@@ -495,7 +507,7 @@ fn group_members_added_and_removed_while_broadcasting() {
     let stay = std::thread::spawn(move || {
         let mut last = -1i64;
         for _ in 0..N {
-            let m = h.receive("stay").unwrap();
+            let m = h.receive_timeout("stay", T).unwrap().expect("a broadcast never reached stay");
             let i: i64 = m.content().as_str().unwrap().parse().unwrap();
             assert!(i > last, "out of order: {i} after {last}");
             last = i;
@@ -531,14 +543,14 @@ fn group_members_added_and_removed_while_broadcasting() {
     });
     assert_eq!(progress.recv_timeout(T), Ok(1200));
     let dropped = hive.cleanup("leave").unwrap();
-    broadcaster.join().unwrap();
-    stay.join().unwrap();
-    let received_by_leave = drained_leave.join().unwrap();
+    join_within(broadcaster, "the broadcaster");
+    join_within(stay, "stay's reader");
+    let received_by_leave = join_within(drained_leave, "leave's reader");
     assert!(received_by_leave + dropped <= N as usize);
     assert!(received_by_leave + dropped >= 1201, "{received_by_leave} + {dropped}");
     // The late member got a contiguous, ordered tail of the broadcasts,
     // from no later than broadcast 1000.
-    let late = late_reader.join().unwrap();
+    let late = join_within(late_reader, "late's reader");
     assert!(late.windows(2).all(|w| w[1] == w[0] + 1), "{late:?}");
     assert!(late.first().is_some_and(|&f| f <= 1000), "{:?}", late.first());
     assert_eq!(late.last().copied(), Some(N - 1));
@@ -570,7 +582,7 @@ fn a_module_cleaned_up_while_others_send_loses_nothing_silently() {
     let h = hive.clone();
     let receiver = std::thread::spawn(move || {
         let mut n = 0;
-        while h.receive("victim").is_ok() {
+        while h.receive_timeout("victim", T).unwrap().is_some() {
             n += 1;
             if n == 3000 {
                 break;
@@ -578,10 +590,18 @@ fn a_module_cleaned_up_while_others_send_loses_nothing_silently() {
         }
         n
     });
-    let received = receiver.join().unwrap();
-    let dropped = hive.cleanup("victim").unwrap();
+    let received = join_within(receiver, "the receiver");
+    assert_eq!(received, 3000, "the receiver waited {T:?} for a message");
+    // The cleanup waits for the senders in flight, which it wakes.
+    let dropped = join_within(
+        std::thread::spawn({
+            let hive = hive.clone();
+            move || hive.cleanup("victim").unwrap()
+        }),
+        "the cleanup",
+    );
     for s in senders {
-        s.join().unwrap();
+        join_within(s, "a sender");
     }
     // Every accepted message was either received or reported by cleanup.
     assert_eq!(accepted.load(Ordering::SeqCst), received + dropped);
