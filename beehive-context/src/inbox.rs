@@ -844,17 +844,17 @@ mod tests {
         assert_eq!(crate::keeper::remembered().as_deref(), Some(req2.id()));
     }
 
-    /// A receiver that parks while a sender is between its checks and the
-    /// queue is woken by that sender's leaving, the only wake-up the send
-    /// makes.
-    #[test]
-    fn a_receiver_that_parks_during_a_send_is_woken_when_the_sender_leaves() {
-        use std::sync::mpsc;
-        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
-        let (at_window, sender_waits) = mpsc::channel();
-        let (go, sender_goes) = mpsc::channel::<()>();
+    /// Starts a thread that sends `m` and stops it after every closed check,
+    /// just before the queue; returns once it is there. Sending on the
+    /// returned channel lets it go on.
+    fn sender_held_before_queue(
+        inbox: &Arc<Inbox>,
+        m: Message,
+    ) -> (std::thread::JoinHandle<Result<(), ContextError>>, std::sync::mpsc::Sender<()>) {
+        let (at_window, sender_waits) = std::sync::mpsc::channel();
+        let (go, sender_goes) = std::sync::mpsc::channel::<()>();
         let sender = {
-            let inbox = Arc::clone(&inbox);
+            let inbox = Arc::clone(inbox);
             std::thread::spawn(move || {
                 race::install(move |point, _| {
                     if point == race::Point::BeforeQueue {
@@ -862,10 +862,20 @@ mod tests {
                         sender_goes.recv().unwrap();
                     }
                 });
-                inbox.send(msg(0, 0))
+                inbox.send(m)
             })
         };
         sender_waits.recv_timeout(Duration::from_secs(10)).unwrap();
+        (sender, go)
+    }
+
+    /// A receiver that parks while a sender is between its checks and the
+    /// queue is woken by that sender's leaving, the only wake-up the send
+    /// makes.
+    #[test]
+    fn a_receiver_that_parks_during_a_send_is_woken_when_the_sender_leaves() {
+        let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
+        let (sender, go) = sender_held_before_queue(&inbox, msg(0, 0));
         assert_eq!(inbox.in_flight(), 1);
         let receiver = {
             let inbox = Arc::clone(&inbox);
@@ -888,26 +898,11 @@ mod tests {
 
     #[test]
     fn a_message_queued_while_the_inbox_closes_is_counted_as_dropped() {
-        use std::sync::mpsc;
         let inbox = Arc::new(Inbox::new("m", 4, SpinBudget::OFF));
         // One message already waiting: the first drain finds it.
         inbox.send(msg(0, 0)).unwrap();
-        let (at_window, sender_waits) = mpsc::channel();
-        let (go, sender_goes) = mpsc::channel::<()>();
-        let sender = {
-            let inbox = Arc::clone(&inbox);
-            std::thread::spawn(move || {
-                race::install(move |point, _| {
-                    if point == race::Point::BeforeQueue {
-                        at_window.send(()).unwrap();
-                        sender_goes.recv().unwrap();
-                    }
-                });
-                inbox.send(msg(0, 1))
-            })
-        };
         // The sender has passed every closed check and not queued yet.
-        sender_waits.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (sender, go) = sender_held_before_queue(&inbox, msg(0, 1));
         let closer = {
             let inbox = Arc::clone(&inbox);
             std::thread::spawn(move || {
