@@ -122,8 +122,8 @@ impl fmt::Display for JsonKind {
 
 fn describe_byte(b: u8) -> String {
     match b {
+        // Go's quoteChar escapes the quote only: `'"'` is written as is.
         b'\'' => "'\\''".to_owned(),
-        b'"' => "'\"'".to_owned(),
         0x20..=0x7e => format!("'{}'", b as char),
         _ => format!("byte 0x{b:02x}"),
     }
