@@ -274,3 +274,23 @@ fn errors_say_where() {
     let err = beehive_model::from_slice(b"{\"header\":").unwrap_err();
     assert_eq!((err.offset(), err.to_string()), (10, "unexpected end of JSON input at byte 10".to_owned()));
 }
+
+#[test]
+fn numbers_convert_only_when_they_fit() {
+    assert_eq!(Number::Float(2.5).as_f64(), 2.5);
+    assert_eq!(Number::Int(-3).as_f64(), -3.0);
+    assert_eq!(Number::Uint(7).as_f64(), 7.0);
+    assert_eq!(Number::Float(-42.0).as_i64(), Some(-42));
+    assert_eq!(Number::Float(42.5).as_i64(), None);
+    assert_eq!(Number::Float(9_223_372_036_854_775_808.0).as_i64(), None);
+    assert_eq!(Number::Float(-9_223_372_036_854_775_808.0).as_i64(), Some(i64::MIN));
+    assert_eq!(Number::Float(f64::NAN).as_i64(), None);
+    assert_eq!(Number::Uint(u64::MAX).as_i64(), None);
+    assert_eq!(Number::Int(5).as_i64(), Some(5));
+    assert_eq!(Number::Float(3.0).as_u64(), Some(3));
+    assert_eq!(Number::Float(-1.0).as_u64(), None);
+    assert_eq!(Number::Float(0.5).as_u64(), None);
+    assert_eq!(Number::Float(18_446_744_073_709_551_616.0).as_u64(), None);
+    assert_eq!(Number::Int(-1).as_u64(), None);
+    assert_eq!(Number::Uint(u64::MAX).as_u64(), Some(u64::MAX));
+}
