@@ -294,3 +294,27 @@ fn numbers_convert_only_when_they_fit() {
     assert_eq!(Number::Int(-1).as_u64(), None);
     assert_eq!(Number::Uint(u64::MAX).as_u64(), Some(u64::MAX));
 }
+
+#[test]
+fn value_accessors_answer_for_their_own_kind_only() {
+    let s = Value::String("s".into());
+    let b = Value::Bool(false);
+    let n = Value::Number(Number::Float(1.5));
+    let a = Value::Array(Default::default());
+    let o = Value::Object(Default::default());
+    assert_eq!((s.as_str(), b.as_str()), (Some("s"), None));
+    assert_eq!((b.as_bool(), Value::Bool(true).as_bool(), s.as_bool()), (Some(false), Some(true), None));
+    assert_eq!((n.as_f64(), Value::Number(Number::Int(-2)).as_f64(), b.as_f64()), (Some(1.5), Some(-2.0), None));
+    assert!(Value::Null.is_null() && !b.is_null() && !a.is_null());
+    assert!(a.is_container() && o.is_container());
+    assert!(!s.is_container() && !n.is_container() && !Value::Null.is_container());
+}
+
+#[test]
+fn numbers_display_as_go_writes_them() {
+    assert_eq!(Number::Float(1.5).to_string(), "1.5");
+    assert_eq!(Number::Float(1e21).to_string(), "1e+21");
+    assert_eq!(Number::Int(-7).to_string(), "-7");
+    assert_eq!(Number::Uint(u64::MAX).to_string(), "18446744073709551615");
+    assert_eq!(Number::Float(f64::NAN).to_string(), "NaN");
+}
