@@ -767,12 +767,7 @@ mod tests {
             std::thread::yield_now();
         }
         inbox.seal();
-        let t0 = Instant::now();
-        while !receiver.is_finished() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "the seal did not wake the receiver");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let (first, second) = receiver.join().unwrap();
+        let (first, second) = join_within(receiver, "the seal did not wake the receiver");
         assert_eq!(parse(&first.unwrap()), (0, 0));
         assert!(matches!(second, Err(ContextError::Closed { .. })));
         assert!(matches!(inbox.try_send(msg(0, 1)), Err(ContextError::Closed { .. })));
@@ -842,6 +837,18 @@ mod tests {
         rt.block_on(inbox.send_async(req2.clone(), Some(&reg2.slot))).unwrap();
         assert_eq!(parse(&inbox.recv_deadline(deadline).unwrap().unwrap()), (0, 3));
         assert_eq!(crate::keeper::remembered().as_deref(), Some(req2.id()));
+    }
+
+    /// Joins `h`, failing the test with `what` when the thread has not
+    /// finished within 10 s (a thread left parked by a lost wake-up must
+    /// fail the test, not hang it).
+    fn join_within<R>(h: std::thread::JoinHandle<R>, what: &str) -> R {
+        let t0 = Instant::now();
+        while !h.is_finished() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        h.join().unwrap()
     }
 
     /// Starts a thread that sends `m` and stops it after every closed check,
@@ -1087,12 +1094,7 @@ mod tests {
         assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 0));
         assert_eq!(listed(&inbox.senders), 1, "woken with the inbox above half");
         assert_eq!(parse(&inbox.try_recv().unwrap().unwrap()), (0, 1));
-        let t0 = Instant::now();
-        while !sender.is_finished() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "the sender was never woken");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        sender.join().unwrap().unwrap();
+        join_within(sender, "the sender was never woken").unwrap();
         let rest: Vec<_> = (0..3).map(|_| parse(&inbox.try_recv().unwrap().unwrap())).collect();
         assert_eq!(rest, [(0, 2), (0, 3), (0, 4)]);
     }
