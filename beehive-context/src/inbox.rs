@@ -215,9 +215,9 @@ pub(crate) struct Inbox {
     low_water: usize,
     spin: SpinBudget,
     closed: AtomicBool,
-    // Each on its own cache line: senders write the receivers' word on
-    // every send, and neither side must pay a cache miss on the fields it
-    // only reads.
+    // The three fields below each sit on a cache line of their own:
+    // every send writes the receivers' word (its in-flight count), so
+    // nothing either side only reads may share that line.
     /// The thread that sent last (see [`thread_token`]): an async receiver
     /// that finds the inbox empty polls for a moment only when messages
     /// come from another thread. Written only when the sending thread
