@@ -18,7 +18,9 @@ const RED_ZONE: usize = 128 * 1024;
 /// Size of each extra stack segment.
 const SEGMENT: usize = 2 * 1024 * 1024;
 
-fn grow<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f`, on a new stack segment when the current stack is short: the
+/// recursive operations on values (here and in their `serde` support).
+pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(RED_ZONE, SEGMENT, f)
 }
 

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::container::{Array, Map};
+use crate::container::{grow, Array, Map};
 use crate::content::{Content, ModuleExchange};
 use crate::json::fold::key_matches;
 use crate::message::{Message, MessageHeader, MessageRoute};
@@ -45,7 +45,7 @@ impl Serialize for Value {
 
 impl Serialize for Array {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        stacker::maybe_grow(128 * 1024, 2 * 1024 * 1024, || {
+        grow(|| {
             let mut seq = s.serialize_seq(Some(self.len()))?;
             for v in self.iter() {
                 seq.serialize_element(v)?;
@@ -57,7 +57,7 @@ impl Serialize for Array {
 
 impl Serialize for Map {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        stacker::maybe_grow(128 * 1024, 2 * 1024 * 1024, || {
+        grow(|| {
             let mut map = s.serialize_map(Some(self.len()))?;
             for (k, v) in self.iter() {
                 map.serialize_entry(k, v)?;

@@ -182,3 +182,21 @@ fn wide_values_drop_on_a_small_stack() {
         drop(v);
     });
 }
+
+#[test]
+fn deep_values_serialize_through_serde_on_a_small_stack() {
+    on_small_stack(|| {
+        let v = mixed(20_000);
+        let text = serde_json::to_vec(&v).expect("serialize");
+        // The same text as the Go-exact writer gives for it.
+        assert_eq!(text, beehive_model::json::value_to_vec(&v).expect("encode"));
+    });
+}
+
+#[test]
+fn a_value_says_what_it_expected_when_serde_offers_something_else() {
+    use serde::de::value::{BytesDeserializer, Error};
+    use serde::Deserialize as _;
+    let e = Value::deserialize(BytesDeserializer::<Error>::new(b"ab")).expect_err("bytes are not a JSON value");
+    assert_eq!(e.to_string(), "invalid type: byte array, expected any JSON value");
+}
