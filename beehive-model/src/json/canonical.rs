@@ -86,14 +86,15 @@ pub(crate) fn is_canonical(src: &[u8], known_utf8: bool) -> bool {
 /// The index after the closing quote of the string starting at `start`, if
 /// the string is written exactly as Go writes strings.
 fn string_end(src: &[u8], start: usize) -> Option<usize> {
+    // Every step below stays within `src`: it only moves past bytes it has seen.
     let mut i = start + 1;
-    while i < src.len() {
-        i += super::scan::canonical_stop(&src[i..]);
-        let Some(&c) = src.get(i) else { break };
-        match c {
+    loop {
+        i += super::scan::canonical_stop(src.get(i..)?);
+        match *src.get(i)? {
             b'"' => return Some(i + 1),
             b'<' | b'>' | b'&' => return None,
-            0xE2 if i + 2 < src.len() && src[i + 1] == 0x80 && (src[i + 2] & !1) == 0xA8 => return None,
+            // U+2028 and U+2029, which Go writes escaped.
+            0xE2 if matches!(src.get(i + 1..i + 3), Some([0x80, 0xA8 | 0xA9])) => return None,
             b'\\' => match *src.get(i + 1)? {
                 b'"' | b'\\' | b'n' | b'r' | b't' | b'b' | b'f' => i += 2,
                 b'u' => {
@@ -113,7 +114,6 @@ fn string_end(src: &[u8], start: usize) -> Option<usize> {
             _ => i += 1,
         }
     }
-    None
 }
 
 /// True when Go's float64 round trip writes the number exactly as given.
@@ -140,6 +140,13 @@ mod tests {
             r#"{"a":[1,2.5,-0,1e+21,1e-7,"x\u003c\n"],"b":{"c":null,"d":true}}"#,
             r#"[]"#,
             r#"{}"#,
+            r#"[false,true,null,{"f":false}]"#,
+            "5",
+            "-0.5",
+            "true",
+            "false",
+            "null",
+            "[\"\u{20ac}\u{2027}\u{202a}\u{e000}\"]",
             r#"{"":1," ":2,"a":3}"#,
             "[\"\\u0000\\u001f\"]",
         ] {
@@ -160,6 +167,7 @@ mod tests {
             r#"["\u0008"]"#,
             r#"["<"]"#,
             "[\"\u{2028}\"]",
+            "[\"\u{2029}\"]",
             r#"[1, 2]"#,
             r#"{"\u0061":1}"#,
             r#"[1e400]"#,
