@@ -66,33 +66,34 @@ impl Progress {
         Progress { enabled, total, read: 0, started: Instant::now(), last: None }
     }
 
-    fn update(&mut self, n: usize) {
+    /// Counts `n` more bytes read at `now`; returns the line to draw when
+    /// one is due: never in the first second, then at most every 250 ms.
+    fn update(&mut self, n: usize, now: Instant) -> Option<String> {
         self.read += n as u64;
-        if !self.enabled {
-            return;
-        }
-        let now = Instant::now();
-        if now - self.started < Duration::from_secs(1)
+        if !self.enabled
+            || now - self.started < Duration::from_secs(1)
             || self.last.is_some_and(|l| now - l < Duration::from_millis(250))
         {
-            return;
+            return None;
         }
         self.last = Some(now);
         let mb = self.read as f64 / 1e6;
-        let text = match self.total {
+        Some(match self.total {
             Some(t) if t > 0 => {
                 format!("{mb:.0} of {:.0} MB ({:.0}%)", t as f64 / 1e6, self.read as f64 * 100.0 / t as f64)
             }
             _ => format!("{mb:.0} MB"),
-        };
+        })
+    }
+
+    /// Draws the progress line `text` on stderr.
+    fn draw(text: &str) {
         let _ = write!(io::stderr().lock(), "\rbeehive: reading… {text}\x1b[K");
     }
 
-    /// Clears the line if one was printed.
-    fn clear(&mut self) {
-        if self.last.take().is_some() {
-            let _ = write!(io::stderr().lock(), "\r\x1b[K");
-        }
+    /// Forgets the line drawn, if any; true when there was one to erase.
+    fn clear(&mut self) -> bool {
+        self.last.take().is_some()
     }
 }
 
@@ -118,7 +119,9 @@ impl<R: Read> Input<R> {
                 }
                 Ok(n) => {
                     self.buf.extend_from_slice(&self.chunk[..n]);
-                    self.progress.update(n);
+                    if let Some(text) = self.progress.update(n, Instant::now()) {
+                        Progress::draw(&text);
+                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -163,7 +166,9 @@ pub fn run(args: &DecodeArgs) -> anyhow::Result<u8> {
     let mut printer = Printer::new(out, args.json, color);
     let mut input = Input::new(reader, Progress::new(io::stderr().is_terminal() && !io::stdout().is_terminal(), size));
     let decoded = decode_stream(&mut input, &mut printer, args).with_context(|| format!("cannot read {name}"));
-    input.progress.clear();
+    if input.progress.clear() {
+        let _ = write!(io::stderr().lock(), "\r\x1b[K");
+    }
     let (framing, lines) = decoded?;
     let (_, stats) = printer.finish().context("cannot write to stdout")?;
     if !args.json {
@@ -991,6 +996,67 @@ mod tests {
         v.extend_from_slice(&(payload.len() as i32).to_be_bytes());
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn progress_shows_after_a_second_then_every_quarter_second() {
+        let mut p = Progress::new(true, Some(4_000_000));
+        let t0 = p.started;
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(p.update(1_000_000, ms(999)), None);
+        assert_eq!(p.update(0, ms(1000)).as_deref(), Some("1 of 4 MB (25%)"));
+        assert_eq!(p.update(1_000_000, ms(1249)), None);
+        assert_eq!(p.update(0, ms(1250)).as_deref(), Some("2 of 4 MB (50%)"));
+        assert_eq!(p.update(2_000_000, ms(1250)), None);
+        assert_eq!(p.update(0, ms(5000)).as_deref(), Some("4 of 4 MB (100%)"));
+        assert!(p.clear(), "a line was drawn");
+        assert!(!p.clear(), "it is erased once");
+    }
+
+    #[test]
+    fn progress_without_a_known_size_counts_megabytes() {
+        for total in [None, Some(0)] {
+            let mut p = Progress::new(true, total);
+            let later = p.started + Duration::from_secs(2);
+            assert_eq!(p.update(3_000_000, later).as_deref(), Some("3 MB"), "{total:?}");
+        }
+    }
+
+    #[test]
+    fn progress_stays_silent_when_disabled() {
+        let mut p = Progress::new(false, Some(10));
+        assert_eq!(p.update(5, p.started + Duration::from_secs(10)), None);
+        assert!(!p.clear());
+    }
+
+    /// A reader that fails with each of `errors` in turn, then reads `data`.
+    struct Failing<'a> {
+        errors: Vec<io::ErrorKind>,
+        data: &'a [u8],
+    }
+    impl Read for Failing<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.errors.is_empty() {
+                return Err(self.errors.remove(0).into());
+            }
+            OneByte(self.data).read(buf).inspect(|&n| self.data = &self.data[n..])
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_other_errors_are_reported() {
+        let reader = Failing { errors: vec![io::ErrorKind::Interrupted; 3], data: b"ab" };
+        let mut input = Input::new(reader, Progress::new(false, None));
+        input.fill_to(2).unwrap();
+        assert_eq!(&input.buf[..], b"ab");
+        assert!(!input.eof);
+        input.fill().unwrap();
+        assert!(input.eof);
+
+        let reader = Failing { errors: vec![io::ErrorKind::BrokenPipe, io::ErrorKind::Interrupted], data: b"ab" };
+        let mut input = Input::new(reader, Progress::new(false, None));
+        assert_eq!(input.fill().unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert!(input.buf.is_empty());
     }
 
     #[test]
