@@ -1075,6 +1075,25 @@ mod tests {
     }
 
     #[test]
+    fn auto_looks_for_a_packet_log_line_within_the_limit_only() {
+        let line = br#"{"dir":"x","text":"y"}"#;
+        let limit = line.len();
+        let probe = |blank: usize, limit: usize| {
+            let mut text = vec![b' '; blank];
+            text.extend_from_slice(line);
+            text.push(b'\n');
+            let mut input = Input::new(OneByte(&text), Progress::new(false, None));
+            is_packet_log(&mut input, limit).unwrap()
+        };
+        // A line of exactly the limit, after as many blank bytes, is looked at.
+        assert!(probe(limit, limit));
+        assert!(probe(2, limit));
+        // One more blank byte, or one byte less of limit, and it is not.
+        assert!(!probe(limit + 1, limit));
+        assert!(!probe(0, limit - 1));
+    }
+
+    #[test]
     fn the_handshake_answer_keeps_gos_key_order() {
         let written =
             br#"{"header":{"msg_id":"a","timestamp":1},"route":{},"content":{"modules":["m"],"groups":{"m":["m"]}}}"#;

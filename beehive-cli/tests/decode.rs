@@ -467,6 +467,30 @@ fn colour_only_when_asked_or_forced_and_never_with_no_color() {
     assert!(!run(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]).contains('\x1b'));
 }
 
+#[test]
+fn the_summary_is_dim_when_clean_and_red_when_errors_were_found() {
+    let summary_of = |input: Vec<u8>, code: i32| {
+        let out = beehive().args(["--color", "always", "decode"]).write_stdin(input).assert().code(code);
+        String::from_utf8(out.get_output().stderr.clone()).unwrap()
+    };
+    let clean = summary_of(capture("package-001.bin"), 0);
+    assert!(clean.starts_with("\x1b[2mbeehive: stdin: package, 1 frame, 1 message, 0 errors"), "{clean:?}");
+    let mut broken = capture("package-001.bin");
+    broken.extend_from_slice(b"BEEH");
+    let red = summary_of(broken, 1);
+    assert!(red.starts_with("\x1b[1m\x1b[31mbeehive: stdin: package, 1 frame, 1 message, 1 error"), "{red:?}");
+}
+
+#[test]
+fn a_truncated_last_frame_is_where_decoding_stopped() {
+    // The whole input has been read; the truncated frame is left over.
+    let mut input = capture("package-002.bin");
+    input.truncate(735 - 10);
+    let out = beehive().arg("decode").write_stdin(input).assert().code(1);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.ends_with(": package, 3 frames, 3 messages, 1 error, stopped at byte 562\n"), "{stderr}");
+}
+
 /// One record of `decode --framing packets --json`; `message` is kept as
 /// the exact bytes printed.
 #[derive(Debug, Deserialize)]
