@@ -1131,6 +1131,22 @@ mod tests {
     }
 
     #[test]
+    fn resync_passes_over_a_header_whose_frame_would_exceed_the_maximum() {
+        let max = 100;
+        // 95 fits in a 100-byte frame's length field but not with the header.
+        let mut input = frame_of(MSG);
+        let broken = input.len();
+        input.extend_from_slice(b"xxbeehv1rv");
+        input.extend_from_slice(&95i32.to_be_bytes());
+        let resume = input.len();
+        input.extend_from_slice(&frame_of(MSG));
+        let (out, stats) = decode(&input, DecodeFraming::Package, true, max);
+        let skipped = (resume - broken) as u64;
+        assert_eq!(stats, Stats { frames: 2, messages: 2, errors: 1, skipped }, "{out}");
+        assert!(out.contains(&format!("skipped {skipped} bytes, resumed at byte {resume}")), "{out}");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
