@@ -1147,6 +1147,29 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_log_line_of_exactly_the_limit_is_read() {
+        let max = 64;
+        let limit = line_limit(max as usize);
+        let line = |len: usize| {
+            let mut l = br#"{"dir":"x","text":""#.to_vec();
+            l.resize(len - 2, b'a');
+            l.extend_from_slice(b"\"}\n");
+            l
+        };
+        let (out, stats) = decode(&line(limit), DecodeFraming::Packets, false, max);
+        assert!(!out.contains("exceeds the maximum"), "{out}");
+        // The packet itself is over the maximum: one error, for it.
+        assert_eq!(stats.errors, 1, "{out}");
+        assert!(out.contains("error: packet larger than the maximum of 64 bytes"), "{out}");
+        let (out, stats) = decode(&line(limit + 1), DecodeFraming::Packets, false, max);
+        assert!(
+            out.contains(&format!("line of {} bytes at byte 0 exceeds the maximum of {limit} bytes", limit + 1)),
+            "{out}"
+        );
+        assert_eq!(stats.errors, 1, "{out}");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
