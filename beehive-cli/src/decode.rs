@@ -1169,6 +1169,101 @@ mod tests {
         assert_eq!(stats.errors, 1, "{out}");
     }
 
+    /// A packet log line holding `data` as `text`, `len` bytes long
+    /// (padded with an ignored key), without its line feed.
+    fn text_line(data: &[u8], len: usize) -> Vec<u8> {
+        let mut l = format!(
+            r#"{{"dir":"d","text":{},"pad":""#,
+            serde_json::to_string(std::str::from_utf8(data).unwrap()).unwrap()
+        )
+        .into_bytes();
+        assert!(l.len() + 2 <= len, "{len} is too short");
+        l.resize(len - 2, b'a');
+        l.extend_from_slice(b"\"}");
+        l
+    }
+
+    #[test]
+    fn packet_log_lines_are_numbered_through_long_lines_and_a_last_line_without_a_line_feed() {
+        // The message is exactly as long as the maximum packet.
+        let max = MSG.len();
+        let limit = line_limit(max);
+        let mut input = text_line(MSG, limit + 7);
+        input.push(b'\n');
+        input.extend_from_slice(&text_line(MSG, limit + 1));
+        input.push(b'\n');
+        input.extend_from_slice(&text_line(MSG, 200));
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, max as u64);
+        let expected = format!(
+            "line 1 error: line of {} bytes at byte 0 exceeds the maximum of {limit} bytes; skipped\n\
+             line 2 error: line of {} bytes at byte {} exceeds the maximum of {limit} bytes; skipped\n\
+             line 3 d {max} MessageID: a ",
+            limit + 7,
+            limit + 1,
+            limit + 8,
+        );
+        assert!(out.starts_with(&expected), "{out}");
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 2, skipped: 0 }, "{out}");
+    }
+
+    /// A `beehive record` line: one read of a unix stream, client to server.
+    fn read_line(seq: u64, data: &[u8]) -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        format!(
+            r#"{{"conn":1,"seq":{seq},"dir":"client_to_server","transport":"unix","len":{},"data_b64":"{b64}"}}"#,
+            data.len()
+        )
+        .into_bytes()
+        .into_iter()
+        .chain([b'\n'])
+        .collect()
+    }
+
+    #[test]
+    fn a_broken_stream_counts_what_it_did_not_decode() {
+        let mut first = frame_of(MSG);
+        first.extend_from_slice(b"XXXX");
+        let mut input = read_line(1, &first);
+        input.extend_from_slice(&read_line(2, b"more bytes"));
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 1 << 20);
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[0].starts_with("line 1 conn 1 #1 client_to_server @0 77 MessageID: a "), "{out}");
+        assert!(lines[1].starts_with("line 1 conn 1 #1 client_to_server @77 error: bad package magic"), "{out}");
+        assert_eq!(
+            lines[2],
+            "line 1 conn 1 #1 client_to_server @77 14 skipped 14 bytes to the end of the stream \
+             (not decoded after the error)"
+        );
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 14 }, "{out}");
+    }
+
+    #[test]
+    fn a_long_line_in_a_raw_stream_is_skipped_to_the_next_line() {
+        // A 150-byte line, then the message, split between two reads.
+        let mut first = vec![b'{'];
+        first.resize(150, b'x');
+        first.push(b'\n');
+        first.extend_from_slice(&MSG[..10]);
+        let mut rest = MSG[10..].to_vec();
+        rest.push(b'\n');
+        let mut input = read_line(1, &first);
+        input.extend_from_slice(&read_line(2, &rest));
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 100);
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines[0],
+            "line 1 conn 1 #1 client_to_server @0 error: raw line at byte 0 exceeds the maximum of 100 bytes"
+        );
+        assert_eq!(
+            lines[1],
+            "line 1 conn 1 #1 client_to_server @0 151 skipped 151 bytes, resumed at byte 151 (next line)"
+        );
+        assert!(lines[2].starts_with("line 1 conn 1 #1 client_to_server @151 65 MessageID: a "), "{out}");
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 151 }, "{out}");
+    }
+
     #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
