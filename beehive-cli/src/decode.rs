@@ -1265,6 +1265,42 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_is_recognised_from_its_first_four_bytes_even_across_reads() {
+        let mut input = read_line(1, b"b");
+        input.extend_from_slice(&read_line(2, b"x{}\n"));
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 1 << 20);
+        // Told apart from Package only by the second byte, in the second read.
+        let place = "line 1 conn 1 #1 client_to_server @0";
+        assert_eq!(
+            out,
+            format!(
+                "{place} error: cannot recognise the framing of the stream: it starts with \"bx{{}}\\x0a\" \
+                 (Package starts with \"beeh\", Raw with '{{' or whitespace)\n\
+                 {place} 5 skipped 5 bytes to the end of the stream (not decoded after the error)\n"
+            )
+        );
+        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 5 }, "{out}");
+    }
+
+    #[test]
+    fn a_long_raw_line_that_never_ends_is_skipped_to_the_end_of_the_stream() {
+        let mut first = vec![b'{'];
+        first.resize(150, b'x');
+        let mut input = read_line(1, &first);
+        input.extend_from_slice(&read_line(2, b"yyyyy"));
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 100);
+        let place = "line 1 conn 1 #1 client_to_server @0";
+        assert_eq!(
+            out,
+            format!(
+                "{place} error: raw line at byte 0 exceeds the maximum of 100 bytes\n\
+                 {place} 155 skipped 155 bytes to the end of the stream (no line feed after the long line)\n"
+            )
+        );
+        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 155 }, "{out}");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
