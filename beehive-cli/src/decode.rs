@@ -1301,6 +1301,26 @@ mod tests {
     }
 
     #[test]
+    fn an_invalid_message_in_a_package_stream_is_placed_in_its_payload() {
+        let mut data = frame_of(MSG);
+        data.extend_from_slice(&frame_of(b"[1]"));
+        let input = read_line(1, &data);
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 1 << 20);
+        let second = (12 + MSG.len()) as u64;
+        let last = out.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!(
+                "line 1 conn 1 #1 client_to_server @{second} 15 error: frame at byte {} is not a valid message: \
+                 cannot decode a JSON array into message (Message) at byte 0",
+                second + 12
+            ),
+            "{out}"
+        );
+        assert_eq!(stats, Stats { frames: 2, messages: 1, errors: 1, skipped: 0 }, "{out}");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
