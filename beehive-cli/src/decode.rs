@@ -1321,6 +1321,23 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_cut_inside_its_first_frame_reports_the_truncation_only() {
+        let frame = frame_of(MSG);
+        let input = read_line(1, &frame[..40]);
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, 1 << 20);
+        // The error covers the 40 bytes: nothing is reported as skipped.
+        assert_eq!(
+            out,
+            format!(
+                "line 1 conn 1 #1 client_to_server @0 error: stream ended inside a frame at byte 0: \
+                 40 of {} bytes present\n",
+                frame.len()
+            )
+        );
+        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 0 }, "{out}");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
