@@ -922,20 +922,13 @@ fn raw_codec(max: usize) -> io::Result<RawCodec> {
 /// `*socket.ModuleExchange` struct, `modules` before `groups`, while decoded
 /// content is a map written back with its keys sorted. Any other message
 /// is returned as decoded.
+///
+/// Content written with sorted keys comes from the lazy decoder as raw
+/// bytes and is written back as it came; only an object decoded into a
+/// [`Value`] (its keys were out of order, or spaced) can be such a struct.
 fn as_go_wrote(msg: Message, written: &[u8], scratch: &mut Vec<u8>) -> Message {
-    let value = match msg.content() {
-        Content::Value(v @ Value::Object(_)) => Cow::Borrowed(v),
-        Content::Raw(raw) if !raw.is_canonical() && raw.as_bytes().first() == Some(&b'{') => match raw.parse() {
-            Ok(v) => Cow::Owned(v),
-            Err(_) => return msg,
-        },
-        _ => return msg,
-    };
-    let Some(exchange) = ModuleExchange::from_value(&value) else { return msg };
-    scratch.clear();
-    if beehive_model::encode_into(&msg, scratch).is_err() || scratch.as_slice() == written {
-        return msg;
-    }
+    let Content::Value(value @ Value::Object(_)) = msg.content() else { return msg };
+    let Some(exchange) = ModuleExchange::from_value(value) else { return msg };
     let as_struct = msg.clone().fill_body(Content::ModuleExchange(exchange));
     scratch.clear();
     match beehive_model::encode_into(&as_struct, scratch) {
@@ -1106,6 +1099,11 @@ mod tests {
         // Written sorted, it stays sorted.
         let msg = beehive_model::json::from_bytes_lazy(&Bytes::from(sorted.clone())).unwrap();
         assert_eq!(beehive_model::to_vec(&as_go_wrote(msg, &sorted, &mut scratch)).unwrap(), sorted);
+        // Spaced, it is not what Go writes from the struct: it is written sorted.
+        let spaced =
+            br#"{"header":{"msg_id":"a","timestamp":1},"route":{},"content":{"modules": ["m"],"groups":{"m":["m"]}}}"#;
+        let msg = beehive_model::json::from_bytes_lazy(&Bytes::from_static(spaced)).unwrap();
+        assert_eq!(beehive_model::to_vec(&as_go_wrote(msg, spaced, &mut scratch)).unwrap(), sorted);
     }
 
     #[test]
@@ -1335,6 +1333,56 @@ mod tests {
             )
         );
         assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 0 }, "{out}");
+    }
+
+    #[test]
+    fn errors_after_a_resynchronisation_are_placed_in_the_whole_input() {
+        let f = frame_of(MSG);
+        let mut input = f.clone();
+        input.extend_from_slice(b"xx");
+        for header in [&b"beehv2rv\0\0\0\x05"[..], b"beehv1rv\xff\xff\xff\xff", b"beehv1rv\x7f\xff\xff\xff"] {
+            input.extend_from_slice(&f);
+            input.extend_from_slice(header);
+        }
+        input.extend_from_slice(&f);
+        let (out, stats) = decode(&input, DecodeFraming::Package, true, 1 << 20);
+        let n = f.len();
+        let at = |k: usize| n + 2 + k * (n + 12) + n;
+        let errors: Vec<_> = out.lines().filter(|l| l.contains(" - error: ")).collect();
+        assert_eq!(
+            errors,
+            [
+                format!("{n} - error: bad package magic [120] at byte {n} (expected \"beeh\")"),
+                format!("{} - error: unsupported package version [118, 50] at byte {} (expected \"v1\")", at(0), at(0)),
+                format!("{} - error: negative package length -1 at byte {}", at(1), at(1)),
+                format!(
+                    "{} - error: frame of 2147483659 bytes at byte {} exceeds the maximum of 1048576 bytes",
+                    at(2),
+                    at(2)
+                ),
+            ],
+            "{out}"
+        );
+        assert_eq!(stats, Stats { frames: 5, messages: 5, errors: 4, skipped: 2 + 3 * 12 }, "{out}");
+    }
+
+    #[test]
+    fn a_package_stream_keeps_the_maximum_frame_length() {
+        let f = frame_of(MSG);
+        let input = read_line(1, &f);
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, (f.len() - 1) as u64);
+        let (n, place) = (f.len(), "line 1 conn 1 #1 client_to_server @0");
+        assert_eq!(
+            out,
+            format!(
+                "{place} error: frame of {n} bytes at byte 0 exceeds the maximum of {} bytes\n\
+                 {place} {n} skipped {n} bytes to the end of the stream (not decoded after the error)\n",
+                n - 1
+            )
+        );
+        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: n as u64 }, "{out}");
+        let (out, stats) = decode(&input, DecodeFraming::Packets, false, n as u64);
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 0, skipped: 0 }, "{out}");
     }
 
     #[test]
