@@ -1386,6 +1386,27 @@ mod tests {
     }
 
     #[test]
+    fn shift_moves_every_offset_by_the_base_and_keeps_the_rest() {
+        let json = || beehive_model::from_slice(b"[").unwrap_err();
+        let each = |offset: u64| {
+            [
+                CodecError::BadMagic { offset, found: b"x".to_vec() },
+                CodecError::UnsupportedVersion { offset, found: b"v2".to_vec() },
+                CodecError::NegativeLength { offset, length: -3 },
+                CodecError::FrameTooLarge { offset, frame_len: 9, max: 8 },
+                CodecError::Truncated { offset, needed: 9, available: 4 },
+                CodecError::LineTooLong { offset, max: 8 },
+                CodecError::Json { offset, source: json() },
+                CodecError::PacketTooLarge { max: 8 },
+            ]
+        };
+        for (e, expected) in each(5).into_iter().zip(each(105)) {
+            assert_eq!(format!("{:?}", shift(e, 100)), format!("{expected:?}"));
+        }
+        assert_eq!(format!("{:?}", shift(CodecError::PacketTooLarge { max: 8 }, 100)), "PacketTooLarge { max: 8 }");
+    }
+
+    #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
         input.extend_from_slice(&[b'x'; 100]);
