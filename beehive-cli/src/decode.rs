@@ -1406,6 +1406,39 @@ mod tests {
         assert_eq!(format!("{:?}", shift(CodecError::PacketTooLarge { max: 8 }, 100)), "PacketTooLarge { max: 8 }");
     }
 
+    /// A reader giving `size` bytes per read.
+    struct Chunks<'a>(&'a [u8], usize);
+    impl Read for Chunks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_long_packet_log_line_is_measured_across_reads() {
+        let max = 64;
+        let limit = line_limit(max);
+        let mut input = text_line(MSG, limit + 20);
+        input.push(b'\n');
+        // The first read holds no line feed; the second holds the rest.
+        let mut source = Input::new(Chunks(&input, limit + 10), Progress::new(false, None));
+        let mut p = Printer::new(Vec::new(), false, false);
+        assert_eq!(packets(&mut source, &mut p, max).unwrap(), 1);
+        let (out, stats) = p.finish().unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "line 1 error: line of {} bytes at byte 0 exceeds the maximum of {limit} bytes; skipped\n",
+                limit + 20
+            )
+        );
+        assert_eq!(stats.errors, 1);
+    }
+
     #[test]
     fn a_long_raw_line_is_skipped_to_the_next_line() {
         let mut input = b"\n".to_vec();
