@@ -1238,9 +1238,9 @@ mod tests {
 
     #[test]
     fn a_long_line_in_a_raw_stream_is_skipped_to_the_next_line() {
-        // A 150-byte line, then the message, split between two reads.
-        let mut first = vec![b'{'];
-        first.resize(150, b'x');
+        // A blank line, a 150-byte line, then the message, split between two reads.
+        let mut first = b"\n{".to_vec();
+        first.resize(151, b'x');
         first.push(b'\n');
         first.extend_from_slice(&MSG[..10]);
         let mut rest = MSG[10..].to_vec();
@@ -1252,13 +1252,13 @@ mod tests {
         assert_eq!(lines.len(), 3, "{out}");
         assert_eq!(
             lines[0],
-            "line 1 conn 1 #1 client_to_server @0 error: raw line at byte 0 exceeds the maximum of 100 bytes"
+            "line 1 conn 1 #1 client_to_server @1 error: raw line at byte 1 exceeds the maximum of 100 bytes"
         );
         assert_eq!(
             lines[1],
-            "line 1 conn 1 #1 client_to_server @0 151 skipped 151 bytes, resumed at byte 151 (next line)"
+            "line 1 conn 1 #1 client_to_server @1 151 skipped 151 bytes, resumed at byte 152 (next line)"
         );
-        assert!(lines[2].starts_with("line 1 conn 1 #1 client_to_server @151 65 MessageID: a "), "{out}");
+        assert!(lines[2].starts_with("line 1 conn 1 #1 client_to_server @152 65 MessageID: a "), "{out}");
         assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 151 }, "{out}");
     }
 
@@ -1282,20 +1282,24 @@ mod tests {
 
     #[test]
     fn a_long_raw_line_that_never_ends_is_skipped_to_the_end_of_the_stream() {
-        let mut first = vec![b'{'];
-        first.resize(150, b'x');
+        // A message first, so that the long line starts past the stream's start.
+        let mut first = MSG.to_vec();
+        first.push(b'\n');
+        let at = first.len();
+        first.push(b'{');
+        first.resize(at + 150, b'x');
         let mut input = read_line(1, &first);
         input.extend_from_slice(&read_line(2, b"yyyyy"));
         let (out, stats) = decode(&input, DecodeFraming::Packets, false, 100);
-        let place = "line 1 conn 1 #1 client_to_server @0";
+        let place = format!("line 1 conn 1 #1 client_to_server @{at}");
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(lines[1], format!("{place} error: raw line at byte {at} exceeds the maximum of 100 bytes"));
         assert_eq!(
-            out,
-            format!(
-                "{place} error: raw line at byte 0 exceeds the maximum of 100 bytes\n\
-                 {place} 155 skipped 155 bytes to the end of the stream (no line feed after the long line)\n"
-            )
+            lines[2],
+            format!("{place} 155 skipped 155 bytes to the end of the stream (no line feed after the long line)")
         );
-        assert_eq!(stats, Stats { frames: 0, messages: 0, errors: 1, skipped: 155 }, "{out}");
+        assert_eq!(stats, Stats { frames: 1, messages: 1, errors: 1, skipped: 155 }, "{out}");
     }
 
     #[test]
