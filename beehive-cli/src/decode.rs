@@ -965,21 +965,26 @@ mod tests {
     fn decode(input: &[u8], framing: DecodeFraming, resync: bool, max: u64) -> (String, Stats) {
         let args = DecodeArgs { input: None, framing, json: false, resync, max_frame_len: max };
         let mut p = Printer::new(Vec::new(), false, false);
-        // A one-byte reader: every split point of the input is exercised.
-        let mut input = Input::new(OneByte(input), Progress::new(false, None));
+        let mut input = Input::new(one_byte(input), Progress::new(false, None));
         decode_stream(&mut input, &mut p, &args).unwrap();
         let (out, stats) = p.finish().unwrap();
         (String::from_utf8(out).unwrap(), stats)
     }
 
-    struct OneByte<'a>(&'a [u8]);
-    impl Read for OneByte<'_> {
+    /// A reader giving at most `.1` bytes per read.
+    struct Chunks<'a>(&'a [u8], usize);
+    impl Read for Chunks<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(buf.len()).min(1);
+            let n = self.0.len().min(buf.len()).min(self.1);
             buf[..n].copy_from_slice(&self.0[..n]);
             self.0 = &self.0[n..];
             Ok(n)
         }
+    }
+
+    /// One byte per read: every split point of the input is exercised.
+    fn one_byte(data: &[u8]) -> Chunks<'_> {
+        Chunks(data, 1)
     }
 
     const MSG: &[u8] = br#"{"header":{"msg_id":"a","timestamp":1},"route":{},"content":null}"#;
@@ -1032,7 +1037,7 @@ mod tests {
             if !self.errors.is_empty() {
                 return Err(self.errors.remove(0).into());
             }
-            OneByte(self.data).read(buf).inspect(|&n| self.data = &self.data[n..])
+            one_byte(self.data).read(buf).inspect(|&n| self.data = &self.data[n..])
         }
     }
 
@@ -1055,7 +1060,7 @@ mod tests {
     #[test]
     fn auto_tells_a_packet_log_from_a_raw_stream() {
         let probe = |text: &[u8]| {
-            let mut input = Input::new(OneByte(text), Progress::new(false, None));
+            let mut input = Input::new(one_byte(text), Progress::new(false, None));
             is_packet_log(&mut input, 1 << 20).unwrap()
         };
         assert!(probe(b"\n {\"seq\":1,\"dir\":\"client_to_server\",\"text\":\"x\",\"bytes\":1}\n{"));
@@ -1075,7 +1080,7 @@ mod tests {
             let mut text = vec![b' '; blank];
             text.extend_from_slice(line);
             text.push(b'\n');
-            let mut input = Input::new(OneByte(&text), Progress::new(false, None));
+            let mut input = Input::new(one_byte(&text), Progress::new(false, None));
             is_packet_log(&mut input, limit).unwrap()
         };
         // A line of exactly the limit, after as many blank bytes, is looked at.
@@ -1149,9 +1154,8 @@ mod tests {
         let max = 64;
         let limit = line_limit(max as usize);
         let line = |len: usize| {
-            let mut l = br#"{"dir":"x","text":""#.to_vec();
-            l.resize(len - 2, b'a');
-            l.extend_from_slice(b"\"}\n");
+            let mut l = text_line(MSG, len);
+            l.push(b'\n');
             l
         };
         let (out, stats) = decode(&line(limit), DecodeFraming::Packets, false, max);
@@ -1408,17 +1412,6 @@ mod tests {
             assert_eq!(format!("{:?}", shift(e, 100)), format!("{expected:?}"));
         }
         assert_eq!(format!("{:?}", shift(CodecError::PacketTooLarge { max: 8 }, 100)), "PacketTooLarge { max: 8 }");
-    }
-
-    /// A reader giving `size` bytes per read.
-    struct Chunks<'a>(&'a [u8], usize);
-    impl Read for Chunks<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(buf.len()).min(self.1);
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
     }
 
     #[test]
