@@ -129,6 +129,21 @@ async fn serve(args: &ServeArgs, config: SocketModuleConfig) -> anyhow::Result<u
     for handle in &handles {
         handle.shutdown();
     }
+    // What happened before the end is still printed: the events already
+    // on their way, and the ends of the connections the shutdown closes.
+    while let Ok(msg) = tap.try_recv() {
+        client::print_message(&mut out, &msg, args.json)?;
+    }
+    let drained = tokio::time::timeout(SHUTDOWN, async {
+        while let Some((endpoint, event)) = events.recv().await {
+            print_event(&mut out, &endpoint, event, args.json)?;
+        }
+        anyhow::Ok(())
+    });
+    match drained.await {
+        Ok(result) => result?,
+        Err(_) => warn(&format!("the servers did not stop within {SHUTDOWN:?}: their last events are not shown")),
+    }
     let report = hive.shutdown_async(SHUTDOWN).await;
     tracing::debug!(?report, "hive stopped");
     Ok(EXIT_OK)

@@ -197,3 +197,74 @@ fn listen_joins_again_after_the_server_restarts() {
     drop(client);
     assert!(server.interrupt().success());
 }
+
+/// A serve configuration on a unix stream socket (`sockettype: unix`) that
+/// lets `cli` in, with frames of at most `buffersize` bytes.
+fn stream_config(dir: &Path, buffersize: usize) -> (PathBuf, String) {
+    let socket = dir.join("stream.sock").to_str().unwrap().to_owned();
+    let entry = |module: &str, server: bool| {
+        format!("- module: {module}\n  server: {server}\n  address: {socket}\n  sockettype: unix\n  buffersize: {buffersize}\n")
+    };
+    let path = dir.join("socket_module.yaml");
+    std::fs::write(&path, entry("socketserver", true) + &entry("cli", false)).unwrap();
+    (path, socket)
+}
+
+fn event(server: &mut Running, kind: &str) -> serde_json::Value {
+    let line = server.line_with(&format!("\"event\":\"{kind}\""));
+    serde_json::from_str(&line).unwrap()
+}
+
+#[test]
+fn lines_that_are_not_messages_are_reported_where_they_are_and_the_connection_stays() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = stream_config(dir.path(), 4096);
+    let mut server = serve(&config, &["--json"]);
+    assert_eq!(event(&mut server, "listening")["endpoint"], format!("unix:{socket}"));
+
+    let mut peer = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let first = "nonsense\n";
+    let second = "{\"header\":{\"msg_id\":7}}\n";
+    peer.write_all(format!("{first}{second}").as_bytes()).unwrap();
+    let a = event(&mut server, "malformed");
+    let b = event(&mut server, "malformed");
+    assert_eq!(a["session"], b["session"], "{a} {b}");
+    // Each is placed inside its own line of the stream.
+    let offset = |v: &serde_json::Value| v["offset"].as_u64().unwrap() as usize;
+    assert!(offset(&a) < first.len() - 1, "{a}");
+    assert!((first.len()..first.len() + second.len() - 1).contains(&offset(&b)), "{b}");
+    assert!(b["error"].as_str().is_some_and(|e| e.contains("msg_id")), "{b}");
+
+    // The connection outlived both: it ends when the peer closes it.
+    drop(peer);
+    let gone = event(&mut server, "disconnected");
+    assert_eq!(gone["session"], a["session"], "{gone}");
+    assert_eq!(gone["reason"], "the peer closed the connection", "{gone}");
+    assert!(server.interrupt().success());
+}
+
+#[test]
+fn a_line_over_the_frame_limit_ends_the_connection_and_says_where() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, socket) = stream_config(dir.path(), 64);
+    let mut server = serve(&config, &[]);
+    assert_eq!(server.line("the listening line"), format!("serving socketserver on unix:{socket}"));
+
+    let mut peer = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let short = "not a message\n";
+    peer.write_all(short.as_bytes()).unwrap();
+    peer.write_all(&[b'x'; 200]).unwrap();
+    // The server closes the connection: the peer reads its end.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut peer, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    let (status, stderr) = server.interrupt_with_stderr();
+    assert!(status.success(), "{stderr}");
+    // Without --json the events are lines on stderr.
+    let skipped = stderr.lines().find(|l| l.contains("skipped input that is not a message")).unwrap_or_default();
+    assert!(skipped.contains("at byte "), "{stderr}");
+    let closed = stderr.lines().find(|l| l.contains("closed before registering")).unwrap_or_default();
+    assert!(closed.contains(&format!("malformed stream at byte {}", short.len())), "{stderr}");
+}

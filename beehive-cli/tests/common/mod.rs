@@ -206,9 +206,19 @@ impl Running {
 
     /// Sends SIGINT and waits for the process to end.
     pub fn interrupt(self) -> ExitStatus {
+        self.sigint();
+        self.wait()
+    }
+
+    /// Sends SIGINT; the exit status and all the process wrote to stderr.
+    pub fn interrupt_with_stderr(self) -> (ExitStatus, String) {
+        self.sigint();
+        self.wait_with_stderr()
+    }
+
+    fn sigint(&self) {
         let pid = self.child.as_ref().unwrap().id();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-        self.wait()
     }
 
     /// Waits for the process to end; its exit status and all it wrote to stderr.
