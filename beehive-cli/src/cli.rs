@@ -429,6 +429,10 @@ pub struct RecordArgs {
     /// End the recording after this long (`30s`, `500ms`, `5m`, `1h`; a bare number is seconds).
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// How long connecting a client's upstream may take (a unix server whose backlog is full, a TCP
+    /// server that does not answer); the client is then closed and the connection reported.
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: std::time::Duration,
     /// Largest packet relayed on unixpacket; a larger one closes its connection.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20,
           value_parser = clap::value_parser!(u64).range(1..=1 << 30))]

@@ -44,8 +44,6 @@ use crate::{observe, style, EXIT_FINDINGS, EXIT_OK};
 
 /// Bytes asked for per read on a stream socket.
 const STREAM_READ: usize = 64 * 1024;
-/// How long connecting to a TCP upstream may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the progress line is redrawn.
 const TICK: Duration = Duration::from_millis(250);
 /// How often buffered recording lines are written out while recording.
@@ -266,6 +264,7 @@ struct Recorder {
     started: Instant,
     transport: RecordTransport,
     max_packet: usize,
+    connect_timeout: Duration,
     stopping: AtomicBool,
     conns: Mutex<Vec<Arc<Conn>>>,
     lines: AtomicU64,
@@ -311,6 +310,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         started: Instant::now(),
         transport: args.transport,
         max_packet: args.max_packet as usize,
+        connect_timeout: args.connect_timeout,
         stopping: AtomicBool::new(false),
         conns: Mutex::new(Vec::new()),
         lines: AtomicU64::new(0),
@@ -475,7 +475,7 @@ fn accept_loop(
 /// Relays one connection: connects upstream, then one thread per direction.
 fn serve(rec: &Arc<Recorder>, conn: &Arc<Conn>, client: Socket, upstream: &SockAddr) {
     let _ = client.set_nonblocking(false);
-    let up = connect(rec.transport, upstream).and_then(|s| {
+    let up = connect(rec, upstream).and_then(|s| {
         if rec.transport == RecordTransport::Tcp {
             client.set_tcp_nodelay(true)?;
         }
@@ -720,15 +720,61 @@ fn listen(args: &RecordArgs) -> anyhow::Result<(Socket, String)> {
     Ok((socket, shown))
 }
 
-/// Connects to the upstream (blocking).
-fn connect(transport: RecordTransport, addr: &SockAddr) -> io::Result<Socket> {
+/// Connects to the upstream, waiting at most `--connect-timeout`, and
+/// giving up within a [`TICK`] when the recording ends.
+fn connect(rec: &Recorder, addr: &SockAddr) -> io::Result<Socket> {
+    let transport = rec.transport;
     let protocol = (transport == RecordTransport::Tcp).then_some(Protocol::TCP);
     let s = Socket::new(addr.domain(), socket_type(transport), protocol)?;
+    let deadline = Instant::now() + rec.connect_timeout;
+    // Before each wait: the time it may take, or why it may not go on.
+    let next_wait = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rec.stopping.load(Ordering::SeqCst) {
+            Err(io::Error::other("the recording ended"))
+        } else if left.is_zero() {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within --connect-timeout {:?}", rec.connect_timeout),
+            ))
+        } else {
+            // A zero socket timeout would mean no timeout.
+            Ok(left.min(TICK).max(Duration::from_millis(1)))
+        }
+    };
     if transport == RecordTransport::Tcp {
-        s.connect_timeout(addr, CONNECT_TIMEOUT)?;
+        s.set_nonblocking(true)?;
+        match s.connect(addr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => loop {
+                let wait = next_wait()?;
+                let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
+                let ms = u16::try_from(wait.as_millis().max(1)).unwrap_or(u16::MAX);
+                match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(0) | Err(Errno::EINTR) => continue,
+                    Ok(_) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            },
+            Err(e) => return Err(e),
+        }
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        s.set_nonblocking(false)?;
         s.set_tcp_nodelay(true)?;
     } else {
-        s.connect(addr)?;
+        // A unix connect waits while the server's backlog is full, each
+        // attempt for at most the socket's send timeout.
+        loop {
+            s.set_write_timeout(Some(next_wait()?))?;
+            match s.connect(addr) {
+                Ok(()) => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        s.set_write_timeout(None)?;
     }
     Ok(s)
 }

@@ -60,6 +60,16 @@ impl Record {
         self.finish()
     }
 
+    /// Waits for a line on stderr that holds `needle` (skipping others).
+    fn line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self.lines.recv_timeout(T).unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
     /// Waits for the recording to end by itself (`--duration`).
     fn finish(self) -> (ExitStatus, String) {
         let mut rest = Vec::new();
@@ -256,6 +266,14 @@ fn unixpacket_packets_pass_unchanged_both_ways_and_the_recording_conforms() {
     assert_eq!(idx[0]["client_to_server"]["end"], "closed by the client");
     assert_eq!(idx[0]["server_to_client"]["end"], "closed by the server");
     assert_eq!(idx[0]["error"], Value::Null);
+    // Each direction's own counts.
+    let bytes = |packets: &[Vec<u8>]| packets.iter().map(Vec::len).sum::<usize>();
+    assert_eq!(idx[0]["client_to_server"]["lines"], 5);
+    assert_eq!(idx[0]["client_to_server"]["bytes"], bytes(&sent));
+    assert_eq!(idx[0]["server_to_client"]["lines"], 5);
+    assert_eq!(idx[0]["server_to_client"]["bytes"], bytes(&answers));
+    let (opened, closed) = (idx[0]["opened_ns"].as_u64().unwrap(), idx[0]["closed_ns"].as_u64().unwrap());
+    assert!(opened < closed, "{idx:?}");
     let manifest = json(&out.join("MANIFEST.json"));
     assert_eq!(manifest["format"], "beehive-captures/1");
     assert_eq!(manifest["transport"], "unixpacket");
@@ -650,4 +668,71 @@ fn an_unreachable_upstream_closes_the_client_and_ends_with_1_after_the_duration(
     assert!(stderr.contains("--duration reached"), "{stderr}");
     let idx = index(&out);
     assert!(idx[0]["error"].as_str().unwrap().starts_with("cannot connect to the upstream"), "{idx:?}");
+}
+
+/// A unixpacket server at `path` that never accepts, with its backlog full:
+/// a connect to it waits. Returns the listener and the waiting connections.
+fn full_upstream(path: &Path) -> (Socket, Vec<Socket>) {
+    let listener = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+    listener.bind(&SockAddr::unix(path).unwrap()).unwrap();
+    listener.listen(0).unwrap();
+    let mut waiting = Vec::new();
+    loop {
+        let s = Socket::new(Domain::UNIX, Type::SEQPACKET, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        match s.connect(&SockAddr::unix(path).unwrap()) {
+            Ok(()) => waiting.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (listener, waiting),
+            Err(e) => panic!("connecting to the upstream: {e}"),
+        }
+        assert!(waiting.len() < 64, "the backlog never fills");
+    }
+}
+
+#[test]
+fn an_upstream_that_does_not_accept_does_not_hold_up_the_end_of_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let upstream = dir.path().join("full.sock");
+    let _full = full_upstream(&upstream);
+    let rec = Record::start(
+        &out,
+        &["--log", "info", "--listen", listen.to_str().unwrap(), "--upstream", upstream.to_str().unwrap()],
+    );
+    let client = seqpacket_connect(&rec.listen);
+    rec.line_with("connection accepted");
+    // Its relay now waits to connect upstream; Ctrl-C ends it all the same.
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(recv_packet(&client), None);
+    let idx = index(&out);
+    assert_eq!(idx.len(), 1, "{idx:?}");
+    assert_eq!(idx[0]["error"], "cannot connect to the upstream: the recording ended", "{idx:?}");
+    assert_eq!(idx[0]["client_to_server"]["end"], "not relayed", "{idx:?}");
+}
+
+#[test]
+fn connecting_upstream_gives_up_after_the_connect_timeout_and_closes_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let upstream = dir.path().join("full.sock");
+    let _full = full_upstream(&upstream);
+    let rec = Record::start(
+        &out,
+        &["--listen", listen.to_str().unwrap(), "--upstream", upstream.to_str().unwrap(), "--connect-timeout", "300ms"],
+    );
+    let client = seqpacket_connect(&rec.listen);
+    let started = std::time::Instant::now();
+    // The relay closes the client once connecting has taken 300 ms.
+    assert_eq!(recv_packet(&client), None);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    let failed = rec.line_with("cannot connect to the upstream");
+    assert!(failed.contains("no connection within --connect-timeout 300ms"), "{failed}");
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let idx = index(&out);
+    assert!(idx[0]["error"].as_str().unwrap().ends_with("--connect-timeout 300ms"), "{idx:?}");
 }
