@@ -382,7 +382,10 @@ when the recording ends: Ctrl-C (SIGINT), SIGTERM or --duration. A second
 Ctrl-C stops at once.
 
 A packet larger than --max-packet is never cut: the connection is closed
-and the error recorded. A stale socket file at --listen is replaced.
+and the error recorded. A stale socket file at --listen is replaced. When
+accepting fails (out of file descriptors, say), accepting pauses, from
+20 ms doubling up to 1 s, and each failure is said on stderr; a connection
+ends its relay and lets go of its descriptors when both its sides close.
 
 With --metrics HOST:PORT, Prometheus metrics are served at
 http://HOST:PORT/metrics while recording (port 0: a free port; the address
@@ -407,7 +410,8 @@ Examples:
 Exit codes:
   0  the recording was written
   1  it was written, but some connection could not be relayed completely
-     (upstream unreachable, a packet over --max-packet)
+     (upstream unreachable, a packet over --max-packet) or was closed
+     unrecorded (its recording file could not be created)
   2  usage error, or --listen, --out, --metrics or the recording could not be used";
 
 /// Arguments of `record`.

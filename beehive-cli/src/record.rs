@@ -48,6 +48,11 @@ const STREAM_READ: usize = 64 * 1024;
 const TICK: Duration = Duration::from_millis(250);
 /// How often buffered recording lines are written out while recording.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// The first pause of accepting after a failed accept (out of descriptors,
+/// say); it doubles on every further failure, up to [`MAX_ACCEPT_BACKOFF`].
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// The longest pause of accepting after failures.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The figures of a recording, registered once when it starts.
 struct RecordMetrics {
@@ -150,8 +155,9 @@ struct Conn {
     id: u64,
     opened_ns: u64,
     /// Whether the recording is ending (then new sockets are shut down at
-    /// once), and every socket of the connection, for shutting it down.
-    sockets: Mutex<(bool, Vec<Socket>)>,
+    /// once), and the connection's sockets, for shutting them down (shared
+    /// with the relay's threads; released when the connection closes).
+    sockets: Mutex<(bool, Vec<Arc<Socket>>)>,
     log: Mutex<Log>,
 }
 
@@ -164,14 +170,13 @@ impl Conn {
         format!("conn-{id:06}.jsonl")
     }
 
-    /// Keeps a handle of `socket` for [`Conn::shut_down`].
-    fn add_socket(&self, socket: &Socket) {
-        let Ok(s) = socket.try_clone() else { return };
+    /// Keeps `socket` for [`Conn::shut_down`].
+    fn add_socket(&self, socket: &Arc<Socket>) {
         let mut sockets = lock(&self.sockets);
         if sockets.0 {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = socket.shutdown(Shutdown::Both);
         }
-        sockets.1.push(s);
+        sockets.1.push(socket.clone());
     }
 
     /// Shuts every socket down, which ends both directions' blocking calls.
@@ -236,8 +241,21 @@ impl Conn {
         }
     }
 
-    /// Flushes and closes the file; the connection is over.
+    /// Gives up on relaying the connection: says why, closes the client and
+    /// the connection.
+    fn not_relayed(&self, rec: &Recorder, error: String) {
+        note(&format!("connection {}: {error}", self.id));
+        self.fail(error);
+        self.end(Dir::ClientToServer, "not relayed".into());
+        self.end(Dir::ServerToClient, "not relayed".into());
+        self.shut_down(false);
+        self.close(rec);
+    }
+
+    /// Flushes and closes the file, and lets go of the sockets; the
+    /// connection is over.
     fn close(&self, rec: &Recorder) {
+        lock(&self.sockets).1.clear();
         let mut log = lock(&self.log);
         if let Some(Err(e)) = log.out.take().map(|mut o| o.flush()) {
             log.write_error.get_or_insert(e);
@@ -269,6 +287,9 @@ struct Recorder {
     conns: Mutex<Vec<Arc<Conn>>>,
     lines: AtomicU64,
     open: AtomicU64,
+    /// Connections closed as soon as accepted, with nothing recorded: their
+    /// recording file could not be created.
+    unrecorded: AtomicU64,
     metrics: RecordMetrics,
 }
 
@@ -315,6 +336,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         conns: Mutex::new(Vec::new()),
         lines: AtomicU64::new(0),
         open: AtomicU64::new(0),
+        unrecorded: AtomicU64::new(0),
         metrics: RecordMetrics::new(),
     });
     let started_wall = SystemTime::now();
@@ -359,7 +381,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
     write_manifest(&args.out, args, &shown, started_wall, duration_ns, &conns)?;
     let what = if args.transport == RecordTransport::Unixpacket { "packet" } else { "read" };
     let text = format!(
-        "beehive: {ended}: recorded {} {}, {lines} {what}{} into {}{}",
+        "beehive: {ended}: recorded {} {}, {lines} {what}{} into {}{}{}",
         conns.len(),
         if conns.len() == 1 { "connection" } else { "connections" },
         if lines == 1 { "" } else { "s" },
@@ -369,12 +391,17 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         } else {
             String::new()
         },
+        match rec.unrecorded.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!("; {n} closed unrecorded (their recording file could not be created)"),
+        },
     );
+    let clean = failed == 0 && rec.unrecorded.load(Ordering::Relaxed) == 0;
     let color = style::stderr_colored();
     let mut err = io::stderr().lock();
-    let _ = style::paint(&mut err, color, if failed > 0 { style::ERROR } else { style::DIM }, &text);
+    let _ = style::paint(&mut err, color, if clean { style::DIM } else { style::ERROR }, &text);
     let _ = writeln!(err);
-    Ok(if failed > 0 { EXIT_FINDINGS } else { EXIT_OK })
+    Ok(if clean { EXIT_OK } else { EXIT_FINDINGS })
 }
 
 /// `beehive: TEXT` on stderr; a closed stderr does not stop the recording.
@@ -405,111 +432,143 @@ fn accept_loop(
 ) -> anyhow::Result<&'static str> {
     let deadline = duration.map(|d| rec.started + d);
     let mut next_id = 1;
+    let mut backoff = ACCEPT_BACKOFF;
+    // After a failed accept, accepting pauses until then.
+    let mut paused: Option<Instant> = None;
     loop {
-        let timeout = match deadline {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return Ok("--duration reached");
+        }
+        paused = paused.filter(|&p| p > now);
+        let timeout = match deadline.into_iter().chain(paused).min() {
             None => PollTimeout::NONE,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok("--duration reached");
-                }
-                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128);
+            Some(until) => {
+                let ms = (until - now).as_micros().div_ceil(1000).min(i32::MAX as u128);
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, timeout) {
+        // While accepting pauses, only the signals are watched.
+        let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN), PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let watched = if paused.is_some() { 1 } else { 2 };
+        match nix::poll::poll(&mut fds[..watched], timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => bail!("cannot wait for connections: {e}"),
         }
         let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-        if ready(&fds[1]) {
+        if ready(&fds[0]) {
             return Ok("stopped");
         }
-        if !ready(&fds[0]) {
+        if paused.is_some() || !ready(&fds[1]) {
             continue;
         }
         loop {
-            let client = match listener.accept() {
-                Ok((s, _)) => s,
+            let failed = match listener.accept() {
+                Ok((client, _)) => {
+                    let id = next_id;
+                    next_id += 1;
+                    match start_conn(rec, id, client, upstream, recorded) {
+                        Ok(handle) => {
+                            handles.extend(handle);
+                            backoff = ACCEPT_BACKOFF;
+                            continue;
+                        }
+                        Err(e) => e,
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // The client gave up before we took it (ECONNABORTED), or
-                // we are out of descriptors for now: go on.
-                Err(e) => {
-                    note(&format!("accept failed: {e}"));
-                    break;
-                }
+                // we are out of descriptors for now.
+                Err(e) => format!("accept failed: {e}"),
             };
-            let id = next_id;
-            next_id += 1;
-            let path = recorded.join(Conn::file_name(id));
-            let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-            let conn = Arc::new(Conn {
-                id,
-                opened_ns: rec.now_ns(),
-                sockets: Mutex::new((false, Vec::new())),
-                log: Mutex::new(Log {
-                    out: Some(BufWriter::with_capacity(64 * 1024, file)),
-                    line: String::with_capacity(1024),
-                    seq: 0,
-                    dirs: Default::default(),
-                    error: None,
-                    closed_ns: None,
-                    write_error: None,
-                }),
-            });
-            conn.add_socket(&client);
-            lock(&rec.conns).push(conn.clone());
-            rec.open.fetch_add(1, Ordering::Relaxed);
-            rec.metrics.connections.increment(1);
-            rec.metrics.open.increment(1);
-            tracing::info!(conn = id, "connection accepted");
-            let (rec, upstream) = (rec.clone(), upstream.clone());
-            handles.push(thread::spawn(move || serve(&rec, &conn, client, &upstream)));
+            note(&format!("{failed}; accepting again in {backoff:?}"));
+            paused = Some(Instant::now() + backoff);
+            backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            break;
         }
         handles.retain(|h| !h.is_finished());
     }
 }
 
+/// Starts relaying an accepted client on a thread of its own. An error
+/// (the recording file cannot be created) closes the client unrecorded; a
+/// thread that cannot start closes it recorded as not relayed.
+fn start_conn(
+    rec: &Arc<Recorder>,
+    id: u64,
+    client: Socket,
+    upstream: &SockAddr,
+    recorded: &Path,
+) -> Result<Option<JoinHandle<()>>, String> {
+    let path = recorded.join(Conn::file_name(id));
+    let file = match File::create(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            rec.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("connection {id} closed unrecorded: cannot create {}: {e}", path.display()));
+        }
+    };
+    let client = Arc::new(client);
+    let conn = Arc::new(Conn {
+        id,
+        opened_ns: rec.now_ns(),
+        sockets: Mutex::new((false, Vec::new())),
+        log: Mutex::new(Log {
+            out: Some(BufWriter::with_capacity(64 * 1024, file)),
+            line: String::with_capacity(1024),
+            seq: 0,
+            dirs: Default::default(),
+            error: None,
+            closed_ns: None,
+            write_error: None,
+        }),
+    });
+    conn.add_socket(&client);
+    lock(&rec.conns).push(conn.clone());
+    rec.open.fetch_add(1, Ordering::Relaxed);
+    rec.metrics.connections.increment(1);
+    rec.metrics.open.increment(1);
+    tracing::info!(conn = id, "connection accepted");
+    let spawned = {
+        let (rec, conn, upstream) = (rec.clone(), conn.clone(), upstream.clone());
+        thread::Builder::new().name(format!("record-{id}")).spawn(move || serve(&rec, &conn, &client, &upstream))
+    };
+    match spawned {
+        Ok(handle) => Ok(Some(handle)),
+        Err(e) => {
+            conn.not_relayed(rec, format!("cannot start relaying: {e}"));
+            Ok(None)
+        }
+    }
+}
+
 /// Relays one connection: connects upstream, then one thread per direction.
-fn serve(rec: &Arc<Recorder>, conn: &Arc<Conn>, client: Socket, upstream: &SockAddr) {
+fn serve(rec: &Arc<Recorder>, conn: &Arc<Conn>, client: &Arc<Socket>, upstream: &SockAddr) {
     let _ = client.set_nonblocking(false);
     let up = connect(rec, upstream).and_then(|s| {
         if rec.transport == RecordTransport::Tcp {
             client.set_tcp_nodelay(true)?;
         }
-        Ok(s)
+        Ok(Arc::new(s))
     });
     let up = match up {
         Ok(s) => s,
-        Err(e) => {
-            let text = format!("cannot connect to the upstream: {e}");
-            note(&format!("connection {}: {text}", conn.id));
-            conn.fail(text);
-            conn.end(Dir::ClientToServer, "not relayed".into());
-            conn.end(Dir::ServerToClient, "not relayed".into());
-            let _ = client.shutdown(Shutdown::Both);
-            conn.close(rec);
-            return;
-        }
+        Err(e) => return conn.not_relayed(rec, format!("cannot connect to the upstream: {e}")),
     };
     conn.add_socket(&up);
-    let back = match (up.try_clone(), client.try_clone()) {
-        (Ok(src), Ok(dst)) => {
-            let (rec, conn) = (rec.clone(), conn.clone());
-            Some(thread::spawn(move || pump(&rec, &conn, Dir::ServerToClient, &src, &dst)))
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            conn.fail(format!("cannot start relaying: {e}"));
-            conn.shut_down(false);
-            None
-        }
+    let back = {
+        let (rec, conn, src, dst) = (rec.clone(), conn.clone(), up.clone(), client.clone());
+        thread::Builder::new()
+            .name(format!("record-{}-back", conn.id))
+            .spawn(move || pump(&rec, &conn, Dir::ServerToClient, &src, &dst))
     };
-    pump(rec, conn, Dir::ClientToServer, &client, &up);
-    if let Some(h) = back {
-        let _ = h.join();
-    }
+    let back = match back {
+        Ok(handle) => handle,
+        Err(e) => return conn.not_relayed(rec, format!("cannot start relaying: {e}")),
+    };
+    pump(rec, conn, Dir::ClientToServer, client, &up);
+    let _ = back.join();
     conn.close(rec);
 }
 

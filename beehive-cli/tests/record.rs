@@ -32,16 +32,22 @@ struct Record {
 impl Record {
     /// Starts `beehive record --out OUT ARGS…` and waits until it listens.
     fn start(out: &Path, args: &[&str]) -> Record {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_beehive"))
-            .arg("record")
-            .arg("--out")
-            .arg(out)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("beehive runs");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_beehive"));
+        command.arg("record").arg("--out").arg(out).args(args);
+        Record::spawn(command)
+    }
+
+    /// [`Record::start`] with at most `files` open file descriptors.
+    fn start_limited(out: &Path, args: &[&str], files: u32) -> Record {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""));
+        command.arg(env!("CARGO_BIN_EXE_beehive")).arg("record").arg("--out").arg(out).args(args);
+        Record::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Record {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("beehive runs");
         let lines = lines_of(child.stderr.take().unwrap());
         let first = lines.recv_timeout(T).expect("beehive record announces itself");
         let listen = first
@@ -735,4 +741,92 @@ fn connecting_upstream_gives_up_after_the_connect_timeout_and_closes_the_client(
     assert_eq!(status.code(), Some(1), "{stderr}");
     let idx = index(&out);
     assert!(idx[0]["error"].as_str().unwrap().ends_with("--connect-timeout 300ms"), "{idx:?}");
+}
+
+/// An upstream that answers every packet with the packet itself, on any
+/// number of connections, until no client has come for [`T`].
+fn echo_upstream(listener: Socket) {
+    thread::spawn(move || {
+        while let Ok((s, _)) = listener.accept() {
+            s.set_read_timeout(Some(T)).unwrap();
+            thread::spawn(move || {
+                while let Some(p) = recv_packet(&s) {
+                    if s.send(&p).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// One packet there and back through the relay on a new connection.
+fn round_trip(relay: &str, body: &str) {
+    let client = seqpacket_connect(relay);
+    let p = packet(&message("m", body));
+    client.send(&p).unwrap();
+    assert_eq!(recv_packet(&client).as_deref(), Some(&*p), "{body}: the answer through the relay");
+}
+
+#[test]
+fn closed_connections_give_their_descriptors_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(seqpacket_listener(&up));
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let args = ["--log", "info", "--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()];
+    // About 20 descriptors are left for connections, which take 3 each
+    // while they are open.
+    let rec = Record::start_limited(&out, &args, 32);
+    for i in 0..60 {
+        round_trip(&rec.listen, &format!("call {i}"));
+        // The relay has let go of the connection before the next comes.
+        rec.line_with("connection closed");
+    }
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("recorded 60 connections, 120 packets"), "{stderr}");
+    assert!(!stderr.contains("accept failed"), "{stderr}");
+}
+
+#[test]
+fn out_of_descriptors_accepting_pauses_and_resumes_when_connections_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(seqpacket_listener(&up));
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let args = ["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()];
+    let rec = Record::start_limited(&out, &args, 24);
+    // Connections held open until the relay runs out of descriptors.
+    let mut held = Vec::new();
+    let first_failure = loop {
+        assert!(held.len() < 40, "the relay never ran out of descriptors");
+        held.push(seqpacket_connect(&rec.listen));
+        if let Ok(line) = rec.lines.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("accepting again in") {
+                break line;
+            }
+        }
+    };
+    assert!(first_failure.ends_with("accepting again in 20ms"), "{first_failure}");
+    // One more waits, whether the failure left the last one waiting or not.
+    held.push(seqpacket_connect(&rec.listen));
+    // While out of descriptors, each failure doubles the pause: in half a
+    // second, a handful of failures, not a busy loop.
+    thread::sleep(Duration::from_millis(500));
+    let failures: Vec<String> = rec.lines.try_iter().filter(|l| l.contains("accepting again in")).collect();
+    assert!(failures.len() <= 5, "{failures:#?}");
+    assert!(failures.iter().any(|l| l.ends_with("accepting again in 40ms")), "{failures:#?}");
+
+    drop(held);
+    // With descriptors back, the relay accepts again.
+    round_trip(&rec.listen, "after");
+    let (status, stderr) = rec.stop();
+    // Running out may also have come after an accept, when creating a
+    // connection's file or its upstream socket: then the connection is
+    // reported, and the recording ends with 1.
+    let reported = stderr.contains("closed unrecorded") || stderr.contains("could not be relayed");
+    assert_eq!(status.code(), Some(i32::from(reported)), "{stderr}");
 }
