@@ -123,8 +123,8 @@ enum End {
     /// The sender closed its side (or, on unixpacket, sent an empty packet,
     /// which reads the same).
     Eof,
-    /// A read or write failed: the peer reset the connection, or the
-    /// recording ended and shut the sockets down.
+    /// A read or write failed: the peer reset the connection, say, or the
+    /// relay shut the sockets down.
     Failed(String),
     /// The relay could not forward something unchanged.
     Relay(String),
@@ -154,11 +154,19 @@ struct Log {
 struct Conn {
     id: u64,
     opened_ns: u64,
-    /// Whether the recording is ending (then new sockets are shut down at
-    /// once), and the connection's sockets, for shutting them down (shared
-    /// with the relay's threads; released when the connection closes).
-    sockets: Mutex<(bool, Vec<Arc<Socket>>)>,
+    sockets: Mutex<Sockets>,
     log: Mutex<Log>,
+}
+
+/// The sockets of a connection, for shutting them down, and why they were.
+#[derive(Default)]
+struct Sockets {
+    /// Shared with the relay's threads; released when the connection closes.
+    list: Vec<Arc<Socket>>,
+    /// The relay shut the connection down (a direction failed).
+    shut: bool,
+    /// The recording is ending: a socket added now is shut down at once.
+    stopping: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -173,17 +181,18 @@ impl Conn {
     /// Keeps `socket` for [`Conn::shut_down`].
     fn add_socket(&self, socket: &Arc<Socket>) {
         let mut sockets = lock(&self.sockets);
-        if sockets.0 {
+        if sockets.shut {
             let _ = socket.shutdown(Shutdown::Both);
         }
-        sockets.1.push(socket.clone());
+        sockets.list.push(socket.clone());
     }
 
     /// Shuts every socket down, which ends both directions' blocking calls.
     fn shut_down(&self, stopping: bool) {
         let mut sockets = lock(&self.sockets);
-        sockets.0 |= stopping;
-        for s in &sockets.1 {
+        sockets.shut = true;
+        sockets.stopping |= stopping;
+        for s in &sockets.list {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
@@ -255,7 +264,7 @@ impl Conn {
     /// Flushes and closes the file, and lets go of the sockets; the
     /// connection is over.
     fn close(&self, rec: &Recorder) {
-        lock(&self.sockets).1.clear();
+        lock(&self.sockets).list.clear();
         let mut log = lock(&self.log);
         if let Some(Err(e)) = log.out.take().map(|mut o| o.flush()) {
             log.write_error.get_or_insert(e);
@@ -513,7 +522,7 @@ fn start_conn(
     let conn = Arc::new(Conn {
         id,
         opened_ns: rec.now_ns(),
-        sockets: Mutex::new((false, Vec::new())),
+        sockets: Mutex::default(),
         log: Mutex::new(Log {
             out: Some(BufWriter::with_capacity(64 * 1024, file)),
             line: String::with_capacity(1024),
@@ -578,23 +587,28 @@ fn pump(rec: &Recorder, conn: &Conn, dir: Dir, src: &Socket, dst: &Socket) {
         RecordTransport::Unixpacket => packets(rec, conn, dir, src, dst),
         RecordTransport::Unix | RecordTransport::Tcp => stream(rec, conn, dir, src, dst),
     };
+    let (shut, stopping) = {
+        let sockets = lock(&conn.sockets);
+        (sockets.shut, sockets.stopping)
+    };
     match end {
+        End::Relay(e) => {
+            note(&format!("connection {}: {e}", conn.id));
+            conn.end(dir, "relay error".into());
+            conn.fail(e);
+            conn.shut_down(false);
+        }
+        // A read or write ended by the shutdown (it may read as an end of
+        // the connection): the cause is the shutdown, not the peer.
+        _ if stopping => conn.end(dir, "recording ended".into()),
+        _ if shut => conn.end(dir, "shut down: the other direction failed".into()),
         End::Eof => {
             // Pass the half-close on; the other direction goes on.
             let _ = dst.shutdown(Shutdown::Write);
             conn.end(dir, format!("closed by the {}", dir.sender()));
         }
-        End::Failed(_) if rec.stopping.load(Ordering::SeqCst) => {
-            conn.end(dir, "recording ended".into());
-        }
         End::Failed(e) => {
             conn.end(dir, e);
-            conn.shut_down(false);
-        }
-        End::Relay(e) => {
-            note(&format!("connection {}: {e}", conn.id));
-            conn.end(dir, "relay error".into());
-            conn.fail(e);
             conn.shut_down(false);
         }
     }

@@ -18,6 +18,10 @@ use common::beehive;
 use serde_json::Value;
 use socket2::{Domain, SockAddr, Socket, Type};
 
+/// The escape codes of the summary's colours.
+const RED: &str = "\x1b[1m\x1b[31m";
+const DIM: &str = "\x1b[2m";
+
 /// The longest any single step may take.
 const T: Duration = Duration::from_secs(20);
 
@@ -32,9 +36,14 @@ struct Record {
 impl Record {
     /// Starts `beehive record --out OUT ARGS…` and waits until it listens.
     fn start(out: &Path, args: &[&str]) -> Record {
+        Record::spawn(&mut Record::command(out, args))
+    }
+
+    /// The command [`Record::start`] runs.
+    fn command(out: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_beehive"));
         command.arg("record").arg("--out").arg(out).args(args);
-        Record::spawn(command)
+        command
     }
 
     /// [`Record::start`] with at most `files` open file descriptors.
@@ -42,10 +51,10 @@ impl Record {
         let mut command = Command::new("sh");
         command.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""));
         command.arg(env!("CARGO_BIN_EXE_beehive")).arg("record").arg("--out").arg(out).args(args);
-        Record::spawn(command)
+        Record::spawn(&mut command)
     }
 
-    fn spawn(mut command: Command) -> Record {
+    fn spawn(command: &mut Command) -> Record {
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("beehive runs");
         let lines = lines_of(child.stderr.take().unwrap());
@@ -331,9 +340,14 @@ fn a_packet_over_the_limit_is_refused_not_cut() {
         &["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap(), "--max-packet", "1000"],
     );
     let client = seqpacket_connect(&rec.listen);
-    let small = packet(&message("m1", "small"));
+    // A packet of exactly --max-packet passes: the server's answer here.
+    let answer_len =
+        |m: &Message| packet(&m.new_response(m.content().clone()).build_header("answer", "", 1_700_000_000_001)).len();
+    let short = answer_len(&message("m1", ""));
+    let m1 = message("m1", "s".repeat(1000 - short).as_str());
+    let small = packet(&m1);
     client.send(&small).unwrap();
-    recv_packet(&client).unwrap();
+    assert_eq!(recv_packet(&client).map(|a| a.len()), Some(1000));
     client.send(&packet(&message("m2", "y".repeat(2000).as_str()))).unwrap();
     assert_eq!(recv_packet(&client), None, "the relay closes the connection");
     assert_eq!(server.join().unwrap()[0].0, [small], "nothing cut was forwarded");
@@ -663,15 +677,19 @@ fn an_unreachable_upstream_closes_the_client_and_ends_with_1_after_the_duration(
     let out = dir.path().join("rec");
     let listen = dir.path().join("relay.sock");
     let gone = dir.path().join("nobody.sock");
-    let rec = Record::start(
+    let mut command = Record::command(
         &out,
         &["--listen", listen.to_str().unwrap(), "--upstream", gone.to_str().unwrap(), "--duration", "3s"],
     );
+    let rec = Record::spawn(command.env("CLICOLOR_FORCE", "1"));
     let client = seqpacket_connect(&rec.listen);
     assert_eq!(recv_packet(&client), None);
     let (status, stderr) = rec.finish();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--duration reached"), "{stderr}");
+    // The summary is red when a connection failed.
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.starts_with(&format!("{}beehive: --duration reached", RED)), "{summary:?}");
     let idx = index(&out);
     assert!(idx[0]["error"].as_str().unwrap().starts_with("cannot connect to the upstream"), "{idx:?}");
 }
@@ -749,6 +767,7 @@ fn echo_upstream(listener: Socket) {
     thread::spawn(move || {
         while let Ok((s, _)) = listener.accept() {
             s.set_read_timeout(Some(T)).unwrap();
+            s.set_send_buffer_size(1 << 20).unwrap();
             thread::spawn(move || {
                 while let Some(p) = recv_packet(&s) {
                     if s.send(&p).is_err() {
@@ -829,4 +848,161 @@ fn out_of_descriptors_accepting_pauses_and_resumes_when_connections_close() {
     // reported, and the recording ends with 1.
     let reported = stderr.contains("closed unrecorded") || stderr.contains("could not be relayed");
     assert_eq!(status.code(), Some(i32::from(reported)), "{stderr}");
+}
+
+/// The lines of `out`'s connection `conn` file as it is on disk now.
+fn lines_on_disk(out: &Path, conn: u64) -> usize {
+    let path = out.join(format!("recorded/conn-{conn:06}.jsonl"));
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn a_recording_reaches_the_disk_while_it_runs_and_open_connections_end_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(seqpacket_listener(&up));
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let mut command =
+        Record::command(&out, &["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()]);
+    let rec = Record::spawn(command.env("CLICOLOR_FORCE", "1"));
+    let client = seqpacket_connect(&rec.listen);
+    let p = packet(&message("m1", "kept open"));
+    client.send(&p).unwrap();
+    assert_eq!(recv_packet(&client).as_deref(), Some(&*p));
+    // Written out within a second or so, while the connection is open.
+    let deadline = std::time::Instant::now() + T;
+    while lines_on_disk(&out, 1) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the lines never reached the disk");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // Dim when every connection was relayed.
+    let summary = stderr.lines().last().unwrap_or_default();
+    assert!(summary.starts_with(&format!("{DIM}beehive: stopped: recorded 1 connection, 2 packets")), "{summary:?}");
+    assert_eq!(recv_packet(&client), None, "the end of the recording closes the client");
+    let idx = index(&out);
+    assert_eq!(idx[0]["client_to_server"]["end"], "recording ended", "{idx:?}");
+    assert_eq!(idx[0]["server_to_client"]["end"], "recording ended", "{idx:?}");
+    assert_eq!(idx[0]["error"], Value::Null, "{idx:?}");
+}
+
+/// An upstream on `path` (unixpacket or unix stream) that takes one
+/// connection and closes it: at once when `wait_for_data` is false, else
+/// once something has arrived, unread (which resets the connection).
+fn closing_upstream(path: &Path, ty: Type, wait_for_data: bool) -> JoinHandle<()> {
+    let listener = Socket::new(Domain::UNIX, ty, None).unwrap();
+    listener.bind(&SockAddr::unix(path).unwrap()).unwrap();
+    listener.listen(1).unwrap();
+    listener.set_read_timeout(Some(T)).unwrap();
+    thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        if wait_for_data {
+            s.set_read_timeout(Some(T)).unwrap();
+            let mut byte = [std::mem::MaybeUninit::uninit()];
+            assert!(s.peek(&mut byte).unwrap() > 0, "something arrives");
+        }
+    })
+}
+
+/// Runs a relay of `transport` to [`closing_upstream`], and `client` on a
+/// connection to it; returns the connection's line of the index.
+fn relay_to_closing_upstream(transport: &str, wait_for_data: bool, client: impl FnOnce(&Path)) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    let ty = if transport == "unix" { Type::STREAM } else { Type::SEQPACKET };
+    let upstream = closing_upstream(&up, ty, wait_for_data);
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let rec = Record::start(
+        &out,
+        &["--transport", transport, "--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()],
+    );
+    client(Path::new(&rec.listen));
+    upstream.join().unwrap();
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    index(&out).remove(0)
+}
+
+#[test]
+fn an_upstream_reset_ends_its_direction_and_the_relay_shuts_the_other() {
+    for transport in ["unixpacket", "unix"] {
+        let conn = relay_to_closing_upstream(transport, true, |relay| {
+            let relay = relay.to_str().unwrap();
+            if transport == "unix" {
+                let mut client = UnixStream::connect(relay).unwrap();
+                client.set_read_timeout(Some(T)).unwrap();
+                client.write_all(b"unread\n").unwrap();
+                let mut rest = Vec::new();
+                client.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "{rest:?}");
+            } else {
+                let client = seqpacket_connect(relay);
+                client.send(b"unread").unwrap();
+                assert_eq!(recv_packet(&client), None, "the relay closes the client");
+            }
+        });
+        let end = |dir: &str| conn[dir]["end"].as_str().unwrap().to_owned();
+        assert!(end("server_to_client").starts_with("read failed: Connection reset by peer"), "{transport}: {conn}");
+        assert_eq!(end("client_to_server"), "shut down: the other direction failed", "{transport}: {conn}");
+    }
+}
+
+#[test]
+fn writing_to_an_upstream_that_closed_fails_that_direction() {
+    for transport in ["unixpacket", "unix"] {
+        let conn = relay_to_closing_upstream(transport, false, |relay| {
+            let relay = relay.to_str().unwrap();
+            if transport == "unix" {
+                let mut client = UnixStream::connect(relay).unwrap();
+                client.set_read_timeout(Some(T)).unwrap();
+                // The upstream's close comes through as the end of the stream.
+                let mut rest = Vec::new();
+                client.read_to_end(&mut rest).unwrap();
+                client.write_all(b"too late\n").unwrap();
+            } else {
+                let client = seqpacket_connect(relay);
+                assert_eq!(recv_packet(&client), None, "the upstream's close passes through");
+                client.send(b"too late").unwrap();
+            }
+        });
+        let end = |dir: &str| conn[dir]["end"].as_str().unwrap().to_owned();
+        assert_eq!(end("server_to_client"), "closed by the server", "{transport}: {conn}");
+        let failed = end("client_to_server");
+        assert!(failed.starts_with("write failed"), "{transport}: {conn}");
+        if transport == "unix" {
+            // What was read is recorded all the same.
+            assert!(failed.starts_with("write failed after 0 of 9 bytes"), "{conn}");
+            assert_eq!(conn["client_to_server"]["bytes"], 9, "{conn}");
+        }
+    }
+}
+
+#[test]
+fn a_packet_over_the_default_send_buffer_is_relayed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = dir.path().join("up.sock");
+    echo_upstream(seqpacket_listener(&up));
+    let out = dir.path().join("rec");
+    let listen = dir.path().join("relay.sock");
+    let rec = Record::start(&out, &["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()]);
+    let client = seqpacket_connect(&rec.listen);
+    let default = client.send_buffer_size().unwrap();
+    client.set_send_buffer_size(1 << 20).unwrap();
+    let size = 600_000.min(client.send_buffer_size().unwrap() - 4096);
+    if size <= default {
+        eprintln!("skipped: a packet over the default send buffer ({default} bytes) cannot be sent here");
+        return;
+    }
+    let big = vec![b'b'; size];
+    client.send(&big).unwrap();
+    assert_eq!(recv_packet(&client).map(|p| p.len()), Some(size));
+    drop(client);
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let lines = recorded(&out, 1);
+    assert_eq!(direction(&lines, "client_to_server"), std::slice::from_ref(&big));
+    assert_eq!(direction(&lines, "server_to_client"), [big]);
 }
