@@ -487,8 +487,12 @@ fn accept_loop(
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // The client gave up before we took it (ECONNABORTED), or
-                // we are out of descriptors for now.
+                // The client gave up before it was taken: the next may not.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                    tracing::debug!(error = %e, "a client left before it was accepted");
+                    continue;
+                }
+                // Out of descriptors or memory for now.
                 Err(e) => format!("accept failed: {e}"),
             };
             note(&format!("{failed}; accepting again in {backoff:?}"));
