@@ -917,10 +917,21 @@ fn relay_to_closing_upstream(transport: &str, wait_for_data: bool, client: impl 
     let listen = dir.path().join("relay.sock");
     let rec = Record::start(
         &out,
-        &["--transport", transport, "--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()],
+        &[
+            "--log",
+            "info",
+            "--transport",
+            transport,
+            "--listen",
+            listen.to_str().unwrap(),
+            "--upstream",
+            up.to_str().unwrap(),
+        ],
     );
     client(Path::new(&rec.listen));
     upstream.join().unwrap();
+    // Both directions have ended before the recording does.
+    rec.line_with("connection closed");
     let (status, stderr) = rec.stop();
     assert_eq!(status.code(), Some(0), "{stderr}");
     index(&out).remove(0)
