@@ -781,10 +781,16 @@ fn echo_upstream(listener: Socket) {
 
 /// One packet there and back through the relay on a new connection.
 fn round_trip(relay: &str, body: &str) {
+    relayed_client(relay, body);
+}
+
+/// A new connection through the relay, after one packet there and back.
+fn relayed_client(relay: &str, body: &str) -> Socket {
     let client = seqpacket_connect(relay);
     let p = packet(&message("m", body));
     client.send(&p).unwrap();
     assert_eq!(recv_packet(&client).as_deref(), Some(&*p), "{body}: the answer through the relay");
+    client
 }
 
 #[test]
@@ -809,45 +815,73 @@ fn closed_connections_give_their_descriptors_back() {
     assert!(!stderr.contains("accept failed"), "{stderr}");
 }
 
+/// The descriptors process `pid` has open below `limit` (one inherited
+/// from the test's parent may be above it).
+fn open_descriptors(pid: u32, limit: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    fds.filter(|fd| fd.as_ref().unwrap().file_name().to_str().unwrap().parse::<u32>().unwrap() < limit).count()
+}
+
 #[test]
 fn out_of_descriptors_accepting_pauses_and_resumes_when_connections_close() {
     let dir = tempfile::tempdir().unwrap();
     let up = dir.path().join("up.sock");
     echo_upstream(seqpacket_listener(&up));
-    let out = dir.path().join("rec");
-    let listen = dir.path().join("relay.sock");
-    let args = ["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()];
-    let rec = Record::start_limited(&out, &args, 24);
-    // Connections held open until the relay runs out of descriptors.
-    let mut held = Vec::new();
-    let first_failure = loop {
-        assert!(held.len() < 40, "the relay never ran out of descriptors");
-        held.push(seqpacket_connect(&rec.listen));
-        if let Ok(line) = rec.lines.recv_timeout(Duration::from_millis(100)) {
-            if line.contains("accepting again in") {
-                break line;
-            }
+    // A relayed connection takes 3 descriptors: the client, its file and
+    // the upstream. With none left, accepting fails; with one left, the
+    // file cannot be created. The limit picks the case.
+    for left in [0, 1] {
+        let (rec, fit, out) = (24..27)
+            .find_map(|limit| {
+                let out = dir.path().join(format!("rec-{left}-{limit}"));
+                let listen = dir.path().join(format!("relay-{left}-{limit}.sock"));
+                let args = ["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()];
+                let rec = Record::start_limited(&out, &args, limit);
+                let free = limit as usize - open_descriptors(rec.child.id(), limit);
+                if free % 3 == left {
+                    Some((rec, free / 3, out))
+                } else {
+                    let _ = rec.stop();
+                    None
+                }
+            })
+            .unwrap();
+        // As many connections as fit, relayed and held open.
+        let mut held: Vec<Socket> = (0..fit).map(|i| relayed_client(&rec.listen, &format!("held {i}"))).collect();
+        // The next ones do not fit.
+        held.extend((0..3).map(|_| seqpacket_connect(&rec.listen)));
+        let first = rec.line_with("accepting again in");
+        let cause = if left == 0 { "accept failed: Too many open files" } else { "closed unrecorded: cannot create" };
+        assert!(first.contains(cause) && first.ends_with("accepting again in 20ms"), "{left}: {first}");
+        // Each failure doubles the pause.
+        let second = rec.line_with("accepting again in");
+        assert!(second.ends_with("accepting again in 40ms"), "{left}: {second}");
+        if left == 0 {
+            // The connection waits to be accepted, and the retries are a
+            // handful in half a second, not a busy loop.
+            thread::sleep(Duration::from_millis(500));
+            let failures: Vec<String> = rec.lines.try_iter().filter(|l| l.contains("accepting again")).collect();
+            assert!(failures.len() <= 5, "{failures:#?}");
         }
-    };
-    assert!(first_failure.ends_with("accepting again in 20ms"), "{first_failure}");
-    // One more waits, whether the failure left the last one waiting or not.
-    held.push(seqpacket_connect(&rec.listen));
-    // While out of descriptors, each failure doubles the pause: in half a
-    // second, a handful of failures, not a busy loop.
-    thread::sleep(Duration::from_millis(500));
-    let failures: Vec<String> = rec.lines.try_iter().filter(|l| l.contains("accepting again in")).collect();
-    assert!(failures.len() <= 5, "{failures:#?}");
-    assert!(failures.iter().any(|l| l.ends_with("accepting again in 40ms")), "{failures:#?}");
-
-    drop(held);
-    // With descriptors back, the relay accepts again.
-    round_trip(&rec.listen, "after");
-    let (status, stderr) = rec.stop();
-    // Running out may also have come after an accept, when creating a
-    // connection's file or its upstream socket: then the connection is
-    // reported, and the recording ends with 1.
-    let reported = stderr.contains("closed unrecorded") || stderr.contains("could not be relayed");
-    assert_eq!(status.code(), Some(i32::from(reported)), "{stderr}");
+        drop(held);
+        // With descriptors back, the relay accepts again.
+        round_trip(&rec.listen, "after");
+        let (status, stderr) = rec.stop();
+        // Each of the three that did not fit is either in the index or
+        // counted as closed unrecorded (the third may come after the
+        // descriptors are back).
+        let unrecorded: usize = stderr
+            .split("; ")
+            .find_map(|part| part.strip_suffix(" closed unrecorded (their recording file could not be created)"))
+            .map_or(0, |n| n.parse().unwrap());
+        if left == 0 {
+            assert_eq!((status.code(), unrecorded), (Some(0), 0), "{stderr}");
+        } else {
+            assert!((2..=3).contains(&unrecorded), "{stderr}");
+            assert_eq!(status.code(), Some(1), "{stderr}");
+        }
+        assert_eq!(index(&out).len(), fit + 3 - unrecorded + 1, "{left}: {stderr}");
+    }
 }
 
 /// The lines of `out`'s connection `conn` file as it is on disk now.
