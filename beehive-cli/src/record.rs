@@ -468,7 +468,8 @@ fn accept_loop(
         if ready(&fds[0]) {
             return Ok("stopped");
         }
-        if paused.is_some() || !ready(&fds[1]) {
+        // (Not polled while paused: then not ready.)
+        if !ready(&fds[1]) {
             continue;
         }
         loop {
