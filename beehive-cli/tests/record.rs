@@ -691,7 +691,46 @@ fn an_unreachable_upstream_closes_the_client_and_ends_with_1_after_the_duration(
     let summary = stderr.lines().last().unwrap_or_default();
     assert!(summary.starts_with(&format!("{}beehive: --duration reached", RED)), "{summary:?}");
     let idx = index(&out);
-    assert!(idx[0]["error"].as_str().unwrap().starts_with("cannot connect to the upstream"), "{idx:?}");
+    assert_eq!(
+        idx[0]["error"].as_str().unwrap(),
+        "cannot connect to the upstream: No such file or directory (os error 2)",
+        "{idx:?}"
+    );
+}
+
+#[test]
+fn a_refused_tcp_upstream_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on any more.
+    let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let out = dir.path().join("rec");
+    let rec =
+        Record::start(&out, &["--log", "info", "--transport", "tcp", "--listen", "127.0.0.1:0", "--upstream", &up]);
+    let mut client = std::net::TcpStream::connect(&rec.listen).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    rec.line_with("connection closed");
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let idx = index(&out);
+    assert_eq!(idx[0]["error"], "cannot connect to the upstream: Connection refused (os error 111)", "{idx:?}");
+}
+
+#[test]
+fn a_stale_socket_file_at_the_listen_path_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = dir.path().join("relay.sock");
+    // A socket file left behind by a process that is gone.
+    drop(UnixListener::bind(&listen).unwrap());
+    assert!(listen.exists());
+    let up = dir.path().join("up.sock");
+    echo_upstream(seqpacket_listener(&up));
+    let out = dir.path().join("rec");
+    let rec = Record::start(&out, &["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()]);
+    round_trip(&rec.listen, "through the new socket");
+    let (status, stderr) = rec.stop();
+    assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
 /// A unixpacket server at `path` that never accepts, with its backlog full:
