@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use beehive_context::{ContextError, Hive, RestartPolicy, RestartType, SimpleAsyncModule};
+use beehive_context::{ContextError, Hive, RestartPolicy, RestartType, SimpleAsyncModule, DEFAULT_RESTART_INTERVAL};
 use beehive_model::Message;
 
 /// Runs `body` on a current-thread runtime of its own thread and fails the
@@ -209,7 +209,9 @@ fn failing_and_panicking_async_modules_are_restarted_by_policy() {
     let starts: Vec<Instant> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(10)).expect("a start")).collect();
     for pair in starts.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= interval && gap < interval + Duration::from_millis(400), "{gap:?}");
+        // The policy's interval, not the 1 s default (with room for a busy
+        // machine).
+        assert!(gap >= interval && gap < DEFAULT_RESTART_INTERVAL, "{gap:?}");
     }
     // The third run succeeded: OnFailure stops there.
     let report = hive.shutdown(Duration::from_secs(5));
