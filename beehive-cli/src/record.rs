@@ -984,5 +984,40 @@ mod tests {
         assert_eq!(rfc3339(t), "2024-02-29T12:34:56.000000005Z");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(946_684_799);
+        assert_eq!(rfc3339(t), "1999-12-31T23:59:59.000000000Z");
+        let t = UNIX_EPOCH + Duration::from_secs(13_574_606_400);
+        assert_eq!(rfc3339(t), "2400-02-29T12:00:00.000000000Z");
+    }
+
+    /// Day after day from 1970 to 2500, each date is the one after the
+    /// day before, by the Gregorian calendar's rules.
+    #[test]
+    fn rfc3339_counts_every_day() {
+        let leap = |y: u32| y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+        let days_in = |y: u32, m: u32| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let (mut y, mut m, mut d) = (1970, 1, 1);
+        for day in 0..days_before(2500) {
+            let t = UNIX_EPOCH + Duration::from_secs(day * 86_400 + 43_200);
+            assert_eq!(rfc3339(t), format!("{y:04}-{m:02}-{d:02}T12:00:00.000000000Z"));
+            d += 1;
+            if d > days_in(y, m) {
+                (d, m) = (1, m + 1);
+                if m > 12 {
+                    (m, y) = (1, y + 1);
+                }
+            }
+        }
+        assert_eq!((y, m, d), (2500, 1, 1));
+    }
+
+    /// Days from 1970-01-01 to January 1st of `year`.
+    fn days_before(year: u32) -> u64 {
+        (1970..year).map(|y| if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 366 } else { 365 }).sum()
     }
 }
