@@ -25,9 +25,9 @@ const DIM: &str = "\x1b[2m";
 /// The longest any single step may take.
 const T: Duration = Duration::from_secs(20);
 
-/// A running `beehive record`.
+/// A running `beehive record` (killed if the test fails before it ends).
 struct Record {
-    child: Child,
+    child: Option<Child>,
     lines: Receiver<String>,
     /// The address it listens on, as it printed it.
     listen: String,
@@ -64,12 +64,12 @@ impl Record {
             .and_then(|r| r.split(" (").next())
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .to_owned();
-        Record { child, lines, listen }
+        Record { child: Some(child), lines, listen }
     }
 
     /// Ends the recording as Ctrl-C does; returns the exit status and the rest of stderr.
     fn stop(self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
+        let pid = self.pid().to_string();
         let killed = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
         assert!(killed.success());
         self.finish()
@@ -85,18 +85,35 @@ impl Record {
         }
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// Waits for the recording to end by itself (`--duration`).
-    fn finish(self) -> (ExitStatus, String) {
+    fn finish(mut self) -> (ExitStatus, String) {
         let mut rest = Vec::new();
         // stderr closes when the process exits.
         while let Ok(line) = self.lines.recv_timeout(T) {
             rest.push(line);
         }
         let (tx, rx) = mpsc::channel();
-        let mut child = self.child;
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
         thread::spawn(move || tx.send(child.wait()));
-        let status = rx.recv_timeout(T).expect("beehive record ends").unwrap();
-        (status, rest.join("\n"))
+        let Ok(status) = rx.recv_timeout(T) else {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("beehive record did not end within {T:?}");
+        };
+        (status.unwrap(), rest.join("\n"))
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -876,7 +893,7 @@ fn out_of_descriptors_accepting_pauses_and_resumes_when_connections_close() {
                 let listen = dir.path().join(format!("relay-{left}-{limit}.sock"));
                 let args = ["--listen", listen.to_str().unwrap(), "--upstream", up.to_str().unwrap()];
                 let rec = Record::start_limited(&out, &args, limit);
-                let free = limit as usize - open_descriptors(rec.child.id(), limit);
+                let free = limit as usize - open_descriptors(rec.pid(), limit);
                 if free % 3 == left {
                     Some((rec, free / 3, out))
                 } else {
