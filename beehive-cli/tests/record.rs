@@ -769,17 +769,26 @@ fn full_upstream(path: &Path) -> (Socket, Vec<Socket>) {
     }
 }
 
-#[test]
-fn an_upstream_that_does_not_accept_does_not_hold_up_the_end_of_the_recording() {
+/// The parts of [`record_to_full_upstream`] to keep until the test ends.
+type Kept = (tempfile::TempDir, (Socket, Vec<Socket>));
+
+/// A recording into `DIR/rec` (returned) whose upstream never accepts,
+/// started with `extra` arguments.
+fn record_to_full_upstream(extra: &[&str]) -> (Record, PathBuf, Kept) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec");
     let listen = dir.path().join("relay.sock");
     let upstream = dir.path().join("full.sock");
-    let _full = full_upstream(&upstream);
-    let rec = Record::start(
-        &out,
-        &["--log", "info", "--listen", listen.to_str().unwrap(), "--upstream", upstream.to_str().unwrap()],
-    );
+    let full = full_upstream(&upstream);
+    let mut args = vec!["--listen", listen.to_str().unwrap(), "--upstream", upstream.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let rec = Record::start(&out, &args);
+    (rec, out, (dir, full))
+}
+
+#[test]
+fn an_upstream_that_does_not_accept_does_not_hold_up_the_end_of_the_recording() {
+    let (rec, out, _kept) = record_to_full_upstream(&["--log", "info"]);
     let client = seqpacket_connect(&rec.listen);
     rec.line_with("connection accepted");
     // Its relay now waits to connect upstream; Ctrl-C ends it all the same.
@@ -794,15 +803,7 @@ fn an_upstream_that_does_not_accept_does_not_hold_up_the_end_of_the_recording() 
 
 #[test]
 fn connecting_upstream_gives_up_after_the_connect_timeout_and_closes_the_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec");
-    let listen = dir.path().join("relay.sock");
-    let upstream = dir.path().join("full.sock");
-    let _full = full_upstream(&upstream);
-    let rec = Record::start(
-        &out,
-        &["--listen", listen.to_str().unwrap(), "--upstream", upstream.to_str().unwrap(), "--connect-timeout", "300ms"],
-    );
+    let (rec, out, _kept) = record_to_full_upstream(&["--connect-timeout", "300ms"]);
     let client = seqpacket_connect(&rec.listen);
     let started = std::time::Instant::now();
     // The relay closes the client once connecting has taken 300 ms.
@@ -1027,23 +1028,52 @@ fn relay_to_closing_upstream(transport: &str, wait_for_data: bool, client: impl 
     index(&out).remove(0)
 }
 
+/// A client of the relay on a unix transport.
+enum UnixClient {
+    Stream(UnixStream),
+    Packet(Socket),
+}
+
+impl UnixClient {
+    fn connect(transport: &str, relay: &Path) -> UnixClient {
+        let relay = relay.to_str().unwrap();
+        if transport == "unix" {
+            let client = UnixStream::connect(relay).unwrap();
+            client.set_read_timeout(Some(T)).unwrap();
+            UnixClient::Stream(client)
+        } else {
+            UnixClient::Packet(seqpacket_connect(relay))
+        }
+    }
+
+    /// Sends `text` as a packet, or as a line on a stream.
+    fn send(&mut self, text: &str) {
+        match self {
+            UnixClient::Stream(s) => s.write_all(format!("{text}\n").as_bytes()).unwrap(),
+            UnixClient::Packet(s) => assert_eq!(s.send(text.as_bytes()).unwrap(), text.len()),
+        }
+    }
+
+    /// Waits for the end of the connection, with nothing before it.
+    fn closed(&mut self) {
+        match self {
+            UnixClient::Stream(s) => {
+                let mut rest = Vec::new();
+                s.read_to_end(&mut rest).unwrap();
+                assert!(rest.is_empty(), "{rest:?}");
+            }
+            UnixClient::Packet(s) => assert_eq!(recv_packet(s), None),
+        }
+    }
+}
+
 #[test]
 fn an_upstream_reset_ends_its_direction_and_the_relay_shuts_the_other() {
     for transport in ["unixpacket", "unix"] {
         let conn = relay_to_closing_upstream(transport, true, |relay| {
-            let relay = relay.to_str().unwrap();
-            if transport == "unix" {
-                let mut client = UnixStream::connect(relay).unwrap();
-                client.set_read_timeout(Some(T)).unwrap();
-                client.write_all(b"unread\n").unwrap();
-                let mut rest = Vec::new();
-                client.read_to_end(&mut rest).unwrap();
-                assert!(rest.is_empty(), "{rest:?}");
-            } else {
-                let client = seqpacket_connect(relay);
-                client.send(b"unread").unwrap();
-                assert_eq!(recv_packet(&client), None, "the relay closes the client");
-            }
+            let mut client = UnixClient::connect(transport, relay);
+            client.send("unread");
+            client.closed();
         });
         let end = |dir: &str| conn[dir]["end"].as_str().unwrap().to_owned();
         assert!(end("server_to_client").starts_with("read failed: Connection reset by peer"), "{transport}: {conn}");
@@ -1055,19 +1085,10 @@ fn an_upstream_reset_ends_its_direction_and_the_relay_shuts_the_other() {
 fn writing_to_an_upstream_that_closed_fails_that_direction() {
     for transport in ["unixpacket", "unix"] {
         let conn = relay_to_closing_upstream(transport, false, |relay| {
-            let relay = relay.to_str().unwrap();
-            if transport == "unix" {
-                let mut client = UnixStream::connect(relay).unwrap();
-                client.set_read_timeout(Some(T)).unwrap();
-                // The upstream's close comes through as the end of the stream.
-                let mut rest = Vec::new();
-                client.read_to_end(&mut rest).unwrap();
-                client.write_all(b"too late\n").unwrap();
-            } else {
-                let client = seqpacket_connect(relay);
-                assert_eq!(recv_packet(&client), None, "the upstream's close passes through");
-                client.send(b"too late").unwrap();
-            }
+            let mut client = UnixClient::connect(transport, relay);
+            // The upstream's close passes through.
+            client.closed();
+            client.send("too late");
         });
         let end = |dir: &str| conn[dir]["end"].as_str().unwrap().to_owned();
         assert_eq!(end("server_to_client"), "closed by the server", "{transport}: {conn}");
