@@ -163,10 +163,9 @@ struct Conn {
 struct Sockets {
     /// Shared with the relay's threads; released when the connection closes.
     list: Vec<Arc<Socket>>,
-    /// The relay shut the connection down (a direction failed).
+    /// The relay shut the connection down (a direction failed, or the
+    /// recording is ending): a socket added now is shut down at once.
     shut: bool,
-    /// The recording is ending: a socket added now is shut down at once.
-    stopping: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,10 +187,9 @@ impl Conn {
     }
 
     /// Shuts every socket down, which ends both directions' blocking calls.
-    fn shut_down(&self, stopping: bool) {
+    fn shut_down(&self) {
         let mut sockets = lock(&self.sockets);
         sockets.shut = true;
-        sockets.stopping |= stopping;
         for s in &sockets.list {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -257,7 +255,7 @@ impl Conn {
         self.fail(error);
         self.end(Dir::ClientToServer, "not relayed".into());
         self.end(Dir::ServerToClient, "not relayed".into());
-        self.shut_down(false);
+        self.shut_down();
         self.close(rec);
     }
 
@@ -375,7 +373,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
     drop(listener);
     rec.stopping.store(true, Ordering::SeqCst);
     for c in rec.conns() {
-        c.shut_down(true);
+        c.shut_down();
     }
     for h in handles {
         let _ = h.join();
@@ -389,6 +387,7 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
     let (failed, lines) = write_index(&recorded, args.transport.name(), &conns)?;
     write_manifest(&args.out, args, &shown, started_wall, duration_ns, &conns)?;
     let what = if args.transport == RecordTransport::Unixpacket { "packet" } else { "read" };
+    let unrecorded = rec.unrecorded.load(Ordering::Relaxed);
     let text = format!(
         "beehive: {ended}: recorded {} {}, {lines} {what}{} into {}{}{}",
         conns.len(),
@@ -400,12 +399,12 @@ pub fn run(args: &RecordArgs) -> anyhow::Result<u8> {
         } else {
             String::new()
         },
-        match rec.unrecorded.load(Ordering::Relaxed) {
+        match unrecorded {
             0 => String::new(),
             n => format!("; {n} closed unrecorded (their recording file could not be created)"),
         },
     );
-    let clean = failed == 0 && rec.unrecorded.load(Ordering::Relaxed) == 0;
+    let clean = failed == 0 && unrecorded == 0;
     let color = style::stderr_colored();
     let mut err = io::stderr().lock();
     let _ = style::paint(&mut err, color, if clean { style::DIM } else { style::ERROR }, &text);
@@ -592,16 +591,14 @@ fn pump(rec: &Recorder, conn: &Conn, dir: Dir, src: &Socket, dst: &Socket) {
         RecordTransport::Unixpacket => packets(rec, conn, dir, src, dst),
         RecordTransport::Unix | RecordTransport::Tcp => stream(rec, conn, dir, src, dst),
     };
-    let (shut, stopping) = {
-        let sockets = lock(&conn.sockets);
-        (sockets.shut, sockets.stopping)
-    };
+    let shut = lock(&conn.sockets).shut;
+    let stopping = rec.stopping.load(Ordering::SeqCst);
     match end {
         End::Relay(e) => {
             note(&format!("connection {}: {e}", conn.id));
             conn.end(dir, "relay error".into());
             conn.fail(e);
-            conn.shut_down(false);
+            conn.shut_down();
         }
         // A read or write ended by the shutdown (it may read as an end of
         // the connection): the cause is the shutdown, not the peer.
@@ -614,7 +611,7 @@ fn pump(rec: &Recorder, conn: &Conn, dir: Dir, src: &Socket, dst: &Socket) {
         }
         End::Failed(e) => {
             conn.end(dir, e);
-            conn.shut_down(false);
+            conn.shut_down();
         }
     }
 }
