@@ -20,6 +20,12 @@
 # Before every pass and at the end, the script measures the core-to-core
 # round trip (beehive-bench's `core_rtt` example) and prints the figures
 # with the table: W1-W3 follow it, and on a VM it can change between runs.
+# With CONTEND=1 it also measures, at the same points, the round trip of two
+# threads of one process taking turns on the free core by yielding (the
+# `handoff` example): the two thread switches that every W2 round trip
+# needs when its threads share that core, with no bus work at all.
+# After the table, every workload's rates per pass (ours / Go's, in pass
+# order) show whether a median hides a change of the machine's state.
 # Rust-only lines (W1-async, W1-floor, W7-floor, W8-async, W8-hive) are compared with Go's W1/W7/W8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,15 +39,16 @@ workloads=("$@")
 if [ ${#workloads[@]} -eq 0 ] || [ "${workloads[*],,}" = "all" ]; then
   workloads=(W1 W2 W3 W4 W5 W6 W7 W8)
 fi
-cargo build --release -q -p beehive-bench --bin beehive-bench --example core_rtt
+cargo build --release -q -p beehive-bench --bin beehive-bench --example core_rtt --example handoff
 rust=target/release/beehive-bench
 core_rtt=target/release/examples/core_rtt
+handoff=target/release/examples/handoff
 data=beehive-bench/data
 out=$(mktemp)
 busy=""
 cleanup() {
   [ -n "$busy" ] && kill "$busy" 2>/dev/null || true
-  rm -f "$out" "$out.go-stderr" "$out.rtt"
+  rm -f "$out" "$out.go-stderr" "$out.rtt" "$out.handoff"
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
@@ -54,6 +61,7 @@ for pass in $(seq "$PASSES"); do
   # The core-to-core round trip before each pass: the in-process workloads
   # follow it, and on a VM it can change between runs.
   echo "core-rtt $pass $("$core_rtt")" >>"$out.rtt"
+  [ -n "$busy" ] && echo "handoff $pass $(taskset -c 1 "$handoff" yield)" >>"$out.handoff"
   for w in "${workloads[@]}"; do
     g=$(go_name "$w")
     if [ $((pass % 2)) = 1 ]; then
@@ -66,8 +74,12 @@ for pass in $(seq "$PASSES"); do
   done
 done
 echo "core-rtt end $("$core_rtt")" >>"$out.rtt"
+[ -n "$busy" ] && echo "handoff end $(taskset -c 1 "$handoff" yield)" >>"$out.handoff"
 [ -n "${RAW:-}" ] && cp "$out" "$RAW"
 echo "core-to-core round trip (ns), before each pass and at the end: $(awk '{printf "%s ", $3}' "$out.rtt")"
+if [ -n "$busy" ]; then
+  echo "two threads taking turns on the free core by yielding (µs per round trip), before each pass and at the end: $(awk '{printf "%s ", $3}' "$out.handoff")"
+fi
 python3 - "$out" "$PASSES" "${CONTEND:-0}" <<'PY'
 import collections, json, statistics, sys
 runs = collections.defaultdict(list)
@@ -97,5 +109,12 @@ for w in seen:
     gm, rm = statistics.median(g), statistics.median(r)
     fmt = lambda v: '-' if v is None else f"{v:.1f}"
     print(f"{w:<9} {gm:>12.0f} {max(g)/min(g):>6.2f} {rm:>12.0f} {max(r)/min(r):>6.2f} {rm/gm:>6.2f} "
-          f"{fmt(p99(go)):>8} {fmt(p99(rs)):>8} {statistics.median(x['errors'] for x in go):>6} {statistics.median(x['errors'] for x in rs):>6}")
+          f"{fmt(p99(go)):>8} {fmt(p99(rs)):>8} {statistics.median(x['errors'] for x in go):>6g} {statistics.median(x['errors'] for x in rs):>6g}")
+def human(v):
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
+print("per pass, ours / Go's (ops/s):")
+for w in seen:
+    go, rs = runs.get((w, 'go'), []), runs.get((w, 'rs'), [])
+    if go and rs:
+        print(f"{w:<9} " + "  ".join(f"{human(rate(r))} / {human(rate(g))}" for r, g in zip(rs, go)))
 PY
