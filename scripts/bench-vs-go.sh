@@ -56,12 +56,18 @@ if [ "${CONTEND:-0}" = 1 ]; then
   taskset -c 0 sh -c 'while :; do :; done' &
   busy=$!
 fi
+# The machine's state at a point of the run (a pass number, or `end`).
+floors() {
+  echo "core-rtt $1 $("$core_rtt")" >>"$out.rtt"
+  if [ -n "$busy" ]; then
+    echo "handoff $1 $(taskset -c 1 "$handoff" yield)" >>"$out.handoff"
+  fi
+}
 go_name() { case "$1" in *-async) echo "${1%-async}" ;; *-hive) echo "${1%-hive}" ;; *-floor) echo "${1%-floor}" ;; *) echo "$1" ;; esac; }
 for pass in $(seq "$PASSES"); do
   # The core-to-core round trip before each pass: the in-process workloads
   # follow it, and on a VM it can change between runs.
-  echo "core-rtt $pass $("$core_rtt")" >>"$out.rtt"
-  [ -n "$busy" ] && echo "handoff $pass $(taskset -c 1 "$handoff" yield)" >>"$out.handoff"
+  floors "$pass"
   for w in "${workloads[@]}"; do
     g=$(go_name "$w")
     if [ $((pass % 2)) = 1 ]; then
@@ -73,8 +79,7 @@ for pass in $(seq "$PASSES"); do
     fi
   done
 done
-echo "core-rtt end $("$core_rtt")" >>"$out.rtt"
-[ -n "$busy" ] && echo "handoff end $(taskset -c 1 "$handoff" yield)" >>"$out.handoff"
+floors end
 [ -n "${RAW:-}" ] && cp "$out" "$RAW"
 echo "core-to-core round trip (ns), before each pass and at the end: $(awk '{printf "%s ", $3}' "$out.rtt")"
 if [ -n "$busy" ]; then
@@ -101,6 +106,9 @@ seen = []
 for (w, _) in runs:
     if w not in seen:
         seen.append(w)
+def human(v):
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
+per_pass = []
 for w in seen:
     go, rs = runs.get((w, 'go'), []), runs.get((w, 'rs'), [])
     if not go or not rs:
@@ -110,11 +118,7 @@ for w in seen:
     fmt = lambda v: '-' if v is None else f"{v:.1f}"
     print(f"{w:<9} {gm:>12.0f} {max(g)/min(g):>6.2f} {rm:>12.0f} {max(r)/min(r):>6.2f} {rm/gm:>6.2f} "
           f"{fmt(p99(go)):>8} {fmt(p99(rs)):>8} {statistics.median(x['errors'] for x in go):>6g} {statistics.median(x['errors'] for x in rs):>6g}")
-def human(v):
-    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k" if v >= 1e3 else f"{v:.0f}"
+    per_pass.append(f"{w:<9} " + "  ".join(f"{human(b)} / {human(a)}" for a, b in zip(g, r)))
 print("per pass, ours / Go's (ops/s):")
-for w in seen:
-    go, rs = runs.get((w, 'go'), []), runs.get((w, 'rs'), [])
-    if go and rs:
-        print(f"{w:<9} " + "  ".join(f"{human(rate(r))} / {human(rate(g))}" for r, g in zip(rs, go)))
+print("\n".join(per_pass))
 PY
